@@ -1,0 +1,1 @@
+"""Dataset files (HDF5 contract), train/test splitting, grouping and streaming."""

@@ -1,0 +1,268 @@
+"""The HDF5 dataset file of shared/DESIGN.md, one file per dose x overlap x split.
+
+/diffraction (n, N, N) float32 counts, chunked by patterns
+/positions   (n, 2) float64 patch centres (y, x) in object pixels
+/probe       (N, N) complex64
+/object      (H, W) complex64 ground truth
+root attributes: dose, overlap_target, overlap_measured, overlap_area, probe_diameter, split, seed,
+N, format_version, config (JSON).
+Writers stream patterns in chunks; readers validate on open and read batches lazily.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import h5py
+import numpy as np
+
+from ptycho import FORMAT_VERSION
+from ptycho.data.io import atomic_path
+from ptycho.errors import DatasetError
+
+REQUIRED_ATTRS = {
+    "dose": (float, np.floating),
+    "overlap_target": (float, np.floating),
+    "overlap_measured": (float, np.floating),
+    "split": (str, bytes),
+    "seed": (int, np.integer),
+    "N": (int, np.integer),
+    "format_version": (int, np.integer),
+    "config": (str, bytes),
+}
+
+
+@dataclass(frozen=True)
+class DatasetMeta:
+    dose: float
+    overlap_target: float
+    overlap_measured: float
+    overlap_area: float
+    probe_diameter: float
+    split: str
+    seed: int
+    config: dict
+
+
+class DatasetWriter:
+    """Stream-write a dataset: ``with DatasetWriter(path, ...) as w: w.write(counts_chunk)``.
+
+    The file is written to a temporary name and renamed on success, so an interrupted or failed
+    simulation leaves no file behind. Datasets are written without timestamps so the same inputs
+    give a bit-identical file.
+    """
+
+    def __init__(self, path, n: int, positions, probe, obj, meta: DatasetMeta, chunk: int = 256):
+        self.path = Path(path)
+        self.n = int(n)
+        self.positions = np.asarray(positions, dtype=np.float64)
+        self.probe = np.asarray(probe, dtype=np.complex64)
+        self.obj = np.asarray(obj, dtype=np.complex64)
+        self.meta = meta
+        self.chunk = max(1, min(int(chunk), max(self.n, 1)))
+        self._cursor = 0
+        self._ctx = None
+        self._file = None
+
+    def __enter__(self) -> "DatasetWriter":
+        N = self.probe.shape[0]
+        self._ctx = atomic_path(self.path, ".h5")
+        tmp = self._ctx.__enter__()
+        try:
+            f = h5py.File(tmp, "w", track_order=True)
+            self._file = f
+            kw = dict(track_times=False)
+            f.create_dataset("diffraction", shape=(self.n, N, N), dtype="float32",
+                             chunks=(self.chunk, N, N) if self.n else None, **kw)
+            f.create_dataset("positions", data=self.positions, **kw)
+            f.create_dataset("probe", data=self.probe, **kw)
+            f.create_dataset("object", data=self.obj, **kw)
+            m = self.meta
+            f.attrs["dose"] = float(m.dose)
+            f.attrs["overlap_target"] = float(m.overlap_target)
+            f.attrs["overlap_measured"] = float(m.overlap_measured)
+            f.attrs["overlap_area"] = float(m.overlap_area)
+            f.attrs["probe_diameter"] = float(m.probe_diameter)
+            f.attrs["split"] = m.split
+            f.attrs["seed"] = int(m.seed)
+            f.attrs["N"] = int(N)
+            f.attrs["format_version"] = int(FORMAT_VERSION)
+            f.attrs["config"] = json.dumps(m.config, sort_keys=True)
+        except BaseException as exc:
+            self._abort(exc)
+            raise
+        return self
+
+    def write(self, counts: np.ndarray) -> None:
+        counts = np.asarray(counts, dtype=np.float32)
+        k = len(counts)
+        if self._cursor + k > self.n:
+            raise DatasetError(f"{self.path}: writing {self._cursor + k} patterns into a file of {self.n}")
+        self._file["diffraction"][self._cursor : self._cursor + k] = counts
+        self._cursor += k
+
+    def _close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def _abort(self, exc: BaseException) -> None:
+        self._close()
+        self._ctx.__exit__(type(exc), exc, None)  # removes the temporary file
+
+    def __exit__(self, et, ev, tb) -> bool:
+        self._close()
+        if et is None and self._cursor != self.n:
+            err = DatasetError(f"{self.path}: wrote {self._cursor} of {self.n} patterns")
+            self._ctx.__exit__(DatasetError, err, None)
+            raise err
+        self._ctx.__exit__(et, ev, tb)  # renames on success, removes on error
+        return False
+
+
+class Dataset:
+    """Validated, lazy reader of a dataset file. Use as a context manager or call ``close``."""
+
+    def __init__(self, path, require_object: bool = True):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DatasetError(f"{self.path}: dataset file not found")
+        try:
+            self._f = h5py.File(self.path, "r")
+        except Exception as exc:
+            raise DatasetError(f"{self.path}: not a readable HDF5 file ({exc})") from exc
+        try:
+            self._validate(require_object)
+        except BaseException:
+            self._f.close()
+            raise
+
+    def _err(self, msg: str) -> DatasetError:
+        return DatasetError(f"{self.path}: {msg}")
+
+    def _validate(self, require_object: bool) -> None:
+        f = self._f
+        for key in ("diffraction", "positions", "probe"):
+            if key not in f:
+                raise self._err(f"missing dataset '/{key}'")
+        for key, types in REQUIRED_ATTRS.items():
+            if key not in f.attrs:
+                raise self._err(f"missing root attribute '{key}'")
+            if not isinstance(f.attrs[key], types):
+                raise self._err(f"attribute '{key}' has type {type(f.attrs[key]).__name__}")
+        if int(f.attrs["format_version"]) != FORMAT_VERSION:
+            raise self._err(f"format_version {f.attrs['format_version']}, expected {FORMAT_VERSION}")
+        d, p, pr = f["diffraction"], f["positions"], f["probe"]
+        if d.ndim != 3 or d.shape[1] != d.shape[2]:
+            raise self._err(f"'/diffraction' has shape {d.shape}, expected (n, N, N)")
+        if d.dtype != np.float32:
+            raise self._err(f"'/diffraction' has dtype {d.dtype}, expected float32 counts")
+        n, N = d.shape[0], d.shape[1]
+        if int(f.attrs["N"]) != N:
+            raise self._err(f"attribute N = {f.attrs['N']} but '/diffraction' patterns are {N} x {N}")
+        if p.shape != (n, 2) or p.dtype != np.float64:
+            raise self._err(f"'/positions' has shape {p.shape} dtype {p.dtype}, expected ({n}, 2) float64")
+        if pr.shape != (N, N) or pr.dtype != np.complex64:
+            raise self._err(f"'/probe' has shape {pr.shape} dtype {pr.dtype}, expected ({N}, {N}) complex64")
+        if "object" in f:
+            o = f["object"]
+            if o.ndim != 2 or o.dtype != np.complex64:
+                raise self._err(f"'/object' has shape {o.shape} dtype {o.dtype}, expected (H, W) complex64")
+        elif require_object:
+            raise self._err("missing dataset '/object' (ground truth)")
+        dose = float(f.attrs["dose"])
+        if not np.isfinite(dose) or dose <= 0:
+            raise self._err(f"attribute dose = {dose}, expected > 0 photons per exposure")
+        split = f.attrs["split"]
+        split = split.decode() if isinstance(split, bytes) else split
+        if split not in ("train", "test"):
+            raise self._err(f"attribute split = '{split}', expected 'train' or 'test'")
+
+    # -- metadata
+    @property
+    def n(self) -> int:
+        return int(self._f["diffraction"].shape[0])
+
+    @property
+    def N(self) -> int:
+        return int(self._f["diffraction"].shape[1])
+
+    @property
+    def dose(self) -> float:
+        return float(self._f.attrs["dose"])
+
+    @property
+    def split(self) -> str:
+        s = self._f.attrs["split"]
+        return s.decode() if isinstance(s, bytes) else str(s)
+
+    @property
+    def attrs(self) -> dict:
+        out = {}
+        for k, v in self._f.attrs.items():
+            out[k] = v.item() if isinstance(v, np.generic) else (v.decode() if isinstance(v, bytes) else v)
+        return out
+
+    @property
+    def config(self) -> dict:
+        return json.loads(self.attrs["config"])
+
+    @property
+    def has_object(self) -> bool:
+        return "object" in self._f
+
+    @property
+    def positions(self) -> np.ndarray:
+        return self._f["positions"][()]
+
+    @property
+    def probe(self) -> np.ndarray:
+        return self._f["probe"][()]
+
+    @property
+    def object(self) -> np.ndarray:
+        if "object" not in self._f:
+            raise self._err("no ground-truth '/object' in this file")
+        return self._f["object"][()]
+
+    @property
+    def object_shape(self) -> tuple[int, int]:
+        if "object" in self._f:
+            return tuple(self._f["object"].shape)
+        cfg = self.config
+        return tuple(cfg["object_size"])
+
+    # -- data
+    def read(self, indices=None) -> np.ndarray:
+        """Counts of the given pattern indices (sorted reads; original order returned)."""
+        d = self._f["diffraction"]
+        if indices is None:
+            return d[()]
+        idx = np.asarray(indices, dtype=np.int64)
+        if idx.size == 0:
+            return np.empty((0, self.N, self.N), np.float32)
+        order = np.argsort(idx, kind="stable")
+        uniq, inv = np.unique(idx[order], return_inverse=True)
+        block = d[uniq]
+        out = np.empty((idx.size, self.N, self.N), np.float32)
+        out[order] = block[inv]
+        return out
+
+    def iter_batches(self, batch_size: int, indices=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield (indices, counts) batches; only one batch is in memory at a time."""
+        idx = np.arange(self.n) if indices is None else np.asarray(indices)
+        for s in range(0, len(idx), batch_size):
+            sel = idx[s : s + batch_size]
+            yield sel, self.read(sel)
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> "Dataset":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,55 @@
+"""Spatially separated train/test split along y.
+
+A patch's footprint is its full N x N extent (plus one pixel for a fractional position). Train
+patches lie wholly above the split row, test patches wholly at or below it; straddling positions
+are dropped, so no object pixel is covered by both a train and a test patch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ptycho.errors import ConfigError
+from ptycho.physics.forward import patch_footprint
+
+
+def split_row(positions: np.ndarray, train_fraction: float) -> int:
+    """Object row where the split falls: ``train_fraction`` of the way down the scanned rows."""
+    y = np.asarray(positions)[:, 0]
+    return int(np.round(y.min() + train_fraction * (y.max() - y.min())))
+
+
+def split_masks(positions: np.ndarray, N: int, row: int) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean masks (train, test) for patch centres ``positions`` and split row ``row``."""
+    lo, hi = patch_footprint(positions, N)
+    train = hi[:, 0] < row
+    test = lo[:, 0] >= row
+    return train, test
+
+
+def coverage_mask(object_shape: tuple[int, int], positions: np.ndarray, N: int) -> np.ndarray:
+    """Boolean (H, W) map of object pixels inside at least one patch footprint."""
+    cov = np.zeros(object_shape, dtype=bool)
+    lo, hi = patch_footprint(positions, N)
+    for (y0, x0), (y1, x1) in zip(lo, hi):
+        cov[y0 : y1 + 1, x0 : x1 + 1] = True
+    return cov
+
+
+def shared_pixels(object_shape, train_positions, test_positions, N: int) -> int:
+    """Number of object pixels covered by both a train and a test patch (must be 0)."""
+    a = coverage_mask(object_shape, train_positions, N)
+    b = coverage_mask(object_shape, test_positions, N)
+    return int(np.count_nonzero(a & b))
+
+
+def split_positions(positions: np.ndarray, N: int, train_fraction: float):
+    """(train_positions, test_positions, row); errors if either side is empty."""
+    row = split_row(positions, train_fraction)
+    tr, te = split_masks(positions, N, row)
+    if tr.sum() < 2 or te.sum() < 2:
+        raise ConfigError(
+            f"split: only {int(tr.sum())} train and {int(te.sum())} test positions survive the y split "
+            f"at row {row} (N = {N}); use a taller object or a higher overlap"
+        )
+    return positions[tr], positions[te], row
