@@ -65,7 +65,14 @@ def validate_with_defaults(data: Any, schema: dict, source: str) -> dict:
         if errors:
             err = errors[0]
             where = "/".join(str(p) for p in err.absolute_path) or "<top level>"
-            raise ConfigError(f"{source}: invalid value at '{where}': {err.message}")
+            hint = ""
+            if isinstance(err.instance, str) and err.validator == "type":
+                try:
+                    float(err.instance)
+                    hint = " (YAML reads 1e3 as text: write 1000 or 1.0e+3)"
+                except ValueError:
+                    pass
+            raise ConfigError(f"{source}: invalid value at '{where}': {err.message}{hint}")
     return data
 
 

@@ -1,0 +1,1 @@
+"""Reconstruction: network inference + stitching, and the iterative (pty-chi) arm."""
