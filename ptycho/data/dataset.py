@@ -72,7 +72,7 @@ class DatasetWriter:
         self._ctx = atomic_path(self.path, ".h5")
         tmp = self._ctx.__enter__()
         try:
-            f = h5py.File(tmp, "w", track_order=True)
+            f = h5py.File(tmp, "w")
             self._file = f
             kw = dict(track_times=False)
             f.create_dataset("diffraction", shape=(self.n, N, N), dtype="float32",

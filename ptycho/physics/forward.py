@@ -10,7 +10,19 @@ import numpy as np
 
 from ptycho.errors import DatasetError
 
-SUBPIXEL_MARGIN = 8  # pixels of context around a patch for the Fourier sub-pixel shift
+SUBPIXEL_MARGIN = 16  # pixels of context around a patch for the Fourier sub-pixel shift
+
+
+def _taper(M: int, m: int) -> np.ndarray:
+    """(M, M) window: 1 over the central M - m pixels, a raised-cosine fall to 0 over m/2 pixels
+    at each edge, so the periodic extension of a tapered crop is smooth and the Fourier shift
+    of its centre has no Gibbs ringing from the crop edges."""
+    w = np.ones(M)
+    r = m // 2
+    ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(r) + 0.5) / r)
+    w[:r] = ramp
+    w[M - r :] = ramp[::-1]
+    return np.outer(w, w)
 
 
 def patch_corners(positions: np.ndarray, N: int) -> np.ndarray:
@@ -44,7 +56,8 @@ def extract_patches(obj: np.ndarray, positions: np.ndarray, N: int) -> np.ndarra
     """Object patches (n, N, N) complex128 at centre positions (n, 2) (y, x).
 
     Integer-aligned patches are direct slices. Fractional positions are shifted by Fourier
-    interpolation of a crop with ``SUBPIXEL_MARGIN`` pixels of context on each side.
+    interpolation of a crop with ``SUBPIXEL_MARGIN`` pixels of context on each side (tapered
+    towards the crop mean outside the central region, see ``_taper``).
     """
     obj = np.asarray(obj)
     pos = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
@@ -65,6 +78,8 @@ def extract_patches(obj: np.ndarray, positions: np.ndarray, N: int) -> np.ndarra
         for j, k in enumerate(sub):
             y, x = corners[k]  # object (y - m) is padded (y)
             crops[j] = padded[y : y + M, x : x + M]
+        mean = crops.mean(axis=(1, 2), keepdims=True)
+        crops = mean + (crops - mean) * _taper(M, m)[None]
         ky = np.fft.fftfreq(M)[None, :, None]
         kx = np.fft.fftfreq(M)[None, None, :]
         fy = frac[sub, 0][:, None, None]

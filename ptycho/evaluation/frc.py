@@ -1,0 +1,83 @@
+"""Fourier ring correlation between a reconstruction and the ground truth.
+
+The FRC here compares an aligned reconstruction with the known truth (not two half data sets), and
+the resolution is the period at the first crossing of a fixed threshold: 0.5 and 1/7.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ptycho.errors import PtychoError
+from ptycho.evaluation.region import bounding_box, soft_window
+
+FRC_THRESHOLDS = {"frc50_px": 0.5, "frc17_px": 1.0 / 7.0}
+NYQUIST_PERIOD_PX = 2.0
+
+
+def frc_curve(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Fourier ring correlation of two real images of equal shape (H, W).
+
+    Both images are cropped to the bounding box of ``mask`` (the whole image if None), their mean
+    over the mask is removed, and they are apodised with :func:`~ptycho.evaluation.region.soft_window`
+    (a Tukey-like taper, 1/8 of the shorter side, that follows the region's outline; pixels
+    outside the region get weight 0). The crop is zero-padded to a square of side M = max(h, w),
+    so rings have a width of one frequency sample, 1/M cycles/pixel.
+
+    Returns ``(freq, frc)``, both (M//2,) float64: ring k = 1 .. M//2 at ``freq = k / M``
+    cycles/pixel (the DC ring is left out; the last ring is Nyquist, 0.5 cycles/pixel), and
+    ``frc_k = Re sum F_a conj(F_b) / sqrt(sum |F_a|^2 sum |F_b|^2)`` over the ring, 0 where either
+    image has no power in the ring (an empty image correlates with nothing).
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or a.shape != b.shape:
+        raise PtychoError(f"frc_curve: need two equal 2-D images, got {a.shape} and {b.shape}")
+    m = np.ones(a.shape, bool) if mask is None else np.asarray(mask, dtype=bool)
+    if m.shape != a.shape:
+        raise PtychoError(f"frc_curve: mask {m.shape} does not match the images {a.shape}")
+    box = bounding_box(m)
+    a, b, m = a[box], b[box], m[box]
+    h, w = a.shape
+    if min(h, w) < 4:
+        raise PtychoError(f"frc_curve: region bounding box {h} x {w} is too small (< 4 px)")
+    win = soft_window(m)
+    M = max(h, w)
+    fa = np.fft.fft2((a - a[m].mean()) * win, s=(M, M))
+    fb = np.fft.fft2((b - b[m].mean()) * win, s=(M, M))
+    k = np.fft.fftfreq(M) * M
+    ring = np.rint(np.hypot(k[:, None], k[None, :])).astype(np.int64).ravel()
+    nr = M // 2 + 1
+    num = np.bincount(ring, weights=np.real(fa * np.conj(fb)).ravel(), minlength=nr)[:nr]
+    pa = np.bincount(ring, weights=(np.abs(fa) ** 2).ravel(), minlength=nr)[:nr]
+    pb = np.bincount(ring, weights=(np.abs(fb) ** 2).ravel(), minlength=nr)[:nr]
+    den = np.sqrt(pa * pb)
+    frc = np.divide(num, den, out=np.zeros(nr), where=den > 0)
+    freq = np.arange(nr) / M
+    return freq[1:], np.clip(frc[1:], -1.0, 1.0)
+
+
+def frc_resolution(freq: np.ndarray, curve: np.ndarray, threshold: float) -> float:
+    """Resolution (pixels) = 1 / f at the first crossing of ``curve`` below ``threshold``.
+
+    The crossing frequency is linearly interpolated between the last ring at or above the threshold
+    and the first ring below it. A curve below the threshold at its first ring gives ``1 / freq[0]``
+    (the largest period measured, the worst); a curve that never crosses gives 2.0 px (Nyquist).
+    """
+    freq = np.asarray(freq, dtype=np.float64)
+    curve = np.asarray(curve, dtype=np.float64)
+    if freq.ndim != 1 or freq.shape != curve.shape or freq.size == 0:
+        raise PtychoError(f"frc_resolution: freq {freq.shape} and curve {curve.shape} must be "
+                          "equal non-empty 1-D arrays")
+    if not (np.all(np.isfinite(freq)) and np.all(np.isfinite(curve))) or np.any(freq <= 0):
+        raise PtychoError("frc_resolution: freq must be positive and finite and the curve finite")
+    below = np.flatnonzero(curve < threshold)
+    if below.size == 0:
+        return NYQUIST_PERIOD_PX
+    i = int(below[0])
+    if i == 0:
+        return float(1.0 / freq[0])
+    f0, f1, c0, c1 = freq[i - 1], freq[i], curve[i - 1], curve[i]
+    f = f0 + (c0 - threshold) * (f1 - f0) / (c0 - c1)
+    return float(min(1.0 / f, 1.0 / freq[0]))

@@ -1,0 +1,233 @@
+"""Image metrics of an aligned reconstruction against the ground truth, over the evaluation region.
+
+Conventions (shared/DESIGN.md, "Evaluation"):
+
+- Amplitude is ``|o|``, phase is ``angle(o)`` in radians (the phase of a zero pixel is 0), both
+  compared as plain real images (no phase wrapping of differences) after alignment.
+- MAE, MSE: means over the region pixels. PSNR = 10 log10(R^2 / MSE) dB with R the
+  ground-truth range (max - min) over the region (``psnr_data_range``, reported), capped at
+  ``PSNR_CAP_DB`` for (near-)identical images so the number stays finite.
+- SSIM: ``skimage.metrics.structural_similarity`` with the explicit data range R, a Gaussian
+  window (sigma 1.5, 11 x 11) and population covariances (Wang et al. 2004), computed on the
+  region's bounding box; the SSIM map (full=True) is averaged over the region pixels.
+- MS-SSIM: Wang, Simoncelli & Bovik (2003), five scales, weights
+  (0.0448, 0.2856, 0.3001, 0.2363, 0.1333); see :func:`ms_ssim`.
+- FRC resolution (pixels) at the 0.5 and 1/7 thresholds; see :mod:`ptycho.evaluation.frc`.
+- NCE, the normalised complex error ``||a - t|| / ||t||`` over the region, with ``a`` the aligned
+  reconstruction (scale, shift and ramp applied); 0 is perfect, 1 is an all-zero image.
+
+A metric that cannot be computed raises ``PtychoError`` naming it; it never becomes NaN.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import ndimage
+from skimage.metrics import structural_similarity
+
+from ptycho.errors import PtychoError
+from ptycho.evaluation.frc import FRC_THRESHOLDS, frc_curve, frc_resolution
+from ptycho.evaluation.region import bounding_box
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
+SSIM_SIGMA = 1.5
+SSIM_WIN = 11
+SSIM_K1, SSIM_K2 = 0.01, 0.03
+MIN_WIN = 3
+PSNR_CAP_DB = 100.0
+"""PSNR ceiling (dB): reached only when MSE <= 1e-10 R^2, i.e. identical images up to rounding."""
+
+
+def _crop_box(mask: np.ndarray, min_size: int) -> tuple[slice, slice]:
+    """Bounding box of ``mask``, grown symmetrically (within the image) to at least ``min_size``
+    pixels per side where the image allows, so the SSIM windows have room."""
+    box = list(bounding_box(mask))
+    for ax, n in enumerate(mask.shape):
+        s = box[ax]
+        size = s.stop - s.start
+        if size < min_size:
+            grow = min(min_size, n) - size
+            lo = max(0, s.start - grow // 2)
+            hi = min(n, lo + size + grow)
+            lo = max(0, hi - (size + grow))
+            box[ax] = slice(lo, hi)
+    return box[0], box[1]
+
+
+def _ssim_cs_maps(x: np.ndarray, y: np.ndarray, data_range: float, win: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Gaussian SSIM and contrast-structure maps, the same formula as scikit-image's
+    ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``,
+    with the Gaussian truncated to a ``win`` x ``win`` window (reflect boundary)."""
+    r = (win - 1) // 2
+    kw = dict(sigma=SSIM_SIGMA, truncate=(r + 0.25) / SSIM_SIGMA, mode="reflect")
+    ux, uy = ndimage.gaussian_filter(x, **kw), ndimage.gaussian_filter(y, **kw)
+    vx = ndimage.gaussian_filter(x * x, **kw) - ux * ux
+    vy = ndimage.gaussian_filter(y * y, **kw) - uy * uy
+    vxy = ndimage.gaussian_filter(x * y, **kw) - ux * uy
+    c1, c2 = (SSIM_K1 * data_range) ** 2, (SSIM_K2 * data_range) ** 2
+    cs = (2 * vxy + c2) / (vx + vy + c2)
+    lum = (2 * ux * uy + c1) / (ux * ux + uy * uy + c1)
+    return lum * cs, cs
+
+
+def _scale_window(shape: tuple[int, int]) -> int:
+    """Largest odd window <= SSIM_WIN that fits ``shape``."""
+    w = min(SSIM_WIN, *shape)
+    return w if w % 2 == 1 else w - 1
+
+
+def _masked_mean(values: np.ndarray, mask: np.ndarray, name: str) -> float:
+    if not mask.any():
+        raise PtychoError(f"{name}: the evaluation region vanishes at this scale")
+    return float(np.mean(values[mask], dtype=np.float64))
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray, data_range: float, mask: np.ndarray | None = None) -> float:
+    """Multi-scale SSIM (Wang, Simoncelli & Bovik 2003) of real images ``a`` and ``b`` (H, W).
+
+    Five scales; between scales both images are 2 x 2 block-averaged (odd rows/columns dropped).
+    ``MS = prod_{j<5} max(cs_j, 0)^w_j * max(ssim_5, 0)^w_5`` with the standard weights
+    (0.0448, 0.2856, 0.3001, 0.2363, 0.1333); cs_j and ssim_5 are the means over the region
+    (the mask is block-averaged too and a coarse pixel counts when at least half of it is in the
+    region); negative values are clipped at 0 (as in TensorFlow and pytorch-msssim).
+    ``data_range`` sets C1 = (0.01 R)^2 and C2 = (0.03 R)^2.
+
+    Windows: the Gaussian has sigma 1.5 px at every scale and an 11 x 11 support. Small images:
+    the images are cropped to the mask's bounding box grown to at least 48 px a side where the
+    image allows; at a scale whose shorter side is below 11 px the window is reduced to the
+    largest odd size that fits (the Gaussian truncated there, as TensorFlow's
+    ``ssim_multiscale`` does), never below 3 x 3. An image whose coarsest scale is smaller than
+    3 px (shorter side < 48 px) raises ``PtychoError``.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or a.shape != b.shape:
+        raise PtychoError(f"ms_ssim: need two equal 2-D images, got {a.shape} and {b.shape}")
+    if not (np.isfinite(data_range) and data_range > 0):
+        raise PtychoError(f"ms_ssim: data_range must be positive and finite, got {data_range}")
+    m = np.ones(a.shape, bool) if mask is None else np.asarray(mask, dtype=bool)
+    if m.shape != a.shape:
+        raise PtychoError(f"ms_ssim: mask {m.shape} does not match the images {a.shape}")
+    n_scales = len(MS_SSIM_WEIGHTS)
+    need = MIN_WIN * 2 ** (n_scales - 1)
+    box = _crop_box(m, need)
+    x, y, mf = a[box], b[box], m[box].astype(np.float64)
+    if min(x.shape) < need:
+        raise PtychoError(
+            f"ms_ssim: image {x.shape[0]} x {x.shape[1]} is too small for {n_scales} scales "
+            f"(need >= {need} px a side for a {MIN_WIN} x {MIN_WIN} window at the coarsest scale)"
+        )
+    result = 1.0
+    for j, weight in enumerate(MS_SSIM_WEIGHTS):
+        win = _scale_window(x.shape)
+        ssim_map, cs_map = _ssim_cs_maps(x, y, data_range, win)
+        sel = mf >= 0.5
+        if j < n_scales - 1:
+            val = _masked_mean(cs_map, sel, f"ms_ssim scale {j + 1}")
+            h, w = (x.shape[0] // 2) * 2, (x.shape[1] // 2) * 2
+            pool = lambda z: z[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))  # noqa: E731
+            x, y, mf = pool(x), pool(y), pool(mf)
+        else:
+            val = _masked_mean(ssim_map, sel, f"ms_ssim scale {j + 1}")
+        result *= max(val, 0.0) ** weight
+    return float(result)
+
+
+def ssim(a: np.ndarray, b: np.ndarray, data_range: float, mask: np.ndarray | None = None) -> float:
+    """Mean SSIM of real images over ``mask``: scikit-image ``structural_similarity`` on the mask's
+    bounding box (grown to at least 11 px a side where the image allows) with the explicit
+    ``data_range``, Gaussian window (sigma 1.5, 11 x 11), population covariance, ``full=True``;
+    the SSIM map is averaged over the region pixels."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or a.shape != b.shape:
+        raise PtychoError(f"ssim: need two equal 2-D images, got {a.shape} and {b.shape}")
+    if not (np.isfinite(data_range) and data_range > 0):
+        raise PtychoError(f"ssim: data_range must be positive and finite, got {data_range}")
+    m = np.ones(a.shape, bool) if mask is None else np.asarray(mask, dtype=bool)
+    box = _crop_box(m, SSIM_WIN)
+    if min(a[box].shape) < SSIM_WIN:
+        raise PtychoError(f"ssim: image {a.shape} is smaller than the {SSIM_WIN} px window")
+    _, smap = structural_similarity(a[box], b[box], data_range=float(data_range),
+                                    gaussian_weights=True, sigma=SSIM_SIGMA,
+                                    use_sample_covariance=False, full=True)
+    return _masked_mean(smap, m[box], "ssim")
+
+
+def _real_metrics(x: np.ndarray, t: np.ndarray, mask: np.ndarray, name: str
+                  ) -> tuple[dict, tuple[np.ndarray, np.ndarray]]:
+    """Metrics of one real component (``x`` reconstruction, ``t`` truth) and its FRC curve."""
+    tv, xv = t[mask], x[mask]
+    R = float(tv.max() - tv.min())
+    if not (np.isfinite(R) and R > 0):
+        raise PtychoError(
+            f"{name}.psnr_data_range: the ground-truth {name} is constant over the evaluation "
+            "region (range 0), so PSNR and SSIM have no data range"
+        )
+    err = xv - tv
+    mse = float(np.mean(err**2))
+    psnr = PSNR_CAP_DB if mse <= 1e-10 * R * R else min(PSNR_CAP_DB, 10.0 * math.log10(R * R / mse))
+    freq, curve = frc_curve(x, t, mask)
+    out = {
+        "mae": float(np.mean(np.abs(err))),
+        "mse": mse,
+        "psnr": float(psnr),
+        "psnr_data_range": R,
+        "ssim": ssim(x, t, R, mask),
+        "ms_ssim": ms_ssim(x, t, R, mask),
+    }
+    for key, thr in FRC_THRESHOLDS.items():
+        out[key] = frc_resolution(freq, curve, thr)
+    return out, (freq, curve)
+
+
+def _check_finite(d: dict, prefix: str = "") -> None:
+    for k, v in d.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            _check_finite(v, name + ".")
+        elif not math.isfinite(float(v)):
+            raise PtychoError(f"metric '{name}' is not finite ({v})")
+
+
+def metrics_and_curves(aligned: np.ndarray, truth: np.ndarray, mask: np.ndarray
+                       ) -> tuple[dict, dict]:
+    """:func:`compute_metrics` plus the FRC curves:
+    ``{"amplitude": {"freq": [...], "frc": [...]}, "phase": {...}}`` (cycles/pixel, unitless)."""
+    a = np.asarray(aligned, dtype=np.complex128)
+    t = np.asarray(truth, dtype=np.complex128)
+    mask = np.asarray(mask, dtype=bool)
+    if a.ndim != 2 or a.shape != t.shape or mask.shape != t.shape:
+        raise PtychoError(f"compute_metrics: aligned {a.shape}, truth {t.shape} and mask "
+                          f"{mask.shape} must be equal 2-D shapes")
+    if not mask.any():
+        raise PtychoError("compute_metrics: the evaluation region is empty")
+    if not (np.all(np.isfinite(a[mask])) and np.all(np.isfinite(t[mask]))):
+        raise PtychoError("compute_metrics: NaN or inf in the aligned reconstruction or truth")
+    metrics, curves = {}, {}
+    for name, f in (("amplitude", np.abs), ("phase", np.angle)):
+        metrics[name], (freq, curve) = _real_metrics(f(a), f(t), mask, name)
+        curves[name] = {"freq": freq.tolist(), "frc": curve.tolist()}
+    tn = float(np.linalg.norm(t[mask]))
+    if tn == 0:
+        raise PtychoError("complex.nce: the ground truth is zero over the evaluation region")
+    metrics["complex"] = {"nce": float(np.linalg.norm(a[mask] - t[mask]) / tn)}
+    _check_finite(metrics)
+    return metrics, curves
+
+
+def compute_metrics(aligned: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> dict:
+    """Metrics of an aligned complex reconstruction (H, W) against the complex truth (H, W) over
+    the boolean region ``mask`` (H, W).
+
+    Returns ``{"amplitude": {...}, "phase": {...}, "complex": {"nce": float}}``; amplitude and
+    phase each hold ``mae, mse`` (units of the image: amplitude, radians / radians^2),
+    ``psnr`` (dB), ``psnr_data_range`` (ground-truth max - min over the region, used for PSNR,
+    SSIM and MS-SSIM), ``ssim``, ``ms_ssim`` (unitless) and ``frc50_px``, ``frc17_px`` (FRC
+    resolution in pixels at thresholds 0.5 and 1/7). Conventions in the module docstring.
+    Raises ``PtychoError`` naming any metric that cannot be computed or is not finite.
+    """
+    return metrics_and_curves(aligned, truth, mask)[0]

@@ -1,0 +1,80 @@
+"""Building blocks shared by the PINN and the supervised baseline (one encoder/decoder family).
+
+Everything is built on call from explicit arguments; nothing is built at import time. Layers are
+registered with Keras so a saved ``model.keras`` reloads without extra arguments.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+from ptycho.errors import ConfigError
+
+
+@keras.saving.register_keras_serializable(package="ptycho")
+class CountsToAmplitude(keras.layers.Layer):
+    """Network input: sqrt(counts) / norm, the one normalisation of the model (recorded in the
+    bundle). Living inside the model, it is applied exactly once, in training and in inference."""
+
+    def __init__(self, norm: float, **kwargs):
+        super().__init__(**kwargs)
+        self.norm = float(norm)
+        if not (math.isfinite(self.norm) and self.norm > 0):
+            raise ConfigError(f"input normalisation must be a positive number, got {norm}")
+
+    def call(self, counts):
+        return tf.sqrt(tf.nn.relu(counts)) / self.norm
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(norm=self.norm)
+        return cfg
+
+
+@keras.saving.register_keras_serializable(package="ptycho")
+class AmpPhaseToComplex(keras.layers.Layer):
+    """(amplitude, phase) -> (real, imaginary) parts of the object patches."""
+
+    def call(self, inputs):
+        amp, phase = inputs
+        return [amp * tf.cos(phase), amp * tf.sin(phase)]
+
+    def compute_output_shape(self, input_shape):
+        return [input_shape[0], input_shape[0]]
+
+
+def check_depth(N: int, depth: int) -> None:
+    if N % (2**depth):
+        raise ConfigError(f"N = {N} must be divisible by 2^depth = {2**depth} (depth = {depth})")
+
+
+def encoder(x, filters: int, depth: int, prefix: str = "enc"):
+    """``depth`` stages of two 3x3 ReLU convolutions and a 2x2 max-pool (each halves the patch)."""
+    for i in range(depth):
+        f = filters * 2**i
+        x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"{prefix}{i}_a")(x)
+        x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"{prefix}{i}_b")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"{prefix}{i}_pool")(x)
+    return x
+
+
+def decoder(x, filters: int, depth: int, channels: int, activation: str, prefix: str):
+    """Mirror of the encoder: ``depth`` x (2x upsampling, 3x3 ReLU convolution), then a 3x3
+    convolution to ``channels`` outputs with ``activation``."""
+    for i in reversed(range(depth)):
+        f = filters * 2**i
+        x = keras.layers.UpSampling2D(2, name=f"{prefix}{i}_up")(x)
+        x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"{prefix}{i}_conv")(x)
+    return keras.layers.Conv2D(channels, 3, padding="same", activation=activation,
+                               name=f"{prefix}_out")(x)
+
+
+def amplitude_phase_heads(h, filters: int, depth: int, channels: int):
+    """Amplitude in (0, 1) (sigmoid) and phase in (-pi, pi) (pi * tanh), each (B, N, N, channels)."""
+    amp = decoder(h, filters, depth, channels, "sigmoid", "amp")
+    phase = decoder(h, filters, depth, channels, "tanh", "phase")
+    phase = keras.layers.Rescaling(math.pi, name="phase_scale")(phase)
+    return amp, phase

@@ -1,0 +1,320 @@
+"""The iterative reference arm: pty-chi LSQML on the test split (known probe, flat start).
+
+Conventions of pty-chi 2.2 (read from its source) and how ours map onto them
+------------------------------------------------------------------------------
+* Diffraction data are *intensities* (not amplitudes), DC at the array centre, passed with
+  ``data_options.fft_shift = True`` so pty-chi moves DC to the corner once, at load time.
+* Far field: ``FourierPropagator(norm=None)``, i.e. the *unnormalised* ``torch.fft.fft2`` with no
+  shift, and predicted intensity = sum over probe modes of ``|fft2(P * O_patch)|^2``.
+  Ours is ``D |fft2_ortho(P O)|^2 / sum|P|^2 = D |fft2(P O)|^2 / (N^2 sum|P|^2)``, so handing
+  pty-chi the probe ``P * sqrt(D / (N^2 sum|P|^2))`` makes its forward model equal to our
+  expected counts, in photons (the counts go in unscaled). ``rescale_probe_intensity_in_first_epoch``
+  is switched off: the probe and its power are known, and epoch 0 would otherwise be spent on
+  rescaling instead of updating the object.
+* Positions: pty-chi takes (y, x) probe positions in pixels relative to an origin
+  ``pos_origin_coords`` of the object buffer; buffer index = position + origin, and a patch of
+  size N centred on buffer coordinate p starts at p - (N - 1) / 2. Our patch starts at c - N/2, so
+  ``p = c - 1/2``. We use an object buffer equal to our H x W grid and the origin
+  ``(H//2 - 1/2, W//2 - 1/2)`` (``SPECIFIED``), hence ``position = c - (H//2, W//2)``: integer
+  centres stay integer and the returned buffer *is* our object grid, no crop or flip needed.
+* Sub-pixel positions: pty-chi extracts the patch at the rounded position and Fourier-shifts the
+  probe by the fractional residual; we shift the object instead. The exit waves then differ by a
+  translation only (same intensity) up to the probe's edge values; measured difference ~1% of the
+  pattern norm for this project's probes, exact (float32) for integer positions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ptycho.config import IterativeConfig
+from ptycho.data.dataset import Dataset
+from ptycho.errors import ConfigError, DatasetError, PtychoError
+from ptycho.physics.forward import check_positions, patch_corners
+from ptycho.reconstruct.io import Reconstruction
+
+log = logging.getLogger("ptycho.iterative")
+
+NOISE_MODELS = ("gaussian", "poisson")
+DEVICES = ("auto", "cpu", "cuda")
+SEED = 0  # minibatch shuffling of pty-chi's DataLoader (torch, numpy and random are seeded)
+READ_BATCH = 256  # patterns per HDF5 read while assembling the pty-chi tensor
+
+# Tuned on the scaled dense 1e5 cell (420 patterns, N = 32, 100 epochs); see the module report.
+OBJECT_STEP_SIZE = 1.0
+OPTIMAL_STEP_SIZE_SCALER = 0.9
+GAUSSIAN_NOISE_STD = 0.5
+
+
+def validate_config(cfg: IterativeConfig) -> None:
+    """Reject budgets and options pty-chi would fail on later (or silently change)."""
+    it = cfg.iterations
+    if isinstance(it, bool) or not isinstance(it, (int, np.integer)) or it < 1:
+        raise ConfigError(f"iterative: iteration budget must be an integer >= 1 epochs, got {it!r}")
+    bs = cfg.batch_size
+    if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1:
+        raise ConfigError(f"iterative: batch_size must be an integer >= 1, got {bs!r}")
+    if cfg.noise_model not in NOISE_MODELS:
+        raise ConfigError(
+            f"iterative: noise_model must be one of {NOISE_MODELS}, got {cfg.noise_model!r}"
+        )
+
+
+def illumination_map(probe: np.ndarray, positions: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Sum over positions of |P|^2 on the object grid (H, W), float64, our position convention.
+
+    Patch pixel i of centre c sits at object coordinate c - N/2 + i; the fractional part is
+    placed by bilinear interpolation (non-negative, exact for integer centres), so the map covers
+    the same footprint as the forward model (N, or N + 1 pixels for a fractional centre).
+    """
+    inten = np.abs(np.asarray(probe, dtype=np.complex128)) ** 2
+    N = inten.shape[0]
+    pos = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
+    check_positions(shape, pos, N)
+    corners = patch_corners(pos, N)
+    frac = (pos - N / 2) - corners
+    out = np.zeros((shape[0] + 1, shape[1] + 1), dtype=np.float64)
+    padded = np.zeros((N + 1, N + 1))
+    for (y, x), (fy, fx) in zip(corners, frac):
+        # value at object pixel corner + j is I(j - f): linear interpolation between j and j - 1
+        padded[:] = 0.0
+        padded[:N, :N] += (1 - fy) * (1 - fx) * inten
+        padded[1:, :N] += fy * (1 - fx) * inten
+        padded[:N, 1:] += (1 - fy) * fx * inten
+        padded[1:, 1:] += fy * fx * inten
+        out[y : y + N + 1, x : x + N + 1] += padded
+    return out[: shape[0], : shape[1]]
+
+
+def _choose_device(device: str, torch) -> str:
+    if device not in DEVICES:
+        raise ConfigError(f"iterative: device must be one of {DEVICES}, got {device!r}")
+    has_cuda = bool(torch.cuda.is_available())
+    if device == "cuda" and not has_cuda:
+        raise PtychoError("iterative: device 'cuda' requested but torch sees no CUDA device")
+    return "cuda" if (device == "cuda" or (device == "auto" and has_cuda)) else "cpu"
+
+
+def _read_inputs(test_path: Path):
+    """Counts (n, N, N) float32, positions, probe, object shape, dose and overlap view."""
+    with Dataset(test_path, require_object=False) as ds:
+        n, N = ds.n, ds.N
+        if n < 1:
+            raise DatasetError(f"{test_path}: the test split holds no diffraction patterns")
+        positions = ds.positions
+        probe = ds.probe
+        shape = tuple(int(s) for s in ds.object_shape)
+        dose = ds.dose
+        try:
+            view = str(ds.config.get("overlap_view", ""))
+        except Exception:  # noqa: BLE001 - the view is informative only
+            view = ""
+        # pty-chi holds the whole split as one tensor; a test split is small enough for that
+        # (scaled: ~420 x 32 x 32 float32 = 1.7 MB; full: a few thousand x 128 x 128 = ~0.3 GB).
+        # The file is still read in bounded batches, so no second full copy is made on the way.
+        counts = np.empty((n, N, N), dtype=np.float32)
+        for idx, block in ds.iter_batches(READ_BATCH):
+            counts[idx] = block
+    if not np.all(np.isfinite(positions)):
+        raise DatasetError(f"{test_path}: '/positions' contains NaN or inf")
+    if not np.all(np.isfinite(probe)) or float(np.sum(np.abs(probe) ** 2)) <= 0:
+        raise DatasetError(f"{test_path}: '/probe' is zero everywhere or not finite")
+    if not np.all(np.isfinite(counts)) or float(counts.min()) < 0:
+        raise DatasetError(f"{test_path}: '/diffraction' counts must be finite and >= 0")
+    try:
+        check_positions(shape, positions, N)
+    except DatasetError as exc:
+        raise DatasetError(f"{test_path}: {exc}") from exc
+    return counts, positions, probe, shape, dose, view
+
+
+@contextlib.contextmanager
+def _quiet_ptychi():
+    """pty-chi logs every epoch at INFO, draws tqdm bars at INFO and warns through torch; keep
+    only its warnings and errors. Our own INFO lines report progress instead."""
+    lg = logging.getLogger("ptychi")
+    old = lg.level
+    lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=".*Consider using tensor.detach.*")
+            yield
+    finally:
+        lg.setLevel(old)
+
+
+def _build_options(api, cfg: IterativeConfig, n: int, shape, device: str):
+    opts = api.LSQMLOptions()
+    ro = opts.reconstructor_options
+    ro.num_epochs = int(cfg.iterations)
+    ro.batch_size = int(min(cfg.batch_size, n))
+    ro.noise_model = api.NoiseModels(cfg.noise_model)
+    ro.gaussian_noise_std = GAUSSIAN_NOISE_STD
+    ro.batching_mode = api.BatchingModes.RANDOM
+    ro.default_device = api.Devices.GPU if device == "cuda" else api.Devices.CPU
+    ro.random_seed = SEED
+    ro.rescale_probe_intensity_in_first_epoch = False
+    ro.momentum_acceleration_gain = 0.0
+
+    opts.data_options.fft_shift = True  # our patterns have DC at (N/2, N/2)
+    opts.data_options.save_data_on_device = device == "cuda"
+
+    oo = opts.object_options
+    oo.optimizable = True
+    oo.step_size = OBJECT_STEP_SIZE
+    oo.optimal_step_size_scaler = OPTIMAL_STEP_SIZE_SCALER
+    oo.pixel_size_m = 1.0
+    oo.determine_position_origin_coords_by = api.ObjectPosOriginCoordsMethods.SPECIFIED
+    H, W = shape
+    oo.position_origin_coords = [H // 2 - 0.5, W // 2 - 0.5]
+    # With a known probe the object-probe scale is fixed by the dose; renormalising the object to
+    # unit mean transmission (and the probe inversely) only makes sense when the probe is refined.
+    oo.remove_object_probe_ambiguity.enabled = bool(cfg.refine_probe)
+
+    po = opts.probe_options
+    po.optimizable = bool(cfg.refine_probe)
+    po.orthogonalize_incoherent_modes.enabled = False  # one mode
+
+    opts.probe_position_options.optimizable = False
+    opts.opr_mode_weight_options.optimizable = False
+    return opts
+
+
+def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
+                          device: str = "auto") -> Reconstruction:
+    """pty-chi LSQML reconstruction of a test split (arm ``iterative``, gridsize 1).
+
+    Parameters
+    ----------
+    test_path : the test dataset file (counts in photons, positions in object pixels, probe).
+    cfg : iterations (epochs, >= 1), batch_size, noise_model ('gaussian' | 'poisson'),
+        refine_probe (the known probe is the start; refined only if True).
+    threads : torch intra-op threads.
+    device : 'auto' (CUDA when torch sees it), 'cpu' or 'cuda'.
+
+    Returns the complex object on the ground-truth grid (H, W) with our position convention
+    (0 where no pattern reached), ``weight`` = sum of |P|^2 over the positions (the dataset's
+    probe, unscaled), and ``info`` with the budget, noise model, wall time, device and the
+    per-epoch cost history (pty-chi's displayed cost: mean squared error of sqrt intensities).
+    The start is a flat object (ones), never the ground truth.
+    """
+    validate_config(cfg)
+    test_path = Path(test_path)
+    counts, positions, probe, shape, dose, view = _read_inputs(test_path)
+    n, N = counts.shape[0], counts.shape[1]
+
+    t0 = time.perf_counter()
+    try:
+        import torch
+        import ptychi.api as api
+        from ptychi.api.task import PtychographyTask
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise PtychoError(
+            f"iterative arm needs pty-chi ({exc}); install it with: pip install -e \".[iterative]\""
+        ) from exc
+    dev = _choose_device(device, torch)
+    torch.set_num_threads(max(1, int(threads)))
+
+    norm = float(np.sum(np.abs(probe.astype(np.complex128)) ** 2))
+    probe_scale = math.sqrt(dose / (N * N * norm))
+    H, W = shape
+    origin = np.array([H // 2, W // 2], dtype=np.float64)
+    rel = positions - origin  # pty-chi position = c - 1/2 - (H//2 - 1/2)
+    obj0 = np.ones((1, H, W), dtype=np.complex64)  # flat start, never the ground truth
+    probe0 = (probe.astype(np.complex64) * np.float32(probe_scale))[None, None]
+
+    opts = _build_options(api, cfg, n, shape, dev)
+    log.info("pty-chi LSQML: %d patterns of %d x %d, object %d x %d, %d epochs, batch %d, "
+             "noise %s, refine_probe %s, device %s, %d threads", n, N, N, H, W, cfg.iterations,
+             opts.reconstructor_options.batch_size, cfg.noise_model, cfg.refine_probe, dev,
+             torch.get_num_threads())
+    old_device = torch.get_default_device()
+    old_dtype = torch.get_default_dtype()
+    costs: list[float] = []
+    try:
+        with _quiet_ptychi():
+            task = PtychographyTask(
+                opts,
+                diffraction_data=counts,
+                object_data=obj0,
+                probe_data=probe0,
+                probe_position_y_px=rel[:, 0].copy(),
+                probe_position_x_px=rel[:, 1].copy(),
+            )
+            with task:
+                total = int(cfg.iterations)
+                chunk = max(1, total // 10)
+                done = 0
+                while done < total:
+                    k = min(chunk, total - done)
+                    task.run(n_epochs=k)
+                    done += k
+                    costs = [float(v) for v in task.reconstructor.loss_tracker.table["loss"]]
+                    log.info("LSQML epoch %d/%d: cost %.6g", done, total, costs[-1])
+                    if not math.isfinite(costs[-1]):
+                        raise PtychoError(
+                            f"{test_path}: LSQML diverged (cost {costs[-1]}) at epoch {done}"
+                        )
+                obj = task.get_data_to_cpu("object", as_numpy=True)[0]
+                probe_out = task.get_data_to_cpu("probe", as_numpy=True)[0, 0]
+    finally:
+        torch.set_default_device(old_device)
+        torch.set_default_dtype(old_dtype)
+    wall = time.perf_counter() - t0
+
+    if obj.shape != (H, W):
+        raise PtychoError(f"pty-chi returned an object of shape {obj.shape}, expected {(H, W)}")
+    if not np.all(np.isfinite(obj)):
+        raise PtychoError(f"{test_path}: LSQML produced NaN or inf in the object")
+    weight = illumination_map(probe, positions, shape)
+    obj = np.where(weight > 0, obj, 0).astype(np.complex64)
+
+    info = {
+        "solver": "pty-chi LSQML",
+        "ptychi_version": _ptychi_version(),
+        "iterations": int(cfg.iterations),
+        "batch_size": int(opts.reconstructor_options.batch_size),
+        "noise_model": cfg.noise_model,
+        "refine_probe": bool(cfg.refine_probe),
+        "initial_object": "flat (ones)",
+        "device": dev,
+        "threads": int(torch.get_num_threads()),
+        "wall_time_s": wall,
+        "cost_history": costs,
+        "cost": "pty-chi displayed cost per epoch: mean squared error of sqrt(counts)",
+        "probe_scale": probe_scale,
+        "object_step_size": OBJECT_STEP_SIZE,
+        "optimal_step_size_scaler": OPTIMAL_STEP_SIZE_SCALER,
+        "seed": SEED,
+    }
+    if cfg.refine_probe:
+        # the refined probe back in dataset units (pty-chi's dose scale divided out)
+        info["refined_probe_power_ratio"] = float(
+            np.sum(np.abs(probe_out) ** 2) / (probe_scale**2 * norm)
+        )
+    log.info("pty-chi LSQML finished in %.1f s (final cost %.6g)", wall, costs[-1] if costs else float("nan"))
+    return Reconstruction(
+        object=obj, weight=weight.astype(np.float32), arm="iterative", gridsize=1,
+        dose=float(dose), overlap_view=view, n_patterns=int(n), wall_time_s=wall,
+        source=str(test_path), info=info,
+    )
+
+
+def _ptychi_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("ptychi")
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+__all__ = ["reconstruct_iterative", "illumination_map", "validate_config"]

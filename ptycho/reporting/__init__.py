@@ -1,0 +1,37 @@
+"""Reporting: tidy metric tables, figures, the artifact inventory, provenance and the verification
+report of a study.
+
+Modules (each imports matplotlib only inside its plotting functions, with the Agg backend, and
+never imports TensorFlow or PyTorch):
+
+- ``tables``: ``collect_metrics`` / ``write_metrics_csv`` / ``read_metrics_csv`` (the tidy
+  ``metrics.csv``), ``collect_timing``, ``write_summary_md``
+- ``grids``: SSIM / MS-SSIM grids, PINN-minus-other delta grids, metric-versus-dose lines, FRC and
+  training-loss curves
+- ``comparison``: one cell's ground truth, reconstructions and error maps side by side
+- ``dataset_figure``: the summary figure of one simulated dataset pair
+- ``inventory``: ``build_inventory`` / ``write_inventory`` / ``read_inventory`` / ``check_inventory``
+- ``provenance``: ``build_provenance`` (config, versions, git commit, benchmark wall times and memory)
+- ``verify``: ``verify_study`` and ``assert_verified``
+
+Every file is written atomically (``ptycho.data.io.atomic_path``).
+"""
+
+QUANTITIES = ("amplitude", "phase")
+# Metrics every arm must report for amplitude and phase, and for the complex field.
+REQUIRED_METRICS = {
+    "amplitude": ("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50_px", "frc17_px", "psnr_data_range"),
+    "phase": ("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50_px", "frc17_px", "psnr_data_range"),
+    "complex": ("nce",),
+}
+
+
+def arm_sort_key(arm: str) -> tuple:
+    """Canonical arm order: PINN by gridsize, then baseline, then iterative, then any other."""
+    if arm.startswith("pinn_g") and arm[6:].isdigit():
+        return (0, int(arm[6:]), arm)
+    if arm == "baseline":
+        return (1, 0, arm)
+    if arm == "iterative":
+        return (2, 0, arm)
+    return (3, 0, arm)

@@ -1,0 +1,52 @@
+"""Figure helpers shared by the reporting modules (matplotlib is imported on use, Agg backend)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ptycho.data.io import atomic_path
+from ptycho.reporting import arm_sort_key
+
+DPI = 110
+_BASE_COLOURS = {"pinn_g1": "tab:blue", "pinn_g2": "tab:orange", "pinn_g3": "tab:purple",
+                 "baseline": "tab:green", "iterative": "tab:red"}
+_EXTRA = ("tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def arm_colour(arm: str, arms=()) -> str:
+    if arm in _BASE_COLOURS:
+        return _BASE_COLOURS[arm]
+    others = sorted((a for a in arms if a not in _BASE_COLOURS), key=arm_sort_key)
+    i = others.index(arm) if arm in others else 0
+    return _EXTRA[i % len(_EXTRA)]
+
+
+def save(fig, png) -> None:
+    """Save ``fig`` to ``png`` atomically and close it."""
+    plt = pyplot()
+    png = Path(png)
+    try:
+        with atomic_path(png, ".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+
+def message_figure(png, title: str, message: str) -> None:
+    """A small figure that states why there is nothing to plot (the output still exists)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 2.5))
+    ax.axis("off")
+    ax.set_title(title)
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=11)
+    save(fig, png)

@@ -1,0 +1,289 @@
+"""The tidy metric table (``metrics.csv``) and the Markdown summary of a study.
+
+``metrics.csv`` has exactly the columns ``study,scale,dose,overlap,gridsize,arm,quantity,metric,value``:
+one row per (cell, arm, quantity, metric). ``dose`` is the incident dose in photons per exposure,
+``overlap`` the overlap view name (e.g. ``dense``), ``quantity`` is ``amplitude``, ``phase`` or
+``complex``. A value that is not finite is written as ``nan`` so the verification can name it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from ptycho.config import dose_label
+from ptycho.data.io import atomic_path, write_text
+from ptycho.errors import PtychoError
+from ptycho.reporting import REQUIRED_METRICS, arm_sort_key
+
+CSV_COLUMNS = ("study", "scale", "dose", "overlap", "gridsize", "arm", "quantity", "metric", "value")
+_QUANTITY_ORDER = ("amplitude", "phase", "complex")
+
+
+def read_metrics_json(path) -> dict:
+    """Load one ``metrics.json`` and check the keys the report relies on."""
+    path = Path(path)
+    if not path.is_file():
+        raise PtychoError(f"{path}: metrics file not found")
+    try:
+        m = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PtychoError(f"{path}: not valid JSON ({exc})") from exc
+    for key in ("arm", "gridsize", "dose", "overlap_view", "metrics"):
+        if key not in m:
+            raise PtychoError(f"{path}: missing key '{key}'")
+    if not isinstance(m["metrics"], dict):
+        raise PtychoError(f"{path}: 'metrics' must be a mapping quantity -> metric -> value")
+    return m
+
+
+def _metric_order(quantity: str, metric: str) -> tuple:
+    known = REQUIRED_METRICS.get(quantity, ())
+    return (known.index(metric), metric) if metric in known else (len(known), metric)
+
+
+def collect_metrics(metric_paths, study_name: str, scale: str) -> list[dict]:
+    """Tidy rows from ``metrics.json`` files, in the order of ``metric_paths``.
+
+    Each row is a dict with the keys of ``CSV_COLUMNS``; ``dose`` is a float (photons per
+    exposure), ``gridsize`` an int, ``value`` a float (NaN kept as NaN for the verification).
+    """
+    rows = []
+    for path in metric_paths:
+        m = read_metrics_json(path)
+        quantities = sorted(m["metrics"], key=lambda q: (_QUANTITY_ORDER.index(q)
+                                                         if q in _QUANTITY_ORDER else 9, q))
+        for q in quantities:
+            values = m["metrics"][q]
+            if not isinstance(values, dict):
+                raise PtychoError(f"{path}: metrics/{q} must be a mapping metric -> value")
+            for name in sorted(values, key=lambda k: _metric_order(q, k)):
+                v = values[name]
+                try:
+                    v = float("nan") if v is None else float(v)
+                except (TypeError, ValueError) as exc:
+                    raise PtychoError(f"{path}: metrics/{q}/{name} = {v!r} is not a number") from exc
+                rows.append({
+                    "study": study_name, "scale": scale, "dose": float(m["dose"]),
+                    "overlap": str(m["overlap_view"]), "gridsize": int(m["gridsize"]),
+                    "arm": str(m["arm"]), "quantity": q, "metric": name, "value": v,
+                })
+    return rows
+
+
+def _fmt_value(v: float) -> str:
+    return "nan" if not math.isfinite(v) else repr(float(v))
+
+
+def write_metrics_csv(rows, path) -> None:
+    """Write the tidy table with exactly ``CSV_COLUMNS`` (atomically)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    for r in rows:
+        w.writerow([r["study"], r["scale"], repr(float(r["dose"])), r["overlap"], int(r["gridsize"]),
+                    r["arm"], r["quantity"], r["metric"], _fmt_value(float(r["value"]))])
+    write_text(path, buf.getvalue())
+
+
+def read_metrics_csv(path) -> list[dict]:
+    """Rows of ``metrics.csv`` with ``dose``/``value`` as float and ``gridsize`` as int."""
+    path = Path(path)
+    if not path.is_file():
+        raise PtychoError(f"{path}: metrics table not found")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
+            raise PtychoError(f"{path}: columns {reader.fieldnames}, expected {list(CSV_COLUMNS)}")
+        rows = []
+        for i, r in enumerate(reader, start=2):
+            try:
+                r["dose"] = float(r["dose"])
+                r["gridsize"] = int(r["gridsize"])
+                r["value"] = float(r["value"])
+            except (TypeError, ValueError) as exc:
+                raise PtychoError(f"{path}, line {i}: {exc}") from exc
+            rows.append(r)
+    return rows
+
+
+def read_history(path) -> dict[str, list[float]]:
+    """Columns of a training ``history.csv`` (epoch, loss, val_loss, lr) as float lists; an empty
+    or missing entry becomes NaN. Raises PtychoError if the file or its ``loss`` column is absent."""
+    path = Path(path)
+    if not path.is_file():
+        raise PtychoError(f"{path}: training history not found")
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        names = [c.strip() for c in (reader.fieldnames or [])]
+        if "loss" not in names:
+            raise PtychoError(f"{path}: no 'loss' column (columns: {names})")
+        cols: dict[str, list[float]] = {c: [] for c in names}
+        for r in reader:
+            for raw_key, v in r.items():
+                if raw_key is None:
+                    continue
+                try:
+                    x = float(v) if v not in (None, "") else float("nan")
+                except ValueError:
+                    x = float("nan")
+                cols[raw_key.strip()].append(x)
+    if "epoch" not in cols:
+        cols["epoch"] = [float(i) for i in range(len(cols["loss"]))]
+    return cols
+
+
+def collect_timing(metric_paths) -> list[dict]:
+    """Per cell and arm: reconstruction wall time (s) and the recorded iteration budget, if any."""
+    out = []
+    for path in metric_paths:
+        m = read_metrics_json(path)
+        info = m.get("recon_info") or {}
+        t = m.get("recon_wall_time_s")
+        out.append({
+            "dose": float(m["dose"]), "overlap": str(m["overlap_view"]), "arm": str(m["arm"]),
+            "recon_wall_time_s": None if t is None else float(t),
+            "iterations": info.get("iterations") if isinstance(info, dict) else None,
+        })
+    return out
+
+
+def _index(rows) -> tuple[dict, list, list, list]:
+    """(value lookup, doses ascending, overlaps in order of appearance, arms in canonical order)."""
+    table, doses, overlaps, arms = {}, [], [], []
+    for r in rows:
+        key = (float(r["dose"]), r["overlap"], r["arm"], r["quantity"], r["metric"])
+        table[key] = float(r["value"])
+        if r["dose"] not in doses:
+            doses.append(float(r["dose"]))
+        if r["overlap"] not in overlaps:
+            overlaps.append(r["overlap"])
+        if r["arm"] not in arms:
+            arms.append(r["arm"])
+    return table, sorted(doses), overlaps, sorted(arms, key=arm_sort_key)
+
+
+def _cell(v, fmt: str) -> str:
+    if v is None:
+        return "—"
+    if not math.isfinite(v):
+        return "**nan**"
+    return format(v, fmt)
+
+
+_MD_COLUMNS = (
+    ("amplitude", "ssim", "Amp SSIM", ".3f"),
+    ("amplitude", "ms_ssim", "Amp MS-SSIM", ".3f"),
+    ("amplitude", "psnr", "Amp PSNR (dB)", ".2f"),
+    ("amplitude", "mae", "Amp MAE", ".4f"),
+    ("amplitude", "frc17_px", "Amp FRC 1/7 (px)", ".2f"),
+    ("phase", "ssim", "Phase SSIM", ".3f"),
+    ("phase", "ms_ssim", "Phase MS-SSIM", ".3f"),
+    ("phase", "psnr", "Phase PSNR (dB)", ".2f"),
+    ("phase", "mae", "Phase MAE (rad)", ".4f"),
+    ("phase", "frc17_px", "Phase FRC 1/7 (px)", ".2f"),
+    ("complex", "nce", "NCE", ".4f"),
+)
+
+
+def summary_markdown(rows, timing=None, title: str | None = None) -> str:
+    """The Markdown text of ``write_summary_md``."""
+    table, doses, overlaps, arms = _index(rows)
+    study = rows[0]["study"] if rows else "?"
+    scale = rows[0]["scale"] if rows else "?"
+    lines = [f"# {title or f'Study {study} ({scale} scale): reconstruction quality'}", ""]
+    lines += [
+        "Dose: incident photons per exposure. Overlap: the study's overlap view "
+        "(f = 1 - step / probe diameter). SSIM and MS-SSIM are unitless (1 is perfect); PSNR uses "
+        "the ground truth's range as data range; amplitude MAE is in amplitude units, phase MAE in "
+        "radians; FRC 1/7 is the resolution (px) where the Fourier ring correlation falls below 1/7 "
+        "(lower is better); NCE is the normalised complex error (lower is better). Every arm is "
+        "aligned and scored identically in the same evaluation region. The best SSIM of each cell "
+        "is in bold.",
+        "",
+    ]
+    header = ["Dose (photons)", "Overlap", "Arm"] + [c[2] for c in _MD_COLUMNS]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join(["---"] * 3 + ["---:"] * len(_MD_COLUMNS)) + "|")
+    for d in doses:
+        for ov in overlaps:
+            present = [a for a in arms if any(k[:3] == (d, ov, a) for k in table)]
+            best = {}
+            for q in ("amplitude", "phase"):
+                vals = [table.get((d, ov, a, q, "ssim")) for a in present]
+                vals = [v for v in vals if v is not None and math.isfinite(v)]
+                best[q] = max(vals) if vals else None
+            for a in present:
+                cells = [dose_label(d), ov, a]
+                for q, name, _, fmt in _MD_COLUMNS:
+                    v = table.get((d, ov, a, q, name))
+                    s = _cell(v, fmt)
+                    if name == "ssim" and v is not None and best.get(q) == v and len(present) > 1:
+                        s = f"**{s}**"
+                    cells.append(s)
+                lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    if timing:
+        lines += _timing_markdown(timing)
+    return "\n".join(lines)
+
+
+def _timing_markdown(timing) -> list[str]:
+    t = {}
+    cells, arms, iters = [], [], set()
+    for e in timing:
+        key = (float(e["dose"]), e["overlap"])
+        if key not in cells:
+            cells.append(key)
+        if e["arm"] not in arms:
+            arms.append(e["arm"])
+        t[key + (e["arm"],)] = e.get("recon_wall_time_s")
+        if e["arm"] == "iterative" and e.get("iterations") is not None:
+            iters.add(int(e["iterations"]))
+    arms.sort(key=arm_sort_key)
+    overlap_order = []
+    for _, ov in cells:
+        if ov not in overlap_order:
+            overlap_order.append(ov)
+    cells.sort(key=lambda c: (c[0], overlap_order.index(c[1])))
+    ratio = "iterative" in arms and "pinn_g1" in arms
+    lines = ["## Reconstruction wall time", ""]
+    text = ("Wall time (s) of reconstructing the test split of each cell: network inference and "
+            "stitching for the trained arms, the whole solve for the iterative arm.")
+    if ratio:
+        text += " The last column is the speed ratio iterative / pinn_g1 inference (>1: PINN is faster)."
+    if iters:
+        text += (" Iterative arm (pty-chi LSQML, flat start): "
+                 f"{', '.join(str(i) for i in sorted(iters))} iterations.")
+    lines += [text, ""]
+    header = ["Dose (photons)", "Overlap"] + [f"{a} (s)" for a in arms]
+    if ratio:
+        header.append("iterative / pinn_g1")
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "|".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + "|")
+    for d, ov in cells:
+        row = [dose_label(d), ov]
+        for a in arms:
+            v = t.get((d, ov, a))
+            row.append(_cell(v, ".2f"))
+        if ratio:
+            it, pg = t.get((d, ov, "iterative")), t.get((d, ov, "pinn_g1"))
+            row.append(_cell(it / pg, ".1f") + "×" if it is not None and pg else "—")
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    return lines
+
+
+def write_summary_md(rows, timing, path, title: str | None = None) -> None:
+    """Markdown summary: one row per cell x arm (amplitude/phase SSIM, MS-SSIM, PSNR, MAE,
+    FRC 1/7, complex NCE), then the reconstruction wall time per arm and cell with the speed ratio
+    iterative / pinn_g1. ``timing`` is ``collect_timing(...)`` output (or None to omit it)."""
+    with atomic_path(path, ".md") as tmp:
+        tmp.write_text(summary_markdown(rows, timing, title))
+
+
+__all__ = ["CSV_COLUMNS", "collect_metrics", "write_metrics_csv", "read_metrics_csv",
+           "collect_timing", "read_history", "write_summary_md", "summary_markdown", "read_metrics_json"]

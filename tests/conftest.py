@@ -1,0 +1,46 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def repo() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def golden_path() -> Path:
+    p = SHARED / "golden" / "forward_small.h5"
+    if not p.exists():
+        pytest.skip(f"golden file {p} not present")
+    return p
+
+
+def small_study_dict(**over):
+    """A small, fast study (N = 16, 96 x 80 object) used by the unit tests."""
+    d = {
+        "study": "unit",
+        "arms": ["pinn", "baseline"],
+        "gridsizes": [1, 2],
+        "doses": [1000, 100000],
+        "overlaps": {"dense": 0.7, "sparse": 0.2},
+        "scales": {
+            "scaled": {"N": 16, "object_size": [96, 80], "chunk_size": 32},
+            "full": {"N": 32, "object_size": [160, 160]},
+        },
+    }
+    d.update(over)
+    return d
+
+
+@pytest.fixture
+def small_study():
+    from ptycho.config import StudyConfig
+
+    return StudyConfig.from_dict(small_study_dict())

@@ -1,0 +1,198 @@
+"""Dataset contract, simulation determinism, split invariant, grouping, NPZ round trip."""
+
+import hashlib
+
+import h5py
+import numpy as np
+import pytest
+
+from ptycho.config import StudyConfig
+from ptycho.data.dataset import Dataset
+from ptycho.data.generate import simulate_cell
+from ptycho.data.grouping import group_offsets, make_groups
+from ptycho.data.npz import export_npz, import_npz
+from ptycho.data.split import shared_pixels
+from ptycho.errors import ConfigError, DatasetError
+from ptycho.physics.scan import measured_overlap
+
+from conftest import small_study_dict
+
+
+def _sha(p):
+    return hashlib.sha256(open(p, "rb").read()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def cell(tmp_path_factory):
+    study = StudyConfig.from_dict(small_study_dict())
+    d = tmp_path_factory.mktemp("cell")
+    out = {}
+    for view in ("dense", "sparse"):
+        tr, te = d / f"{view}_train.h5", d / f"{view}_test.h5"
+        out[view] = (simulate_cell(study, "scaled", "1e5", view, tr, te), tr, te)
+    return study, d, out
+
+
+def test_dataset_contract(cell):
+    study, _, out = cell
+    summary, tr, te = out["dense"]
+    with Dataset(tr) as ds:
+        assert ds.N == 16 and ds.split == "train" and ds.dose == 1e5
+        assert ds.n == summary["splits"]["train"]["n_patterns"] > 20
+        a = ds.attrs
+        for key in ("dose", "overlap_target", "overlap_measured", "split", "seed", "N",
+                    "format_version", "config"):
+            assert key in a
+        assert ds.positions.dtype == np.float64 and ds.positions.shape == (ds.n, 2)
+        assert ds.probe.dtype == np.complex64 and ds.object.shape == (96, 80)
+        counts = ds.read([3, 0, 3])
+        assert counts.dtype == np.float32 and counts.shape == (3, 16, 16)
+        np.testing.assert_array_equal(counts[0], counts[2])
+        assert np.all(counts == np.round(counts)) and counts.min() >= 0
+        # mean photons per pattern below the dose (absorbing object) but of its order
+        assert 0.2 * 1e5 < counts.sum(axis=(1, 2)).mean() < 1e5
+        batches = list(ds.iter_batches(7))
+        assert sum(len(i) for i, _ in batches) == ds.n
+    with h5py.File(tr) as f:
+        assert f["diffraction"].chunks[0] <= 32
+
+
+@pytest.mark.parametrize("view,target", [("dense", 0.7), ("sparse", 0.2)])
+def test_overlap_and_split_invariant(cell, view, target):
+    _, _, out = cell
+    summary, tr, te = out[view]
+    assert abs(summary["overlap_measured"] - target) < 0.05
+    with Dataset(tr) as a, Dataset(te) as b:
+        assert shared_pixels(a.object.shape, a.positions, b.positions, a.N) == 0
+        assert a.positions[:, 0].max() < b.positions[:, 0].min()
+        both = np.concatenate([a.positions, b.positions])
+        assert abs(measured_overlap(both, a.attrs["probe_diameter"]) - target) < 0.05
+
+
+def test_same_seed_bit_identical_other_seed_differs(cell, tmp_path):
+    study, _, out = cell
+    _, tr, te = out["dense"]
+    simulate_cell(study, "scaled", "1e5", "dense", tmp_path / "a.h5", tmp_path / "b.h5")
+    assert _sha(tmp_path / "a.h5") == _sha(tr) and _sha(tmp_path / "b.h5") == _sha(te)
+    other = StudyConfig.from_dict(small_study_dict(seeds={"simulation": 99}))
+    simulate_cell(other, "scaled", "1e5", "dense", tmp_path / "c.h5", tmp_path / "d.h5")
+    with Dataset(tmp_path / "c.h5") as c, Dataset(tr) as a:
+        assert not np.array_equal(c.read([0]), a.read([0]))
+
+
+def test_same_positions_across_doses(cell, tmp_path):
+    study, _, out = cell
+    _, tr, _ = out["sparse"]
+    simulate_cell(study, "scaled", "1e3", "sparse", tmp_path / "a.h5", tmp_path / "b.h5")
+    with Dataset(tmp_path / "a.h5") as lo, Dataset(tr) as hi:
+        np.testing.assert_array_equal(lo.positions, hi.positions)
+        assert lo.read([0]).sum() < hi.read([0]).sum() / 10
+
+
+def test_grouping(cell):
+    _, _, out = cell
+    _, tr, _ = out["dense"]
+    with Dataset(tr) as ds:
+        pos, N = ds.positions, ds.N
+    rng = np.random.default_rng(0)
+    g = make_groups(pos, 2, 7, N, rng)
+    assert g.shape == (len(pos), 4)
+    np.testing.assert_array_equal(g[:, 0], np.arange(len(pos)))
+    assert all(len(set(row)) == 4 for row in g)
+    off = group_offsets(pos, g)
+    assert np.all(np.abs(off) < N / 2)
+    # members are among the 7 nearest neighbours of the seed
+    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1)
+    kth = np.sort(d, axis=1)[:, 7]
+    assert np.all(d[np.arange(len(pos))[:, None], g[:, 1:]] <= kth[:, None] + 1e-9)
+    np.testing.assert_array_equal(g, make_groups(pos, 2, 7, N, np.random.default_rng(0)))
+    assert make_groups(pos, 1, 7, N, rng).shape == (len(pos), 1)
+    with pytest.raises(ConfigError, match="gridsize"):
+        make_groups(pos, 3, 9, N, rng)
+    with pytest.raises(ConfigError, match="K = 3"):
+        make_groups(pos, 2, 3, N, rng)
+
+
+def test_npz_round_trip(cell, tmp_path):
+    _, _, out = cell
+    _, _, te = out["sparse"]
+    export_npz(te, tmp_path / "x.npz")
+    with np.load(tmp_path / "x.npz") as z:
+        assert set(z.files) == {"diffraction", "xcoords", "ycoords", "probeGuess", "objectGuess"}
+    import_npz(tmp_path / "x.npz", tmp_path / "y.h5", dose=1e5)
+    with Dataset(te) as a, Dataset(tmp_path / "y.h5") as b:
+        np.testing.assert_allclose(a.read(), b.read(), rtol=1e-5, atol=1e-3)
+        np.testing.assert_array_equal(a.positions, b.positions)
+
+
+def _corrupt(src, dst, edit):
+    import shutil
+
+    shutil.copy(src, dst)
+    with h5py.File(dst, "r+") as f:
+        edit(f)
+    return dst
+
+
+def test_reader_rejects_bad_files(cell, tmp_path):
+    _, _, out = cell
+    _, tr, _ = out["sparse"]
+
+    def wrong_dtype(f):
+        d = f["diffraction"][()]
+        del f["diffraction"]
+        f["diffraction"] = d.astype(np.int32)
+
+    def wrong_shape(f):
+        del f["positions"]
+        f["positions"] = np.zeros((3, 3))
+
+    def no_probe(f):
+        del f["probe"]
+
+    for edit, msg in ((wrong_dtype, "dtype int32"), (wrong_shape, "'/positions' has shape"),
+                      (no_probe, "'/probe'")):
+        p = _corrupt(tr, tmp_path / f"{edit.__name__}.h5", edit)
+        with pytest.raises(DatasetError, match=msg) as e:
+            Dataset(p)
+        assert str(p) in str(e.value)
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not hdf5")
+    with pytest.raises(DatasetError, match="not a readable HDF5"):
+        Dataset(junk)
+    with pytest.raises(DatasetError, match="not found"):
+        Dataset(tmp_path / "missing.h5")
+
+
+def test_failed_simulation_leaves_no_file(tmp_path):
+    study = StudyConfig.from_dict(small_study_dict(object={"source": "file", "path": str(tmp_path / "nope.h5")}))
+    with pytest.raises(DatasetError, match="nope.h5"):
+        simulate_cell(study, "scaled", "1e3", "dense", tmp_path / "a.h5", tmp_path / "b.h5")
+    assert list(tmp_path.iterdir()) == []
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"garbage")
+    study = StudyConfig.from_dict(small_study_dict(object={"source": "file", "path": str(bad)}))
+    with pytest.raises(DatasetError, match="bad.npz"):
+        simulate_cell(study, "scaled", "1e3", "dense", tmp_path / "a.h5", tmp_path / "b.h5")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.npz"]
+
+
+def test_object_and_probe_from_file(tmp_path):
+    from ptycho.physics.object import skimage_object
+    from ptycho.physics.probe import simulated_probe
+
+    obj = skimage_object((96, 80), "coins", "camera")
+    np.savez(tmp_path / "obj.npz", objectGuess=obj)
+    with h5py.File(tmp_path / "probe.h5", "w") as f:
+        f["probe"] = simulated_probe(16, 0.2, 2.0)
+    study = StudyConfig.from_dict(small_study_dict(
+        object={"source": "file", "path": str(tmp_path / "obj.npz")},
+        probe={"source": "file", "path": str(tmp_path / "probe.h5")}))
+    simulate_cell(study, "scaled", "1e3", "sparse", tmp_path / "a.h5", tmp_path / "b.h5")
+    with Dataset(tmp_path / "a.h5") as ds:
+        np.testing.assert_array_equal(ds.object, obj)
+    with h5py.File(tmp_path / "probe32.h5", "w") as f:
+        f["probe"] = simulated_probe(32)
+    study = StudyConfig.from_dict(small_study_dict(probe={"source": "file", "path": str(tmp_path / "probe32.h5")}))
+    with pytest.raises(DatasetError, match=r"probe has shape \(32, 32\), expected \(16, 16\)"):
+        simulate_cell(study, "scaled", "1e3", "sparse", tmp_path / "c.h5", tmp_path / "d.h5")

@@ -1,0 +1,183 @@
+# Config validation, the study grid, wildcard constraints and input helpers.
+import importlib.util
+import json
+import re
+from pathlib import Path
+
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+from ptycho.config import StudyConfig, arm_gridsize, load_schema, validate_with_defaults
+from ptycho.errors import ConfigError
+
+
+validate(config, "../schemas/config.schema.yaml")
+RESULTS = config.get("results", "results").rstrip("/")
+STUDY_FILE = config["study"]
+
+try:
+    with open(STUDY_FILE) as _fh:
+        _raw = yaml.safe_load(_fh)
+except FileNotFoundError:
+    raise WorkflowError(f"config 'study': study file {STUDY_FILE} not found")
+except yaml.YAMLError as _exc:
+    raise WorkflowError(f"{STUDY_FILE}: not valid YAML: {_exc}")
+try:
+    # Schema validation with defaults (the same schema snakemake.utils.validate reads), then the
+    # typed, cross-checked study. STUDY_DICT is what every job receives as params.study.
+    STUDY_DICT = validate_with_defaults(_raw, load_schema("study"), STUDY_FILE)
+    STUDY = StudyConfig.from_dict(STUDY_DICT, source=STUDY_FILE)
+except ConfigError as _exc:
+    raise WorkflowError(str(_exc))
+validate(STUDY_DICT, "../schemas/study.schema.yaml")
+
+if "iterative" in STUDY.arms and importlib.util.find_spec("ptychi") is None:
+    raise WorkflowError(
+        f"{STUDY_FILE}: the study names the 'iterative' arm but pty-chi is not installed; "
+        'install it with:  pip install -e ".[iterative]"  (or remove iterative from arms)'
+    )
+
+STUDY_NAME = STUDY.study
+SCALES = ("scaled", "full")
+DOSES = STUDY.dose_labels
+OVERLAPS = list(STUDY.overlaps)
+ARMS = STUDY.arm_ids
+TRAINED_ARMS = [a for a in ARMS if a != "iterative"]
+PINN_ARMS = [a for a in ARMS if a.startswith("pinn_g")]
+CELLS = [f"{d}_{o}" for d in DOSES for o in OVERLAPS]
+
+
+def _check_results_owner():
+    """A results tree written by another study must not be mixed with this one."""
+    marker = Path(RESULTS) / STUDY_NAME / "study.json"
+    if marker.exists():
+        try:
+            owner = json.loads(marker.read_text()).get("study")
+        except Exception:
+            raise WorkflowError(f"{marker}: unreadable results marker; remove it or the directory")
+        if owner != STUDY_NAME:
+            raise WorkflowError(
+                f"{marker}: results directory belongs to study '{owner}', not '{STUDY_NAME}' "
+                f"({STUDY_FILE}); choose another 'results' root or remove it"
+            )
+
+
+_check_results_owner()
+
+
+onstart:
+    _m = Path(RESULTS) / STUDY_NAME / "study.json"
+    _m.parent.mkdir(parents=True, exist_ok=True)
+    if not _m.exists():
+        _m.write_text(json.dumps({"study": STUDY_NAME, "study_file": STUDY_FILE}) + "\n")
+
+
+wildcard_constraints:
+    study=re.escape(STUDY_NAME),
+    scale="|".join(SCALES),
+    dose="|".join(re.escape(d) for d in DOSES),
+    overlap="|".join(OVERLAPS),
+    gridsize="|".join(str(g) for g in STUDY.gridsizes),
+    arm="|".join(ARMS),
+
+
+ROOT = RESULTS + "/{study}/{scale}"
+CELL = "{dose}_{overlap}"
+
+
+def root(scale):
+    return f"{RESULTS}/{STUDY_NAME}/{scale}"
+
+
+def is_full(wildcards):
+    return wildcards.scale == "full"
+
+
+def job_threads(wildcards):
+    """Scaled jobs use one core each (several run side by side); full-scale jobs get eight."""
+    return 8 if is_full(wildcards) else 1
+
+
+def job_gpu(wildcards):
+    return 1 if is_full(wildcards) else 0
+
+
+def mem_mb(scaled, full):
+    return lambda wildcards, attempt: (full if is_full(wildcards) else scaled) * attempt
+
+
+def datasets(scale, split):
+    return [f"{root(scale)}/data/{c}/{split}.h5" for c in CELLS]
+
+
+def dataset_outputs(scale):
+    r = root(scale)
+    return [f"{r}/data/{c}/{f}" for c in CELLS for f in ("train.h5", "test.h5", "summary.json", "summary.png")]
+
+
+def model_outputs(scale, arms):
+    r = root(scale)
+    return [
+        f"{r}/models/{a}/{c}/{f}"
+        for a in arms
+        for c in CELLS
+        for f in ("model.keras", "bundle.json", "history.csv", "loss.png")
+    ]
+
+
+def recon_outputs(scale, arms):
+    return [f"{root(scale)}/recon/{a}/{c}.h5" for a in arms for c in CELLS]
+
+
+def eval_outputs(scale):
+    r = root(scale)
+    return [f"{r}/eval/{a}/{c}/{f}" for a in ARMS for c in CELLS for f in ("metrics.json", "aligned.h5")]
+
+
+def metric_files(wildcards):
+    r = root(wildcards.scale)
+    return [f"{r}/eval/{a}/{c}/metrics.json" for a in ARMS for c in CELLS]
+
+
+def history_files(wildcards):
+    r = root(wildcards.scale)
+    return [f"{r}/models/{a}/{c}/history.csv" for a in TRAINED_ARMS for c in CELLS]
+
+
+def history_labels(wildcards):
+    return [f"{a} {c.replace('_', ' ')}" for a in TRAINED_ARMS for c in CELLS]
+
+
+def report_outputs(scale):
+    r = root(scale) + "/report"
+    figs = ["ssim_grid", "ms_ssim_grid", "delta_grid", "metric_vs_dose", "frc", "losses"]
+    return (
+        [f"{r}/metrics.csv", f"{r}/summary.md"]
+        + [f"{r}/figures/{f}.png" for f in figs]
+        + [f"{r}/comparisons/{c}.png" for c in CELLS]
+    )
+
+
+def expected_files(wildcards):
+    """Every file the verification checks for existence (all outputs before verify_study)."""
+    s = wildcards.scale
+    return (
+        dataset_outputs(s)
+        + model_outputs(s, TRAINED_ARMS)
+        + recon_outputs(s, ARMS)
+        + eval_outputs(s)
+        + report_outputs(s)
+    )
+
+
+def benchmark_files(wildcards):
+    r = root(wildcards.scale) + "/benchmarks"
+    out = [f"{r}/simulate_dataset/{c}.tsv" for c in CELLS]
+    for a in TRAINED_ARMS:
+        rule_name = "train_pinn" if a.startswith("pinn") else "train_baseline"
+        out += [f"{r}/{rule_name}/{a}/{c}.tsv" for c in CELLS]
+    for a in ARMS:
+        out += [f"{r}/reconstruct/{a}/{c}.tsv" for c in CELLS]
+        out += [f"{r}/evaluate_arm/{a}/{c}.tsv" for c in CELLS]
+    return out

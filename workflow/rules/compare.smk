@@ -1,0 +1,20 @@
+# Phase G, per arm x cell: the same alignment and metrics for every arm.
+
+
+rule evaluate_arm:
+    input:
+        recon=ROOT + "/recon/{arm}/" + CELL + ".h5",
+        test=ROOT + "/data/" + CELL + "/test.h5",
+    output:
+        metrics=ROOT + "/eval/{arm}/" + CELL + "/metrics.json",
+        aligned=ROOT + "/eval/{arm}/" + CELL + "/aligned.h5",
+    log:
+        ROOT + "/logs/evaluate_arm/{arm}/" + CELL + ".log",
+    benchmark:
+        ROOT + "/benchmarks/evaluate_arm/{arm}/" + CELL + ".tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, 8000),
+        runtime=lambda wildcards: 30 if is_full(wildcards) else 5,
+    script:
+        "../scripts/evaluate_arm.py"

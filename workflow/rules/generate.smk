@@ -1,0 +1,37 @@
+# Phase C: simulated datasets, one job per dose x overlap cell.
+
+
+rule simulate_dataset:
+    output:
+        train=ROOT + "/data/" + CELL + "/train.h5",
+        test=ROOT + "/data/" + CELL + "/test.h5",
+        summary=ROOT + "/data/" + CELL + "/summary.json",
+        figure=report(
+            ROOT + "/data/" + CELL + "/summary.png",
+            caption="../report/dataset.rst",
+            category="Datasets",
+            labels={"dose": "{dose}", "overlap": "{overlap}", "scale": "{scale}"},
+        ),
+    params:
+        study=STUDY_DICT,
+        scale="{scale}",
+    log:
+        ROOT + "/logs/simulate_dataset/" + CELL + ".log",
+    benchmark:
+        ROOT + "/benchmarks/simulate_dataset/" + CELL + ".tsv"
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000, 4000),
+        runtime=lambda wildcards: 30 if is_full(wildcards) else 5,
+    script:
+        "../scripts/simulate_dataset.py"
+
+
+rule phase_c_scaled:
+    input:
+        dataset_outputs("scaled"),
+
+
+rule phase_c_full:
+    input:
+        dataset_outputs("full"),

@@ -1,0 +1,142 @@
+# Phase G, study level: tables, grids, figures, verification, inventory, provenance.
+
+
+rule build_metrics_table:
+    input:
+        metrics=metric_files,
+    output:
+        csv=report(
+            ROOT + "/report/metrics.csv",
+            caption="../report/metrics.rst",
+            category="Tables",
+            labels={"table": "metrics (tidy CSV)"},
+        ),
+        md=report(
+            ROOT + "/report/summary.md",
+            caption="../report/summary.rst",
+            category="Tables",
+            labels={"table": "summary (Markdown)"},
+        ),
+    params:
+        study=STUDY_DICT,
+        scale="{scale}",
+    log:
+        ROOT + "/logs/build_metrics_table.log",
+    script:
+        "../scripts/report_tables.py"
+
+
+rule build_ssim_grid:
+    input:
+        csv=ROOT + "/report/metrics.csv",
+        metrics=metric_files,
+        histories=history_files,
+    output:
+        ssim_grid=report(
+            ROOT + "/report/figures/ssim_grid.png",
+            caption="../report/ssim_grid.rst",
+            category="Grids",
+            labels={"figure": "SSIM grid"},
+        ),
+        ms_ssim_grid=report(
+            ROOT + "/report/figures/ms_ssim_grid.png",
+            caption="../report/ssim_grid.rst",
+            category="Grids",
+            labels={"figure": "MS-SSIM grid"},
+        ),
+        delta_grid=report(
+            ROOT + "/report/figures/delta_grid.png",
+            caption="../report/delta_grid.rst",
+            category="Grids",
+            labels={"figure": "SSIM differences"},
+        ),
+        metric_vs_dose=report(
+            ROOT + "/report/figures/metric_vs_dose.png",
+            caption="../report/metric_vs_dose.rst",
+            category="Curves",
+            labels={"figure": "metrics versus dose"},
+        ),
+        frc=report(
+            ROOT + "/report/figures/frc.png",
+            caption="../report/frc.rst",
+            category="Curves",
+            labels={"figure": "FRC curves"},
+        ),
+        losses=report(
+            ROOT + "/report/figures/losses.png",
+            caption="../report/loss.rst",
+            category="Curves",
+            labels={"figure": "loss curves"},
+        ),
+    params:
+        history_labels=history_labels,
+    log:
+        ROOT + "/logs/build_ssim_grid.log",
+    script:
+        "../scripts/report_grids.py"
+
+
+rule plot_comparison:
+    input:
+        aligned=lambda wc: [f"{root(wc.scale)}/eval/{a}/{wc.dose}_{wc.overlap}/aligned.h5" for a in ARMS],
+        metrics=lambda wc: [f"{root(wc.scale)}/eval/{a}/{wc.dose}_{wc.overlap}/metrics.json" for a in ARMS],
+    output:
+        png=report(
+            ROOT + "/report/comparisons/" + CELL + ".png",
+            caption="../report/comparison.rst",
+            category="Comparisons",
+            labels={"dose": "{dose}", "overlap": "{overlap}"},
+        ),
+    params:
+        arms=ARMS,
+        title=lambda wc: f"{STUDY_NAME} ({wc.scale}): dose {wc.dose} photons/exposure, {wc.overlap} overlap",
+    log:
+        ROOT + "/logs/plot_comparison/" + CELL + ".log",
+    script:
+        "../scripts/report_cell.py"
+
+
+rule verify_study:
+    input:
+        expected=expected_files,
+        train=lambda wc: datasets(wc.scale, "train"),
+        test=lambda wc: datasets(wc.scale, "test"),
+        histories=history_files,
+        csv=ROOT + "/report/metrics.csv",
+        metrics=metric_files,
+        benchmarks=benchmark_files,
+    output:
+        report=ROOT + "/report/verification_report.json",
+        inventory=ROOT + "/report/artifact_inventory.txt",
+        provenance=ROOT + "/report/provenance.json",
+    params:
+        study=STUDY_DICT,
+        scale="{scale}",
+        root=lambda wc: root(wc.scale),
+    log:
+        ROOT + "/logs/verify_study.log",
+    benchmark:
+        ROOT + "/benchmarks/verify_study.tsv"
+    script:
+        "../scripts/verify_study.py"
+
+
+rule assert_verified:
+    input:
+        report=ROOT + "/report/verification_report.json",
+    output:
+        ok=ROOT + "/report/verified.ok",
+    log:
+        ROOT + "/logs/assert_verified.log",
+    script:
+        "../scripts/assert_verified.py"
+
+
+rule phase_g_scaled:
+    input:
+        expand(ROOT + "/report/verified.ok", study=STUDY_NAME, scale="scaled"),
+
+
+rule phase_g_full:
+    input:
+        expand(ROOT + "/report/verified.ok", study=STUDY_NAME, scale="full"),
