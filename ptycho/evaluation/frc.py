@@ -9,21 +9,24 @@ from __future__ import annotations
 import numpy as np
 
 from ptycho.errors import PtychoError
-from ptycho.evaluation.region import bounding_box, soft_window
+from ptycho.evaluation.region import bounding_box, tukey
 
 FRC_THRESHOLDS = {"frc50_px": 0.5, "frc17_px": 1.0 / 7.0}
 NYQUIST_PERIOD_PX = 2.0
+TUKEY_ALPHA = 0.25
 
 
 def frc_curve(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None
               ) -> tuple[np.ndarray, np.ndarray]:
     """Fourier ring correlation of two real images of equal shape (H, W).
 
-    Both images are cropped to the bounding box of ``mask`` (the whole image if None), their mean
-    over the mask is removed, and they are apodised with :func:`~ptycho.evaluation.region.soft_window`
-    (a Tukey-like taper, 1/8 of the shorter side, that follows the region's outline; pixels
-    outside the region get weight 0). The crop is zero-padded to a square of side M = max(h, w),
-    so rings have a width of one frequency sample, 1/M cycles/pixel.
+    Both images are cropped to the bounding box of ``mask`` (the whole image if None), their
+    window-weighted mean is removed, and they are apodised with a separable Tukey window
+    (alpha 0.25) over the box. Pixels of the box outside the region are kept: multiplying both
+    images by the same region-shaped mask (e.g. the small discs of a sparse scan) would spread
+    their common low-frequency content into high rings and inflate the FRC (measured: a
+    sigma = 2 px blur read 2.8 px instead of 9.5 px). The crop is zero-padded to a square of side
+    M = max(h, w), so rings have a width of one frequency sample, 1/M cycles/pixel.
 
     Returns ``(freq, frc)``, both (M//2,) float64: ring k = 1 .. M//2 at ``freq = k / M``
     cycles/pixel (the DC ring is left out; the last ring is Nyquist, 0.5 cycles/pixel), and
@@ -38,14 +41,15 @@ def frc_curve(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None
     if m.shape != a.shape:
         raise PtychoError(f"frc_curve: mask {m.shape} does not match the images {a.shape}")
     box = bounding_box(m)
-    a, b, m = a[box], b[box], m[box]
+    a, b = a[box], b[box]
     h, w = a.shape
     if min(h, w) < 4:
         raise PtychoError(f"frc_curve: region bounding box {h} x {w} is too small (< 4 px)")
-    win = soft_window(m)
+    win = np.outer(tukey(h, TUKEY_ALPHA), tukey(w, TUKEY_ALPHA))
+    wsum = win.sum()
     M = max(h, w)
-    fa = np.fft.fft2((a - a[m].mean()) * win, s=(M, M))
-    fb = np.fft.fft2((b - b[m].mean()) * win, s=(M, M))
+    fa = np.fft.fft2((a - np.sum(a * win) / wsum) * win, s=(M, M))
+    fb = np.fft.fft2((b - np.sum(b * win) / wsum) * win, s=(M, M))
     k = np.fft.fftfreq(M) * M
     ring = np.rint(np.hypot(k[:, None], k[None, :])).astype(np.int64).ravel()
     nr = M // 2 + 1

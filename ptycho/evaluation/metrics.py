@@ -36,6 +36,9 @@ SSIM_SIGMA = 1.5
 SSIM_WIN = 11
 SSIM_K1, SSIM_K2 = 0.01, 0.03
 MIN_WIN = 3
+MIN_DATA_RANGE = 1e-6
+"""Smallest ground-truth range (amplitude units or radians) over the region for which PSNR and
+(MS-)SSIM are defined; a constant component (e.g. a pure-phase object's amplitude) is an error."""
 PSNR_CAP_DB = 100.0
 """PSNR ceiling (dB): reached only when MSE <= 1e-10 R^2, i.e. identical images up to rounding."""
 
@@ -62,7 +65,7 @@ def _ssim_cs_maps(x: np.ndarray, y: np.ndarray, data_range: float, win: int
     ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``,
     with the Gaussian truncated to a ``win`` x ``win`` window (reflect boundary)."""
     r = (win - 1) // 2
-    kw = dict(sigma=SSIM_SIGMA, truncate=(r + 0.25) / SSIM_SIGMA, mode="reflect")
+    kw = {"sigma": SSIM_SIGMA, "truncate": (r + 0.25) / SSIM_SIGMA, "mode": "reflect"}
     ux, uy = ndimage.gaussian_filter(x, **kw), ndimage.gaussian_filter(y, **kw)
     vx = ndimage.gaussian_filter(x * x, **kw) - ux * ux
     vy = ndimage.gaussian_filter(y * y, **kw) - uy * uy
@@ -79,20 +82,31 @@ def _scale_window(shape: tuple[int, int]) -> int:
     return w if w % 2 == 1 else w - 1
 
 
-def _masked_mean(values: np.ndarray, mask: np.ndarray, name: str) -> float:
-    if not mask.any():
-        raise PtychoError(f"{name}: the evaluation region vanishes at this scale")
-    return float(np.mean(values[mask], dtype=np.float64))
+def _pool2(z: np.ndarray) -> np.ndarray:
+    """2 x 2 block average (an odd last row/column is dropped)."""
+    h, w = (z.shape[0] // 2) * 2, (z.shape[1] // 2) * 2
+    return z[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
 
 
-def ms_ssim(a: np.ndarray, b: np.ndarray, data_range: float, mask: np.ndarray | None = None) -> float:
+def _masked_mean(values: np.ndarray, weights: np.ndarray, name: str) -> float:
+    """Mean of ``values`` weighted by ``weights`` (a boolean mask or region fractions)."""
+    w = np.asarray(weights, dtype=np.float64)
+    total = float(w.sum())
+    if not total > 0:
+        raise PtychoError(f"{name}: the evaluation region is empty")
+    return float(np.sum(values * w, dtype=np.float64) / total)
+
+
+def ms_ssim(a: np.ndarray, b: np.ndarray, data_range: float,
+            mask: np.ndarray | None = None) -> float:
     """Multi-scale SSIM (Wang, Simoncelli & Bovik 2003) of real images ``a`` and ``b`` (H, W).
 
     Five scales; between scales both images are 2 x 2 block-averaged (odd rows/columns dropped).
     ``MS = prod_{j<5} max(cs_j, 0)^w_j * max(ssim_5, 0)^w_5`` with the standard weights
     (0.0448, 0.2856, 0.3001, 0.2363, 0.1333); cs_j and ssim_5 are the means over the region
-    (the mask is block-averaged too and a coarse pixel counts when at least half of it is in the
-    region); negative values are clipped at 0 (as in TensorFlow and pytorch-msssim).
+    (the mask is block-averaged too, and each coarse pixel is weighted by the fraction of it that
+    lies in the region, so sparse regions of small discs keep a region at every scale); negative
+    values are clipped at 0 (as in TensorFlow and pytorch-msssim).
     ``data_range`` sets C1 = (0.01 R)^2 and C2 = (0.03 R)^2.
 
     Windows: the Gaussian has sigma 1.5 px at every scale and an 11 x 11 support. Small images:
@@ -124,14 +138,11 @@ def ms_ssim(a: np.ndarray, b: np.ndarray, data_range: float, mask: np.ndarray | 
     for j, weight in enumerate(MS_SSIM_WEIGHTS):
         win = _scale_window(x.shape)
         ssim_map, cs_map = _ssim_cs_maps(x, y, data_range, win)
-        sel = mf >= 0.5
         if j < n_scales - 1:
-            val = _masked_mean(cs_map, sel, f"ms_ssim scale {j + 1}")
-            h, w = (x.shape[0] // 2) * 2, (x.shape[1] // 2) * 2
-            pool = lambda z: z[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))  # noqa: E731
-            x, y, mf = pool(x), pool(y), pool(mf)
+            val = _masked_mean(cs_map, mf, f"ms_ssim scale {j + 1}")
+            x, y, mf = _pool2(x), _pool2(y), _pool2(mf)
         else:
-            val = _masked_mean(ssim_map, sel, f"ms_ssim scale {j + 1}")
+            val = _masked_mean(ssim_map, mf, f"ms_ssim scale {j + 1}")
         result *= max(val, 0.0) ** weight
     return float(result)
 
@@ -162,10 +173,10 @@ def _real_metrics(x: np.ndarray, t: np.ndarray, mask: np.ndarray, name: str
     """Metrics of one real component (``x`` reconstruction, ``t`` truth) and its FRC curve."""
     tv, xv = t[mask], x[mask]
     R = float(tv.max() - tv.min())
-    if not (np.isfinite(R) and R > 0):
+    if not (np.isfinite(R) and R > MIN_DATA_RANGE):
         raise PtychoError(
             f"{name}.psnr_data_range: the ground-truth {name} is constant over the evaluation "
-            "region (range 0), so PSNR and SSIM have no data range"
+            f"region (range {R:.3g} <= {MIN_DATA_RANGE}), so PSNR and SSIM have no data range"
         )
     err = xv - tv
     mse = float(np.mean(err**2))

@@ -41,35 +41,64 @@ def illumination_map(object_shape: tuple[int, int], positions: np.ndarray,
     return out
 
 
+def probe_peak_intensity(probe: np.ndarray) -> float:
+    """``max |P|^2`` of the probe; ``PtychoError`` when it is zero or not finite."""
+    peak = float(np.max(np.abs(np.asarray(probe)) ** 2)) if np.size(probe) else 0.0
+    if not np.isfinite(peak) or peak <= 0:
+        raise PtychoError(f"the probe has no usable intensity (max |P|^2 = {peak})")
+    return peak
+
+
+def region_from_illumination(illumination: np.ndarray, peak: float, threshold: float = 0.1,
+                             erosion: int = 2) -> np.ndarray:
+    """Boolean (H, W) region ``illumination >= threshold * peak``, eroded by ``erosion`` pixels
+    (a disc structuring element of that radius; pixels beyond the object border count as
+    outside). Raises ``PtychoError`` when the region is empty."""
+    if not 0 < threshold <= 1:
+        raise PtychoError(f"evaluation region: threshold must be in (0, 1], got {threshold}")
+    if erosion < 0:
+        raise PtychoError(f"evaluation region: erosion must be >= 0 pixels, got {erosion}")
+    illumination = np.asarray(illumination, dtype=np.float64)
+    mask = illumination >= threshold * peak
+    if erosion > 0 and mask.any():
+        r = int(erosion)
+        yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+        mask = ndimage.binary_erosion(mask, structure=(yy**2 + xx**2) <= r * r, border_value=0)
+    if not mask.any():
+        H, W = illumination.shape
+        raise PtychoError(
+            f"evaluation region is empty: no pixel of the {H} x {W} object keeps summed probe "
+            f"intensity >= {threshold} x max|P|^2 after a {erosion} px erosion"
+        )
+    return mask
+
+
 def evaluation_region(object_shape: tuple[int, int], positions: np.ndarray, probe: np.ndarray,
                       threshold: float = 0.1, erosion: int = 2) -> np.ndarray:
     """Boolean (H, W) mask of the evaluation region.
 
     A pixel is in the region when ``illumination_map(...) >= threshold * max |P|^2``; the mask is
-    then eroded by ``erosion`` pixels (a disc structuring element of that radius; pixels on the
-    object border count as outside). Raises ``PtychoError`` when the region is empty.
+    then eroded by ``erosion`` pixels (see :func:`region_from_illumination`). Raises
+    ``PtychoError`` when the region is empty (no positions, a dark probe, or erosion removes all).
     """
-    if not 0 < threshold <= 1:
-        raise PtychoError(f"evaluation_region: threshold must be in (0, 1], got {threshold}")
-    if erosion < 0:
-        raise PtychoError(f"evaluation_region: erosion must be >= 0 pixels, got {erosion}")
-    peak = float(np.max(np.abs(np.asarray(probe)) ** 2)) if np.size(probe) else 0.0
-    if not np.isfinite(peak) or peak <= 0:
-        raise PtychoError("evaluation_region: the probe has no intensity (max |P|^2 = 0)")
-    illum = illumination_map(object_shape, positions, probe)
-    mask = illum >= threshold * peak
-    if erosion > 0 and mask.any():
-        r = int(erosion)
-        yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-        disc = (yy**2 + xx**2) <= r * r
-        mask = ndimage.binary_erosion(mask, structure=disc, border_value=0)
-    if not mask.any():
-        n = len(np.asarray(positions).reshape(-1, 2))
-        raise PtychoError(
-            f"evaluation region is empty: {n} test positions, threshold {threshold} x max|P|^2, "
-            f"erosion {erosion} px on a {object_shape[0]} x {object_shape[1]} object"
-        )
-    return mask
+    peak = probe_peak_intensity(probe)
+    return region_from_illumination(illumination_map(object_shape, positions, probe), peak,
+                                    threshold, erosion)
+
+
+def tukey(n: int, alpha: float = 0.25) -> np.ndarray:
+    """Tukey (tapered cosine) window of ``n`` samples, float64, as ``scipy.signal.windows.tukey``
+    (symmetric): flat in the middle, cosine tapers over ``alpha / 2`` of the length at each end.
+    Written here because importing ``scipy.signal`` costs seconds."""
+    if n <= 1 or alpha <= 0:
+        return np.ones(max(n, 0))
+    x = np.linspace(0.0, 1.0, n)
+    w = np.ones(n)
+    a = min(float(alpha), 1.0)
+    lo, hi = x < a / 2, x >= 1 - a / 2
+    w[lo] = 0.5 * (1 + np.cos(np.pi * (2 * x[lo] / a - 1)))
+    w[hi] = 0.5 * (1 + np.cos(np.pi * (2 * x[hi] / a - 2 / a + 1)))
+    return w
 
 
 def bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
@@ -81,18 +110,3 @@ def bounding_box(mask: np.ndarray) -> tuple[slice, slice]:
     cols = np.flatnonzero(mask.any(axis=0))
     return slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
 
-
-def soft_window(mask: np.ndarray, width: float | None = None) -> np.ndarray:
-    """Apodisation window adapted to the region's shape, float64 of the mask's shape in [0, 1].
-
-    ``w = sin^2(pi/2 * min(d / width, 1))`` with ``d`` the Euclidean distance (pixels) from a
-    region pixel to the nearest pixel outside the region (0 outside). For a rectangular region this
-    is a Tukey window; the default ``width`` is 1/8 of the shorter side of the region's bounding
-    box (a Tukey alpha of 0.25), at least 1 pixel.
-    """
-    mask = np.asarray(mask, dtype=bool)
-    if width is None:
-        ys, xs = bounding_box(mask)
-        width = max(1.0, 0.125 * min(ys.stop - ys.start, xs.stop - xs.start))
-    d = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
-    return np.sin(0.5 * np.pi * np.clip(d / float(width), 0.0, 1.0)) ** 2

@@ -37,7 +37,7 @@ def save(fig, png) -> None:
     png = Path(png)
     try:
         with atomic_path(png, ".png") as tmp:
-            fig.savefig(tmp, format="png", dpi=DPI, bbox_inches="tight")
+            fig.savefig(tmp, format="png", dpi=DPI)
     finally:
         plt.close(fig)
 
@@ -45,7 +45,7 @@ def save(fig, png) -> None:
 def message_figure(png, title: str, message: str) -> None:
     """A small figure that states why there is nothing to plot (the output still exists)."""
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(6, 2.5))
+    fig, ax = plt.subplots(figsize=(6, 2.5), constrained_layout=True)
     ax.axis("off")
     ax.set_title(title)
     ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, fontsize=11)

@@ -74,8 +74,7 @@ def plot_cell_comparison(aligned_paths, arm_ids, metric_paths, png, title: str) 
     fig, axes = plt.subplots(4, n_c, figsize=(panel * n_c + 1.3, panel * aspect * 4 + 1.6),
                              squeeze=False, constrained_layout=True)
     for i, (key, label, cmap_name, lim, cb_label) in enumerate(rows):
-        cmap = plt.get_cmap(cmap_name).copy()
-        cmap.set_bad("0.75")
+        cmap = plt.get_cmap(cmap_name).with_extremes(bad="0.75")
         im = None
         for j in range(n_c):
             ax = axes[i, j]

@@ -68,15 +68,19 @@ def plot_dataset_summary(train_path, test_path, png_path) -> None:
     ax.set_xlim(-0.5, W - 0.5)
     ax.set_ylim(H - 0.5, -0.5)
     ax.set_aspect("equal")
-    ax.set_xlabel("x (object pixels)")
+    ax.set_xlabel("x (object pixels)", labelpad=1)
     ax.set_ylabel("y (object pixels)")
     ax.set_title("scan positions (patch centres) by split")
-    ax.legend(loc="upper right", fontsize=8, framealpha=0.85)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=3, fontsize=8)
 
     pext = (-N / 2 - 0.5, N / 2 - 0.5, N / 2 - 0.5, -N / 2 - 0.5)
     show(axes[1, 0], np.abs(probe), f"probe amplitude ({N} x {N} px)", "viridis", "amplitude (a.u.)",
          extent=pext)
-    show(axes[1, 1], np.angle(probe), "probe phase", "twilight_shifted", "phase (rad)", extent=pext)
+    pa = np.abs(probe)
+    faint = pa < 0.02 * pa.max()
+    pcmap = plt.get_cmap("twilight_shifted").with_extremes(bad="0.75")
+    show(axes[1, 1], np.ma.masked_where(faint, np.angle(probe)),
+         "probe phase (grey: |P| < 2% of its peak)", pcmap, "phase (rad)", extent=pext)
     for ax in axes[1, :2]:
         ax.set_xlabel("x (pixels from probe centre)")
         ax.set_ylabel("y (pixels from probe centre)")
@@ -84,8 +88,7 @@ def plot_dataset_summary(train_path, test_path, png_path) -> None:
     ax = axes[1, 2]
     counts = np.asarray(pattern, dtype=np.float64)
     vmax = max(float(counts.max()), 1.0)
-    cmap = plt.get_cmap("inferno").copy()
-    cmap.set_bad("black")
+    cmap = plt.get_cmap("inferno").with_extremes(bad="black")
     im = ax.imshow(np.ma.masked_less(counts, 1.0), cmap=cmap, norm=LogNorm(vmin=1.0, vmax=max(vmax, 1.1)),
                    extent=pext)
     cb = fig.colorbar(im, ax=ax, shrink=0.85)

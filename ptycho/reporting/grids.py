@@ -94,7 +94,7 @@ def plot_metric_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict 
     n_arm = len(t.arms)
     w = max(2.4, 1.1 * len(t.overlaps) + 1.2)
     h = max(2.0, 0.55 * len(t.doses) + 1.3)
-    fig, axes = plt.subplots(2, n_arm, figsize=(w * n_arm + 1.2, 2 * h + 0.8), squeeze=False,
+    fig, axes = plt.subplots(2, n_arm, figsize=(max(w * n_arm + 1.2, 8.0), 2 * h + 0.8), squeeze=False,
                              constrained_layout=True)
     cmap = plt.get_cmap("viridis")
     norm = Normalize(0.0, 1.0)
@@ -114,8 +114,8 @@ def plot_metric_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict 
                 ax.set_xlabel("scan overlap")
     cb = fig.colorbar(im, ax=axes, shrink=0.8)
     cb.set_label(f"{name} (1 = perfect)")
-    fig.suptitle(f"{name} of the aligned test-region reconstruction: study {t.study}, {t.scale} "
-                 "scale\nrows: dose (photons/exposure); columns: overlap view")
+    fig.suptitle(f"{name} of the aligned test-region reconstruction\nstudy {t.study}, {t.scale} "
+                 "scale; rows: dose (photons/exposure), columns: overlap view")
     save(fig, png)
 
 
@@ -148,7 +148,7 @@ def plot_delta_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict |
     cmap = plt.get_cmap("RdBu")
     w = max(2.4, 1.1 * len(t.overlaps) + 1.2)
     h = max(2.0, 0.55 * len(t.doses) + 1.3)
-    fig, axes = plt.subplots(2, len(comps), figsize=(w * len(comps) + 1.2, 2 * h + 0.9),
+    fig, axes = plt.subplots(2, len(comps), figsize=(max(w * len(comps) + 1.2, 8.0), 2 * h + 0.9),
                              squeeze=False, constrained_layout=True)
     xl = _overlap_labels(t, overlap_targets)
     yl = [dose_label(d) for d in t.doses]
@@ -166,8 +166,8 @@ def plot_delta_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict |
                 ax.set_xlabel("scan overlap")
     cb = fig.colorbar(im, ax=axes, shrink=0.8)
     cb.set_label(f"Δ {name} (PINN − other; > 0: PINN better)")
-    fig.suptitle(f"{name} difference, PINN minus baseline / iterative: study {t.study}, "
-                 f"{t.scale} scale\nblue: PINN better, red: PINN worse")
+    fig.suptitle(f"{name} difference, PINN minus baseline / iterative\nstudy {t.study}, "
+                 f"{t.scale} scale; blue: PINN better, red: PINN worse")
     save(fig, png)
 
 
@@ -181,7 +181,7 @@ def plot_metric_vs_dose(csv_path, png, rows=_VS_DOSE_ROWS, overlap_targets: dict
     plt = pyplot()
     t = _load(csv_path)
     n_r, n_c = len(rows), len(t.overlaps)
-    fig, axes = plt.subplots(n_r, n_c, figsize=(4.2 * n_c + 0.5, 2.4 * n_r + 0.8), squeeze=False,
+    fig, axes = plt.subplots(n_r, n_c, figsize=(max(4.2 * n_c + 0.5, 8.0), 2.2 * n_r + 1.0), squeeze=False,
                              sharex=True, constrained_layout=True)
     x = np.array(t.doses)
     for j, ov in enumerate(t.overlaps):
@@ -226,7 +226,7 @@ def plot_frc_curves(metric_paths, png) -> None:
             overlaps.append(m["overlap_view"])
     arms = sorted({m["arm"] for m in data}, key=arm_sort_key)
     cols = [(ov, q) for ov in overlaps for q in ("amplitude", "phase")]
-    fig, axes = plt.subplots(len(doses), len(cols), figsize=(3.4 * len(cols) + 0.5, 2.6 * len(doses) + 1.0),
+    fig, axes = plt.subplots(len(doses), len(cols), figsize=(max(3.4 * len(cols) + 0.5, 8.0), 2.6 * len(doses) + 1.0),
                              squeeze=False, sharex=True, sharey=True, constrained_layout=True)
     for m in data:
         i = doses.index(float(m["dose"]))
@@ -285,7 +285,7 @@ def plot_loss_curves(history_paths, labels, png) -> None:
         arm, _, rest = str(label).partition(" ")
         groups.setdefault(arm, []).append((rest or arm, read_history(path)))
     arms = sorted(groups, key=arm_sort_key)
-    fig, axes = plt.subplots(1, len(arms), figsize=(5.2 * len(arms), 4.2), squeeze=False,
+    fig, axes = plt.subplots(1, len(arms), figsize=(max(5.2 * len(arms), 7.0), 4.2), squeeze=False,
                              constrained_layout=True)
     cmap = plt.get_cmap("tab10")
     for ax, arm in zip(axes[0], arms):

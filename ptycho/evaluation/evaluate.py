@@ -1,0 +1,109 @@
+"""Evaluate one reconstruction file against the ground truth of its test split."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ptycho.config import dose_label
+from ptycho.data.dataset import Dataset
+from ptycho.data.io import atomic_path, write_json
+from ptycho.errors import DatasetError
+from ptycho.evaluation.align import MAX_SHIFT_PX, align_to_truth
+from ptycho.evaluation.metrics import PSNR_CAP_DB, metrics_and_curves
+from ptycho.evaluation.region import (
+    illumination_map,
+    probe_peak_intensity,
+    region_from_illumination,
+)
+from ptycho.reconstruct.io import read_reconstruction
+
+REGION_THRESHOLD = 0.1
+REGION_EROSION_PX = 2
+UPSAMPLE = 20
+
+
+def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path) -> dict:
+    """Region, alignment and metrics of one arm's reconstruction; writes two files atomically.
+
+    ``recon_path``: reconstruction HDF5 (:mod:`ptycho.reconstruct.io`); ``test_path``: the test
+    split dataset it reconstructed (positions, probe and ground-truth object are read from it).
+    The region comes from the test positions and probe (:mod:`ptycho.evaluation.region`), the
+    alignment is :func:`~ptycho.evaluation.align.align_to_truth` (registration weighted by the
+    test scan's illumination), the metrics :func:`~ptycho.evaluation.metrics.compute_metrics`.
+
+    ``aligned_path`` (HDF5, no timestamps): ``/aligned`` complex64 (H, W) aligned reconstruction,
+    ``/truth`` complex64 (H, W), ``/mask`` uint8 (H, W) evaluation region (1 inside).
+    ``metrics_path`` (JSON), also returned::
+
+        {"arm": str, "gridsize": int, "dose": float (photons/exposure), "dose_label": str,
+         "overlap_view": str, "region_pixels": int,
+         "alignment": {"shift": [dy, dx] px, "shift_capped": bool, "scale_abs": float,
+                       "scale_phase": rad, "ramp": [offset rad, gy rad/px, gx rad/px]},
+         "metrics": {"amplitude": {mae, mse, psnr, psnr_data_range, ssim, ms_ssim,
+                                   frc50_px, frc17_px},
+                     "phase": {same keys}, "complex": {"nce": float}},
+         "frc": {"amplitude": {"freq": [cycles/px], "frc": [...]}, "phase": {...}},
+         "recon_wall_time_s": float, "recon_info": dict,
+         "evaluation": {"region_threshold", "region_erosion_px", "registration_upsample",
+                        "max_shift_px", "psnr_data_range" (text), "psnr_cap_db"}}
+
+    Raises ``DatasetError`` when the files do not belong together (shape, dose, split) and
+    ``PtychoError`` when the region is empty or a metric cannot be computed.
+    """
+    rec = read_reconstruction(recon_path)
+    with Dataset(test_path) as ds:
+        positions, probe, truth = ds.positions, ds.probe, ds.object
+        ds_dose, split = ds.dose, ds.split
+    if split != "test":
+        raise DatasetError(f"{test_path}: split is '{split}', expected the 'test' split")
+    if rec.object.shape != truth.shape:
+        raise DatasetError(f"{recon_path}: reconstruction is {rec.object.shape}, the ground truth "
+                           f"of {test_path} is {truth.shape}")
+    if not math.isclose(rec.dose, ds_dose, rel_tol=1e-6):
+        raise DatasetError(f"{recon_path}: dose {rec.dose} differs from the test split's dose "
+                           f"{ds_dose} ({test_path})")
+    peak = probe_peak_intensity(probe)
+    illum = illumination_map(truth.shape, positions, probe)
+    mask = region_from_illumination(illum, peak, REGION_THRESHOLD, REGION_EROSION_PX)
+    al = align_to_truth(rec.object, truth, mask, upsample=UPSAMPLE, max_shift=MAX_SHIFT_PX,
+                        illumination=illum / peak)
+    metrics, curves = metrics_and_curves(al.aligned, truth, mask)
+    out = {
+        "arm": rec.arm,
+        "gridsize": int(rec.gridsize),
+        "dose": float(rec.dose),
+        "dose_label": dose_label(rec.dose),
+        "overlap_view": rec.overlap_view,
+        "region_pixels": int(mask.sum()),
+        "alignment": {
+            "shift": [al.shift[0], al.shift[1]],
+            "shift_capped": al.shift_capped,
+            "scale_abs": float(abs(al.scale)),
+            "scale_phase": float(np.angle(al.scale)),
+            "ramp": list(al.ramp),
+        },
+        "metrics": metrics,
+        "frc": curves,
+        "recon_wall_time_s": float(rec.wall_time_s),
+        "recon_info": rec.info,
+        "evaluation": {
+            "region_threshold": REGION_THRESHOLD,
+            "region_erosion_px": REGION_EROSION_PX,
+            "registration_upsample": UPSAMPLE,
+            "max_shift_px": MAX_SHIFT_PX,
+            "psnr_data_range": "ground-truth max - min over the region",
+            "psnr_cap_db": PSNR_CAP_DB,
+        },
+    }
+    with atomic_path(aligned_path, ".h5") as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("aligned", data=al.aligned.astype(np.complex64), track_times=False)
+        f.create_dataset("truth", data=np.asarray(truth, np.complex64), track_times=False)
+        f.create_dataset("mask", data=mask.astype(np.uint8), track_times=False)
+        f.attrs["arm"] = rec.arm
+        f.attrs["source"] = str(Path(recon_path))
+    write_json(metrics_path, out)
+    return out

@@ -1,0 +1,69 @@
+"""Training callbacks: a NaN guard and an epoch recorder (history with the learning rate)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import keras
+
+from ptycho.errors import TrainingError
+
+log = logging.getLogger(__name__)
+
+
+class NaNGuard(keras.callbacks.Callback):
+    """Stop training with ``TrainingError`` as soon as a batch loss is NaN or infinite.
+
+    The error propagates out of ``fit``; since bundles are written only after a successful fit, a
+    diverged run leaves no model file.
+    """
+
+    def __init__(self, label: str):
+        super().__init__()
+        self.label = label
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.model.stop_training = True
+            raise TrainingError(f"{self.label}: loss became {float(loss)} at epoch {self.epoch + 1}, "
+                                f"batch {batch + 1}; no model was written")
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key in ("loss", "val_loss"):
+            v = (logs or {}).get(key)
+            if v is not None and not math.isfinite(float(v)):
+                raise TrainingError(f"{self.label}: {key} became {float(v)} at epoch {epoch + 1}; "
+                                    "no model was written")
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Rows (epoch, loss, val_loss, lr) per epoch, logged as they come.
+
+    ``lr`` is the learning rate the epoch ran with (read before ReduceLROnPlateau acts on it).
+    """
+
+    def __init__(self, label: str):
+        super().__init__()
+        self.label = label
+        self.rows: list[dict] = []
+        self._t0 = 0.0
+        self._lr = float("nan")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+        self._lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        row = {"epoch": epoch + 1, "loss": float(logs.get("loss", float("nan"))),
+               "val_loss": float(logs.get("val_loss", float("nan"))), "lr": self._lr}
+        self.rows.append(row)
+        log.info("%s epoch %d: loss %.6g val_loss %.6g lr %.3g (%.1f s)", self.label, row["epoch"],
+                 row["loss"], row["val_loss"], row["lr"], time.perf_counter() - self._t0)

@@ -1,0 +1,134 @@
+"""Streaming training data: ``tf.data`` pipelines that read batches from the HDF5 file.
+
+Only one batch of patterns is in memory at a time (``Dataset.read``); the whole dataset is never
+materialised, on the host or on the GPU. Shuffling is seeded: every epoch draws the next
+permutation from one ``numpy`` Generator, so a run is reproducible from the config seed.
+
+An item is one training example: for the PINN a group (its C = g^2 member indices and their offsets
+from the seed, g = 1 being single patterns), for the baseline a single pattern and its
+ground-truth patch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from ptycho.data.dataset import Dataset
+from ptycho.errors import DatasetError
+from ptycho.physics.forward import extract_patches
+
+
+def count_statistics(ds: Dataset, chunk: int = 256) -> dict:
+    """Stream the counts once: check they are finite and >= 0, and return their mean per pixel.
+
+    Raises DatasetError naming the file and the first bad pattern.
+    """
+    total = 0.0
+    for idx, counts in ds.iter_batches(chunk):
+        bad = ~np.isfinite(counts)
+        if bad.any():
+            k = int(idx[np.flatnonzero(bad.reshape(len(counts), -1).any(axis=1))[0]])
+            raise DatasetError(f"{ds.path}: '/diffraction' contains NaN or inf counts (pattern {k})")
+        if (counts < 0).any():
+            k = int(idx[np.flatnonzero((counts < 0).reshape(len(counts), -1).any(axis=1))[0]])
+            raise DatasetError(f"{ds.path}: '/diffraction' contains negative counts (pattern {k})")
+        total += float(counts.sum(dtype=np.float64))
+    mean = total / max(ds.n * ds.N * ds.N, 1)
+    return {"mean_counts_per_pixel": mean, "mean_counts_per_pattern": mean * ds.N * ds.N}
+
+
+def input_norm(mean_counts_per_pixel: float, path) -> float:
+    """The one input normalisation: sqrt(counts) / norm with norm = sqrt(mean counts per pixel),
+    so the network input has unit root-mean-square over the training split at every dose."""
+    if not mean_counts_per_pixel > 0:
+        raise DatasetError(f"{path}: every count is zero; nothing to train on")
+    return math.sqrt(mean_counts_per_pixel)
+
+
+def split_validation(n_items: int, fraction: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random split of item indices into (train, validation); both non-empty when n >= 2."""
+    if n_items < 2:
+        raise DatasetError(f"need at least 2 training examples to hold out a validation subset, got {n_items}")
+    n_val = min(max(1, int(round(fraction * n_items))), n_items - 1)
+    perm = rng.permutation(n_items)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+@dataclass
+class ItemTable:
+    """The training examples of an arm: ``members`` (n_items, C) pattern indices and, for g >= 2,
+    ``offsets`` (n_items, C, 2) pixels of each member from its group's seed."""
+
+    members: np.ndarray
+    offsets: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    @property
+    def C(self) -> int:
+        return int(self.members.shape[1])
+
+
+class BatchSource:
+    """Python generator of (inputs, targets) batches over a subset of items, read lazily.
+
+    kind ``pinn``: inputs {'counts': (b, N, N, C)[, 'offsets': (b, C, 2)]}, targets the counts.
+    kind ``baseline``: inputs counts (b, N, N, 1), targets (b, N, N, 2) ground-truth amplitude and
+    phase patches cut from the object with ``extract_patches`` at the pattern positions.
+    """
+
+    def __init__(self, ds: Dataset, table: ItemTable, subset: np.ndarray, batch_size: int,
+                 kind: str, rng: np.random.Generator | None = None,
+                 obj: np.ndarray | None = None, positions: np.ndarray | None = None):
+        if kind not in ("pinn", "baseline"):
+            raise ValueError(f"unknown batch kind '{kind}'")
+        if kind == "baseline" and (obj is None or positions is None):
+            raise DatasetError(f"{ds.path}: the baseline needs the ground-truth object and positions")
+        self.ds, self.table, self.kind = ds, table, kind
+        self.subset = np.asarray(subset, dtype=np.int64)
+        self.batch_size = int(batch_size)
+        self.rng = rng
+        self.obj, self.positions = obj, positions
+        self.N = ds.N
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.subset) / self.batch_size)
+
+    def batch(self, items: np.ndarray):
+        N, C = self.N, self.table.C
+        members = self.table.members[items]
+        counts = self.ds.read(members.ravel()).reshape(len(items), C, N, N).transpose(0, 2, 3, 1)
+        if self.kind == "baseline":
+            patches = extract_patches(self.obj, self.positions[members[:, 0]], N)
+            target = np.stack([np.abs(patches), np.angle(patches)], axis=-1).astype(np.float32)
+            return counts, target
+        x = {"counts": counts}
+        if self.table.offsets is not None:
+            x["offsets"] = self.table.offsets[items].astype(np.float32)
+        return x, counts
+
+    def __call__(self):
+        order = self.subset if self.rng is None else self.rng.permutation(self.subset)
+        for s in range(0, len(order), self.batch_size):
+            yield self.batch(order[s : s + self.batch_size])
+
+    def signature(self):
+        N, C = self.N, self.table.C
+        counts = tf.TensorSpec((None, N, N, C), tf.float32)
+        if self.kind == "baseline":
+            return counts, tf.TensorSpec((None, N, N, 2), tf.float32)
+        x = {"counts": counts}
+        if self.table.offsets is not None:
+            x["offsets"] = tf.TensorSpec((None, C, 2), tf.float32)
+        return x, counts
+
+    def dataset(self) -> tf.data.Dataset:
+        """A re-iterable tf.data pipeline (each epoch calls the generator again: new permutation)."""
+        out = tf.data.Dataset.from_generator(self, output_signature=self.signature())
+        out = out.apply(tf.data.experimental.assert_cardinality(len(self)))
+        return out.prefetch(2)

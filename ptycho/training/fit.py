@@ -1,0 +1,238 @@
+"""Train one arm of one grid cell and write its model bundle.
+
+Outputs (all written atomically, and only after a successful fit):
+  model.keras   the full Keras model (custom layers registered; reload with compile=False)
+  bundle.json   what inference and the report need: arm, gridsize, N, normalisation, dose,
+                config, seeds, package versions, n_train, n_val, epochs run, wall time, losses
+  history.csv   epoch, loss, val_loss, lr
+  curve.png     loss curves (log y)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import logging
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from ptycho.config import StudyConfig, arm_gridsize, dose_label
+from ptycho.data.dataset import Dataset
+from ptycho.data.grouping import group_offsets, make_groups
+from ptycho.data.io import atomic_path
+from ptycho.errors import ConfigError, DatasetError
+from ptycho.rng import int_seed, rng_for
+from ptycho.training.runtime import configure_tensorflow, package_versions
+
+log = logging.getLogger(__name__)
+
+TRAINABLE_ARMS = ("pinn_g1", "pinn_g2", "baseline")
+BUNDLE_VERSION = 1
+
+
+def cell_labels(ds: Dataset) -> tuple[str, str]:
+    """(dose label, overlap view) of a dataset, the labels that seed a cell's random streams."""
+    try:
+        view = str(ds.config.get("overlap_view", "none"))
+    except Exception:  # config attribute that is not JSON: still a usable file
+        view = "none"
+    return dose_label(ds.dose), view
+
+
+def group_table(positions: np.ndarray, gridsize: int, neighbours: int, N: int,
+                rng: np.random.Generator):
+    """Groups (one per position, seeded by it) and their offsets; g = 1 gives single patterns."""
+    from ptycho.training.data import ItemTable
+
+    groups = make_groups(positions, gridsize, neighbours, N, rng)
+    offsets = group_offsets(positions, groups) if gridsize > 1 else None
+    return ItemTable(groups, offsets)
+
+
+def grouping_rng(study_seed: int, split: str, dose_lbl: str, view: str) -> np.random.Generator:
+    return rng_for(study_seed, "groups", split, dose_lbl, view)
+
+
+def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, model_path,
+              bundle_path, history_path, curve_path, threads: int = 1) -> dict:
+    """Train ``arm_id`` (pinn_g1, pinn_g2 or baseline) on the train split ``train_path``.
+
+    Returns the bundle dictionary (also written to ``bundle_path``). Raises DatasetError for an empty
+    file, NaN/inf/negative counts or (baseline) a file without ground truth, ConfigError for an
+    unknown arm or a file of another N than the scale, TrainingError if the loss diverges; in every
+    failure no output file is left.
+    """
+    if arm_id not in TRAINABLE_ARMS:
+        raise ConfigError(f"cannot train arm '{arm_id}'; expected one of {TRAINABLE_ARMS}")
+    t_start = time.perf_counter()
+    scale = study.scale(scale_name)
+    tc = scale.training
+    gridsize = arm_gridsize(arm_id)
+    supervised = arm_id == "baseline"
+    train_path = Path(train_path)
+
+    try:
+        ds = Dataset(train_path, require_object=supervised)
+    except DatasetError as exc:
+        if supervised and "ground truth" in str(exc):
+            raise DatasetError(f"{exc}; the supervised baseline trains on ground-truth patches") from exc
+        raise
+    with ds:
+        if ds.n == 0:
+            raise DatasetError(f"{train_path}: no diffraction patterns; nothing to train on")
+        if ds.N != scale.N:
+            raise ConfigError(f"{train_path}: patterns are {ds.N} x {ds.N} but scale '{scale_name}' "
+                              f"has N = {scale.N}")
+        configure_tensorflow(threads)
+        import keras
+
+        from ptycho.training.data import BatchSource, count_statistics, input_norm, split_validation
+
+        stats = count_statistics(ds, scale.chunk_size)
+        norm = input_norm(stats["mean_counts_per_pixel"], train_path)
+        dose_lbl, view = cell_labels(ds)
+        seed = int_seed(study.seeds.training, arm_id, dose_lbl, view)
+        keras.utils.set_random_seed(seed)
+        positions = ds.positions
+        N = ds.N
+        table = group_table(positions, gridsize, study.neighbours, N,
+                            grouping_rng(study.seeds.grouping, "train", dose_lbl, view))
+        # The same validation items for every arm of a cell (no arm label in the stream).
+        tr_idx, val_idx = split_validation(len(table), tc.validation_fraction,
+                                           rng_for(study.seeds.training, "validation", dose_lbl, view))
+        shuffle_rng = rng_for(study.seeds.training, "shuffle", arm_id, dose_lbl, view)
+        obj = ds.object if supervised else None
+        kind = "baseline" if supervised else "pinn"
+        train_src = BatchSource(ds, table, tr_idx, tc.batch_size, kind, shuffle_rng, obj, positions)
+        val_src = BatchSource(ds, table, val_idx, tc.batch_size, kind, None, obj, positions)
+
+        model, loss_name = _build(arm_id, ds, gridsize, norm, tc)
+        label = f"{arm_id} [{train_path.name}]"
+        train_data, val_data = train_src.dataset(), val_src.dataset()
+        initial_loss = float(model.evaluate(val_data, verbose=0))
+        log.info("%s: %d train / %d validation items, norm %.4g, initial val loss %.6g",
+                 label, len(tr_idx), len(val_idx), norm, initial_loss)
+        if not math.isfinite(initial_loss):
+            from ptycho.errors import TrainingError
+
+            raise TrainingError(f"{label}: initial loss is {initial_loss}; no model was written")
+
+        from ptycho.training.callbacks import EpochRecorder, NaNGuard
+
+        recorder = EpochRecorder(label)
+        early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=tc.patience,
+                                              restore_best_weights=True)
+        callbacks = [
+            NaNGuard(label),
+            recorder,
+            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
+                                              patience=tc.plateau_patience, min_lr=1e-6),
+            early,
+        ]
+        t_fit = time.perf_counter()
+        model.fit(train_data, validation_data=val_data, epochs=tc.epochs, callbacks=callbacks,
+                  verbose=0)
+        fit_time = time.perf_counter() - t_fit
+        final_loss = float(model.evaluate(val_data, verbose=0))
+        rows = recorder.rows
+        best = int(np.nanargmin([r["val_loss"] for r in rows])) + 1 if rows else 0
+
+        bundle = {
+            "bundle_version": BUNDLE_VERSION,
+            "arm": arm_id,
+            "gridsize": gridsize,
+            "channels": gridsize * gridsize,
+            "N": N,
+            "normalisation": {"input": "sqrt(counts) / norm", "norm": norm,
+                              "applied_in": "model layer 'amplitude_input'", **stats},
+            "dose": ds.dose,
+            "dose_label": dose_lbl,
+            "overlap_view": view,
+            "loss": loss_name,
+            "study": study.study,
+            "scale": scale_name,
+            "config": {"training": asdict(tc), "neighbours": study.neighbours,
+                       "object_shape": list(ds.object_shape)},
+            "seeds": {"training": study.seeds.training, "grouping": study.seeds.grouping,
+                      "tensorflow": seed, "labels": [arm_id, dose_lbl, view]},
+            "versions": package_versions(),
+            "train_path": str(train_path),
+            "n_patterns": ds.n,
+            "n_train": int(len(tr_idx)),
+            "n_val": int(len(val_idx)),
+            "epochs_run": len(rows),
+            "best_epoch": best,
+            "initial_loss": initial_loss,
+            "final_loss": final_loss,
+            "fit_time_s": fit_time,
+            "threads": int(threads),
+        }
+        bundle["wall_time_s"] = time.perf_counter() - t_start
+        write_outputs(model, bundle, rows, model_path, bundle_path, history_path, curve_path)
+        log.info("%s: %d epochs in %.1f s, val loss %.6g -> %.6g", label, len(rows), fit_time,
+                 initial_loss, final_loss)
+        return bundle
+
+
+def _build(arm_id: str, ds: Dataset, gridsize: int, norm: float, tc):
+    import keras
+
+    if arm_id == "baseline":
+        from ptycho.models.baseline import build_baseline
+
+        model = build_baseline(ds.N, norm, tc.filters, tc.depth)
+        model.compile(optimizer=keras.optimizers.Adam(tc.learning_rate),
+                      loss=keras.losses.MeanAbsoluteError())
+        return model, "mae(amplitude, phase)"
+    from ptycho.models.physics_layer import PoissonNLL
+    from ptycho.models.pinn import build_pinn
+
+    model = build_pinn(ds.N, gridsize, ds.dose, ds.probe, norm, tc.filters, tc.depth)
+    model.compile(optimizer=keras.optimizers.Adam(tc.learning_rate), loss=PoissonNLL())
+    return model, "poisson_nll (shifted by the saturated NLL, per pixel)"
+
+
+def write_outputs(model, bundle: dict, rows: list[dict], model_path, bundle_path, history_path,
+                  curve_path) -> None:
+    """Write the four outputs to temporary names and rename them together on success."""
+    with contextlib.ExitStack() as stack:
+        # Renamed in reverse order of entry: the bundle last, so it only exists beside a model.
+        tmp_bundle = stack.enter_context(atomic_path(bundle_path, ".json"))
+        tmp_hist = stack.enter_context(atomic_path(history_path, ".csv"))
+        tmp_curve = stack.enter_context(atomic_path(curve_path, ".png"))
+        tmp_model = stack.enter_context(atomic_path(model_path, ".keras"))
+        with open(tmp_hist, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=["epoch", "loss", "val_loss", "lr"])
+            w.writeheader()
+            w.writerows(rows)
+        plot_history(rows, tmp_curve, f"{bundle['arm']} | dose {bundle['dose_label']} | "
+                     f"{bundle['overlap_view']}", bundle["loss"])
+        model.save(tmp_model)
+        tmp_bundle.write_text(json.dumps(bundle, indent=2, sort_keys=True) + "\n")
+
+
+def plot_history(rows: list[dict], path, title: str, loss_name: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
+    ep = [r["epoch"] for r in rows]
+    for key, lab in (("loss", "training"), ("val_loss", "validation")):
+        vals = [r[key] if r[key] > 0 else np.nan for r in rows]
+        ax.plot(ep, vals, marker="o", ms=3, label=lab)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(loss_name)
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)

@@ -1,0 +1,44 @@
+"""TensorFlow runtime settings of a job: thread pools and GPU memory growth."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+
+log = logging.getLogger(__name__)
+
+
+def configure_tensorflow(threads: int = 1) -> None:
+    """Limit TensorFlow's thread pools to the job's ``threads`` and enable GPU memory growth.
+
+    Both settings only take effect before TensorFlow initialises its runtime; later calls in the same
+    process (e.g. a second training in a test session) keep the first settings and log it.
+    """
+    import tensorflow as tf
+
+    threads = max(1, int(threads))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        log.debug("TensorFlow already initialised; keeping its thread settings")
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:
+            log.debug("TensorFlow already initialised; keeping GPU memory settings")
+
+
+def package_versions() -> dict:
+    """Versions recorded in a model bundle."""
+    import h5py
+    import keras
+    import numpy
+    import tensorflow as tf
+
+    import ptycho
+
+    return {"ptycho": ptycho.__version__, "python": sys.version.split()[0],
+            "platform": platform.platform(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": numpy.__version__, "h5py": h5py.__version__}

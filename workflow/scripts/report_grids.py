@@ -1,0 +1,28 @@
+"""Study figures from the metrics table: SSIM / MS-SSIM grids, delta grid, metrics versus dose,
+FRC curves and training losses.
+
+input:  csv (metrics.csv), metrics (list of metrics.json), histories (list of history.csv)
+output: ssim_grid, ms_ssim_grid, delta_grid, metric_vs_dose, frc, losses (PNG)
+params: history_labels (one 'arm dose overlap' label per history); optional study (dict) to label
+        overlap views with their target f
+"""
+
+from ptycho.runner import run_job
+
+
+def main(smk):
+    from ptycho.reporting import grids
+
+    study = getattr(smk.params, "study", None)
+    targets = dict(study.get("overlaps", {})) if isinstance(study, dict) else None
+    csv = smk.input.csv
+    grids.plot_metric_grid(csv, smk.output.ssim_grid, "ssim", overlap_targets=targets)
+    grids.plot_metric_grid(csv, smk.output.ms_ssim_grid, "ms_ssim", overlap_targets=targets)
+    grids.plot_delta_grid(csv, smk.output.delta_grid, overlap_targets=targets)
+    grids.plot_metric_vs_dose(csv, smk.output.metric_vs_dose, overlap_targets=targets)
+    grids.plot_frc_curves(list(smk.input.metrics), smk.output.frc)
+    grids.plot_loss_curves(list(smk.input.histories), list(smk.params.history_labels),
+                           smk.output.losses)
+
+
+run_job(snakemake, main)  # noqa: F821
