@@ -17,11 +17,21 @@ import yaml
 
 from ptycho.data.dataset import DatasetMeta, DatasetWriter
 from ptycho.errors import PtychoError
-from ptycho.reporting.inventory import (build_inventory, check_inventory, read_inventory,
-                                        write_inventory)
+from ptycho.reporting.inventory import (
+    build_inventory,
+    check_inventory,
+    read_inventory,
+    write_inventory,
+)
 from ptycho.reporting.provenance import build_provenance, parse_benchmark
-from ptycho.reporting.tables import (CSV_COLUMNS, collect_metrics, collect_timing,
-                                     read_metrics_csv, write_metrics_csv, write_summary_md)
+from ptycho.reporting.tables import (
+    CSV_COLUMNS,
+    collect_metrics,
+    collect_timing,
+    read_metrics_csv,
+    write_metrics_csv,
+    write_summary_md,
+)
 from ptycho.reporting.verify import assert_verified, check_iterative, verify_study
 
 REPO = Path(__file__).resolve().parents[1]

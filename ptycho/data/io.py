@@ -28,8 +28,26 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
 
 
 def write_json(path: str | Path, obj) -> None:
+    """Write strict JSON atomically; non-finite floats become null (JSON has no NaN)."""
+    text = json.dumps(_finite(obj), indent=2, sort_keys=True, default=_default, allow_nan=False)
     with atomic_path(path, ".json") as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_default) + "\n")
+        tmp.write_text(text + "\n")
+
+
+def _finite(o):
+    import math
+
+    import numpy as np
+
+    if isinstance(o, dict):
+        return {k: _finite(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_finite(v) for v in o]
+    if isinstance(o, np.ndarray):
+        return _finite(o.tolist())
+    if isinstance(o, (float, np.floating)):
+        return float(o) if math.isfinite(float(o)) else None
+    return o
 
 
 def write_text(path: str | Path, text: str) -> None:

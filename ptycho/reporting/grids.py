@@ -312,5 +312,10 @@ def plot_loss_curves(history_paths, labels, png) -> None:
     save(fig, png)
 
 
-__all__ = ["plot_metric_grid", "plot_delta_grid", "plot_metric_vs_dose", "plot_frc_curves",
-           "plot_loss_curves"]
+__all__ = [
+    "plot_delta_grid",
+    "plot_frc_curves",
+    "plot_loss_curves",
+    "plot_metric_grid",
+    "plot_metric_vs_dose",
+]

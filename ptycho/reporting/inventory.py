@@ -149,5 +149,11 @@ def check_inventory(path, root) -> list[str]:
     return problems
 
 
-__all__ = ["build_inventory", "write_inventory", "read_inventory", "check_inventory",
-           "inventory_excludes", "sha256_file"]
+__all__ = [
+    "build_inventory",
+    "check_inventory",
+    "inventory_excludes",
+    "read_inventory",
+    "sha256_file",
+    "write_inventory",
+]

@@ -142,7 +142,7 @@ def build_provenance(study_dict: dict, scale: str, results_root, benchmark_paths
         "study": resolved.get("study", study_dict.get("study")),
         "scale": scale,
         "results_root": str(results_root),
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "config": resolved,
         "config_error": config_error,
         "seeds": resolved.get("seeds"),
@@ -158,4 +158,4 @@ def build_provenance(study_dict: dict, scale: str, results_root, benchmark_paths
     }
 
 
-__all__ = ["build_provenance", "parse_benchmark", "package_versions", "git_state"]
+__all__ = ["build_provenance", "git_state", "package_versions", "parse_benchmark"]

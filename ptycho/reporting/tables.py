@@ -285,5 +285,14 @@ def write_summary_md(rows, timing, path, title: str | None = None) -> None:
         tmp.write_text(summary_markdown(rows, timing, title))
 
 
-__all__ = ["CSV_COLUMNS", "collect_metrics", "write_metrics_csv", "read_metrics_csv",
-           "collect_timing", "read_history", "write_summary_md", "summary_markdown", "read_metrics_json"]
+__all__ = [
+    "CSV_COLUMNS",
+    "collect_metrics",
+    "collect_timing",
+    "read_history",
+    "read_metrics_csv",
+    "read_metrics_json",
+    "summary_markdown",
+    "write_metrics_csv",
+    "write_summary_md",
+]

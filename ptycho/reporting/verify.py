@@ -403,4 +403,4 @@ def assert_verified(report_path) -> None:
     )
 
 
-__all__ = ["verify_study", "assert_verified"]
+__all__ = ["assert_verified", "verify_study"]

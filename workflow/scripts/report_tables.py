@@ -9,8 +9,12 @@ from ptycho.runner import run_job
 
 
 def main(smk):
-    from ptycho.reporting.tables import (collect_metrics, collect_timing, write_metrics_csv,
-                                         write_summary_md)
+    from ptycho.reporting.tables import (
+        collect_metrics,
+        collect_timing,
+        write_metrics_csv,
+        write_summary_md,
+    )
 
     metrics = list(smk.input.metrics)
     rows = collect_metrics(metrics, smk.params.study["study"], smk.params.scale)
