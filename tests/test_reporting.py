@@ -246,7 +246,7 @@ def test_loss_that_did_not_fall_is_named(tree):
 
 
 def test_leaking_split_fails(tree):
-    tr, te = tree["pairs"][0]
+    _, te = tree["pairs"][0]
     Path(te).unlink()
     _write_dataset(te, "test", np.array([[14.0, 12.0], [32.0, 6.0]]), 1000.0, "dense")
     c = _check(_verify(tree), "split_invariant")
@@ -254,7 +254,7 @@ def test_leaking_split_fails(tree):
 
 
 def test_dataset_of_another_study_fails(tree):
-    tr, te = tree["pairs"][1]
+    _, te = tree["pairs"][1]
     Path(te).unlink()
     _write_dataset(te, "test", TEST_POS, 1000.0, "sparse", study_name="other")
     c = _check(_verify(tree), "study_matches_results")

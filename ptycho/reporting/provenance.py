@@ -38,7 +38,7 @@ def package_versions(names=PACKAGES) -> dict[str, str | None]:
 def _git(args, cwd) -> str | None:
     try:
         r = subprocess.run(["git", "--no-optional-locks", *args], cwd=cwd, capture_output=True,
-                           text=True, timeout=20)
+                           text=True, timeout=20, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return r.stdout if r.returncode == 0 else None

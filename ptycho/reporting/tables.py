@@ -195,14 +195,14 @@ def summary_markdown(rows, timing=None, title: str | None = None) -> str:
     study = rows[0]["study"] if rows else "?"
     scale = rows[0]["scale"] if rows else "?"
     lines = [f"# {title or f'Study {study} ({scale} scale): reconstruction quality'}", ""]
-    lines += [
+    lines += [(
         "Dose: incident photons per exposure. Overlap: the study's overlap view "
         "(f = 1 - step / probe diameter). SSIM and MS-SSIM are unitless (1 is perfect); PSNR uses "
         "the ground truth's range as data range; amplitude MAE is in amplitude units, phase MAE in "
         "radians; FRC 1/7 is the resolution (px) where the Fourier ring correlation falls below 1/7 "
         "(lower is better); NCE is the normalised complex error (lower is better). Every arm is "
         "aligned and scored identically in the same evaluation region. The best SSIM of each cell "
-        "is in bold.",
+        "is in bold."),
         "",
     ]
     header = ["Dose (photons)", "Overlap", "Arm"] + [c[2] for c in _MD_COLUMNS]

@@ -11,7 +11,6 @@ from snakemake.utils import validate
 from ptycho.config import StudyConfig, arm_gridsize, load_schema, validate_with_defaults
 from ptycho.errors import ConfigError
 
-
 validate(config, "../schemas/config.schema.yaml")
 RESULTS = config.get("results", "results").rstrip("/")
 STUDY_FILE = config["study"]
@@ -55,7 +54,9 @@ def _check_results_owner():
         try:
             owner = json.loads(marker.read_text()).get("study")
         except Exception:
-            raise WorkflowError(f"{marker}: unreadable results marker; remove it or the directory")
+            raise WorkflowError(
+                f"{marker}: unreadable results marker; remove it or the directory"
+            )
         if owner != STUDY_NAME:
             raise WorkflowError(
                 f"{marker}: results directory belongs to study '{owner}', not '{STUDY_NAME}' "
@@ -70,7 +71,9 @@ onstart:
     _m = Path(RESULTS) / STUDY_NAME / "study.json"
     _m.parent.mkdir(parents=True, exist_ok=True)
     if not _m.exists():
-        _m.write_text(json.dumps({"study": STUDY_NAME, "study_file": STUDY_FILE}) + "\n")
+        _m.write_text(
+            json.dumps({"study": STUDY_NAME, "study_file": STUDY_FILE}) + "\n"
+        )
 
 
 wildcard_constraints:
@@ -113,7 +116,11 @@ def datasets(scale, split):
 
 def dataset_outputs(scale):
     r = root(scale)
-    return [f"{r}/data/{c}/{f}" for c in CELLS for f in ("train.h5", "test.h5", "summary.json", "summary.png")]
+    return [
+        f"{r}/data/{c}/{f}"
+        for c in CELLS
+        for f in ("train.h5", "test.h5", "summary.json", "summary.png")
+    ]
 
 
 def model_outputs(scale, arms):
@@ -132,7 +139,12 @@ def recon_outputs(scale, arms):
 
 def eval_outputs(scale):
     r = root(scale)
-    return [f"{r}/eval/{a}/{c}/{f}" for a in ARMS for c in CELLS for f in ("metrics.json", "aligned.h5")]
+    return [
+        f"{r}/eval/{a}/{c}/{f}"
+        for a in ARMS
+        for c in CELLS
+        for f in ("metrics.json", "aligned.h5")
+    ]
 
 
 def metric_files(wildcards):
@@ -151,7 +163,14 @@ def history_labels(wildcards):
 
 def report_outputs(scale):
     r = root(scale) + "/report"
-    figs = ["ssim_grid", "ms_ssim_grid", "delta_grid", "metric_vs_dose", "frc", "losses"]
+    figs = [
+        "ssim_grid",
+        "ms_ssim_grid",
+        "delta_grid",
+        "metric_vs_dose",
+        "frc",
+        "losses",
+    ]
     return (
         [f"{r}/metrics.csv", f"{r}/summary.md"]
         + [f"{r}/figures/{f}.png" for f in figs]

@@ -12,9 +12,6 @@ rule simulate_dataset:
             category="Datasets",
             labels={"dose": "{dose}", "overlap": "{overlap}", "scale": "{scale}"},
         ),
-    params:
-        study=STUDY_DICT,
-        scale="{scale}",
     log:
         ROOT + "/logs/simulate_dataset/" + CELL + ".log",
     benchmark:
@@ -23,6 +20,9 @@ rule simulate_dataset:
     resources:
         mem_mb=mem_mb(1000, 4000),
         runtime=lambda wildcards: 30 if is_full(wildcards) else 5,
+    params:
+        study=STUDY_DICT,
+        scale="{scale}",
     script:
         "../scripts/simulate_dataset.py"
 

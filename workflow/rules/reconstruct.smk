@@ -8,10 +8,6 @@ rule reconstruct_pinn:
         test=ROOT + "/data/" + CELL + "/test.h5",
     output:
         recon=ROOT + "/recon/pinn_g{gridsize}/" + CELL + ".h5",
-    params:
-        study=STUDY_DICT,
-        scale="{scale}",
-        overlap="{overlap}",
     log:
         ROOT + "/logs/reconstruct/pinn_g{gridsize}/" + CELL + ".log",
     benchmark:
@@ -21,6 +17,10 @@ rule reconstruct_pinn:
         mem_mb=mem_mb(2000, 16000),
         gpu=job_gpu,
         runtime=lambda wildcards: 60 if is_full(wildcards) else 5,
+    params:
+        study=STUDY_DICT,
+        scale="{scale}",
+        overlap="{overlap}",
     script:
         "../scripts/reconstruct_network.py"
 
@@ -32,10 +32,6 @@ rule reconstruct_baseline:
         test=ROOT + "/data/" + CELL + "/test.h5",
     output:
         recon=ROOT + "/recon/baseline/" + CELL + ".h5",
-    params:
-        study=STUDY_DICT,
-        scale="{scale}",
-        overlap="{overlap}",
     log:
         ROOT + "/logs/reconstruct/baseline/" + CELL + ".log",
     benchmark:
@@ -45,6 +41,10 @@ rule reconstruct_baseline:
         mem_mb=mem_mb(2000, 16000),
         gpu=job_gpu,
         runtime=lambda wildcards: 60 if is_full(wildcards) else 5,
+    params:
+        study=STUDY_DICT,
+        scale="{scale}",
+        overlap="{overlap}",
     script:
         "../scripts/reconstruct_network.py"
 
@@ -54,10 +54,6 @@ rule reconstruct_iterative:
         test=ROOT + "/data/" + CELL + "/test.h5",
     output:
         recon=ROOT + "/recon/iterative/" + CELL + ".h5",
-    params:
-        study=STUDY_DICT,
-        scale="{scale}",
-        overlap="{overlap}",
     log:
         ROOT + "/logs/reconstruct/iterative/" + CELL + ".log",
     benchmark:
@@ -67,6 +63,10 @@ rule reconstruct_iterative:
         mem_mb=mem_mb(2500, 32000),
         gpu=job_gpu,
         runtime=lambda wildcards: 240 if is_full(wildcards) else 10,
+    params:
+        study=STUDY_DICT,
+        scale="{scale}",
+        overlap="{overlap}",
     script:
         "../scripts/reconstruct_iterative.py"
 

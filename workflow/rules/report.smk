@@ -17,11 +17,11 @@ rule build_metrics_table:
             category="Tables",
             labels={"table": "summary (Markdown)"},
         ),
+    log:
+        ROOT + "/logs/build_metrics_table.log",
     params:
         study=STUDY_DICT,
         scale="{scale}",
-    log:
-        ROOT + "/logs/build_metrics_table.log",
     script:
         "../scripts/report_tables.py"
 
@@ -68,18 +68,24 @@ rule build_ssim_grid:
             category="Curves",
             labels={"figure": "loss curves"},
         ),
-    params:
-        history_labels=history_labels,
     log:
         ROOT + "/logs/build_ssim_grid.log",
+    params:
+        history_labels=history_labels,
     script:
         "../scripts/report_grids.py"
 
 
 rule plot_comparison:
     input:
-        aligned=lambda wc: [f"{root(wc.scale)}/eval/{a}/{wc.dose}_{wc.overlap}/aligned.h5" for a in ARMS],
-        metrics=lambda wc: [f"{root(wc.scale)}/eval/{a}/{wc.dose}_{wc.overlap}/metrics.json" for a in ARMS],
+        aligned=lambda wc: [
+            f"{root(wc.scale)}/eval/{a}/{wc.dose}_{wc.overlap}/aligned.h5"
+            for a in ARMS
+        ],
+        metrics=lambda wc: [
+            f"{root(wc.scale)}/eval/{a}/{wc.dose}_{wc.overlap}/metrics.json"
+            for a in ARMS
+        ],
     output:
         png=report(
             ROOT + "/report/comparisons/" + CELL + ".png",
@@ -87,11 +93,11 @@ rule plot_comparison:
             category="Comparisons",
             labels={"dose": "{dose}", "overlap": "{overlap}"},
         ),
+    log:
+        ROOT + "/logs/plot_comparison/" + CELL + ".log",
     params:
         arms=ARMS,
         title=lambda wc: f"{STUDY_NAME} ({wc.scale}): dose {wc.dose} photons/exposure, {wc.overlap} overlap",
-    log:
-        ROOT + "/logs/plot_comparison/" + CELL + ".log",
     script:
         "../scripts/report_cell.py"
 
@@ -109,14 +115,14 @@ rule verify_study:
         report=ROOT + "/report/verification_report.json",
         inventory=ROOT + "/report/artifact_inventory.txt",
         provenance=ROOT + "/report/provenance.json",
-    params:
-        study=STUDY_DICT,
-        scale="{scale}",
-        root=lambda wc: root(wc.scale),
     log:
         ROOT + "/logs/verify_study.log",
     benchmark:
         ROOT + "/benchmarks/verify_study.tsv"
+    params:
+        study=STUDY_DICT,
+        scale="{scale}",
+        root=lambda wc: root(wc.scale),
     script:
         "../scripts/verify_study.py"
 

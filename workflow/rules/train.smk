@@ -13,12 +13,12 @@ rule train_pinn:
             caption="../report/loss.rst",
             category="Training",
             subcategory="pinn_g{gridsize}",
-            labels={"arm": "pinn_g{gridsize}", "dose": "{dose}", "overlap": "{overlap}"},
+            labels={
+                "arm": "pinn_g{gridsize}",
+                "dose": "{dose}",
+                "overlap": "{overlap}",
+            },
         ),
-    params:
-        study=STUDY_DICT,
-        scale="{scale}",
-        arm="pinn_g{gridsize}",
     log:
         ROOT + "/logs/train_pinn/pinn_g{gridsize}/" + CELL + ".log",
     benchmark:
@@ -28,6 +28,10 @@ rule train_pinn:
         mem_mb=mem_mb(2500, 24000),
         gpu=job_gpu,
         runtime=lambda wildcards: 720 if is_full(wildcards) else 15,
+    params:
+        study=STUDY_DICT,
+        scale="{scale}",
+        arm="pinn_g{gridsize}",
     script:
         "../scripts/train.py"
 
@@ -46,10 +50,6 @@ rule train_baseline:
             subcategory="baseline",
             labels={"arm": "baseline", "dose": "{dose}", "overlap": "{overlap}"},
         ),
-    params:
-        study=STUDY_DICT,
-        scale="{scale}",
-        arm="baseline",
     log:
         ROOT + "/logs/train_baseline/baseline/" + CELL + ".log",
     benchmark:
@@ -59,5 +59,9 @@ rule train_baseline:
         mem_mb=mem_mb(2500, 24000),
         gpu=job_gpu,
         runtime=lambda wildcards: 720 if is_full(wildcards) else 15,
+    params:
+        study=STUDY_DICT,
+        scale="{scale}",
+        arm="baseline",
     script:
         "../scripts/train.py"
