@@ -34,7 +34,11 @@ def simulated_probe(N: int, aperture_radius: float = 0.15, fresnel_number: float
     # Propagate on a 2x padded grid so the diffracted field does not wrap, then crop.
     M = 2 * N
     yy, xx = np.mgrid[0:M, 0:M] - M / 2
-    aperture = ((yy**2 + xx**2) <= a**2).astype(np.complex128)
+    # soft (1-pixel raised-cosine) aperture edge: a pixel-sharp disc would alias its edge
+    # diffraction into a pixel-to-pixel phase flicker in the outer rings
+    r = np.hypot(yy, xx)
+    aperture = np.clip(0.5 - (r - a), 0.0, 1.0)
+    aperture = (0.5 - 0.5 * np.cos(np.pi * aperture)).astype(np.complex128)
     scale = a**2 / fresnel_number  # lambda z / dx^2
     field = fresnel_propagate(np.fft.ifftshift(aperture), scale)
     field = np.fft.fftshift(field)[M // 2 - N // 2 : M // 2 + N // 2, M // 2 - N // 2 : M // 2 + N // 2]

@@ -72,6 +72,7 @@ rule build_ssim_grid:
         ROOT + "/logs/build_ssim_grid.log",
     params:
         history_labels=history_labels,
+        study=STUDY_DICT,
     script:
         "../scripts/report_grids.py"
 
