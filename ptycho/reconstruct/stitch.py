@@ -3,11 +3,11 @@
     object(u) = sum_k w_k(u) O_k(u) / sum_k w_k(u),   w_k(u) = |P(u - c_k + N/2)|^2
 
 Patch pixel (i, j) of a centre (cy, cx) belongs to object pixel (cy - N/2 + i, cx - N/2 + j), as in
-``ptycho.physics.forward.extract_patches``. For a fractional centre the weighted patch |P|^2 O_k and
-the weight |P|^2 are both moved onto the integer object grid by the same Fourier shift (the inverse
-of ``extract_patches``' shift) on a zero-padded crop; since |P|^2 vanishes at the patch edge this
-adds no edge ringing of note. Integer centres are added directly, so stitching the exact patches of
-an object at integer positions gives the object back to rounding.
+``ptycho.physics.forward.extract_patches``. For a fractional centre the patch is resampled onto the
+integer object grid by the inverse Fourier shift (``shift_to_grid``, reflect-padded so the patch edge,
+where |P|^2 is small anyway, does not ring) and the weight |P|^2 is shifted the same way. Integer
+centres are added directly, so stitching the exact patches of an object at integer positions gives
+the object back to rounding; at fractional centres the error is that of Fourier interpolation.
 
 Memory is the two (H, W) accumulators plus one batch of patches: ``StitchAccumulator.add`` can be
 called batch by batch.
@@ -21,6 +21,29 @@ from ptycho.errors import DatasetError
 from ptycho.physics.forward import SUBPIXEL_MARGIN, patch_corners
 
 DEFAULT_THRESHOLD = 1e-3  # of the probe's peak intensity: pixels with less weight are set to 0
+
+
+def shift_to_grid(patches: np.ndarray, frac: np.ndarray, mode: str = "reflect") -> np.ndarray:
+    """Resample patches sampled at (corner + f + i) onto the integer pixels corner - 1 ... corner + N.
+
+    The inverse of ``extract_patches``' sub-pixel shift: Fourier interpolation of each patch padded
+    by ``SUBPIXEL_MARGIN`` pixels (``mode`` as ``np.pad``; the patch edge is where |P|^2 is small),
+    evaluated at (j - f). Returns (n, N + 2, N + 2): one extra pixel on each side, since a shifted
+    patch touches N + 1 pixels per axis.
+    """
+    patches = np.asarray(patches)
+    n, N = patches.shape[0], patches.shape[1]
+    m = SUBPIXEL_MARGIN
+    M = N + 2 * m
+    padded = np.pad(patches, ((0, 0), (m, m), (m, m)), mode=mode)
+    ky = np.fft.fftfreq(M)[None, :, None]
+    kx = np.fft.fftfreq(M)[None, None, :]
+    fy = np.asarray(frac)[:, 0][:, None, None]
+    fx = np.asarray(frac)[:, 1][:, None, None]
+    # value at pixel j <- patch at (j - f): multiply the spectrum by exp(-2 pi i k f)
+    ramp = np.exp(-2j * np.pi * (ky * fy + kx * fx))
+    out = np.fft.ifft2(np.fft.fft2(padded) * ramp)
+    return out[:, m - 1 : m + N + 1, m - 1 : m + N + 1]
 
 
 class StitchAccumulator:
@@ -55,21 +78,11 @@ class StitchAccumulator:
             self._accumulate(corners[k], w * patches[k], w)
         sub = np.flatnonzero(~integer)
         if sub.size:
-            m = SUBPIXEL_MARGIN
-            M = N + 2 * m
-            wp = np.zeros((sub.size, M, M), np.complex128)
-            wp[:, m : m + N, m : m + N] = w * patches[sub]
-            ww = np.zeros((M, M), np.float64)
-            ww[m : m + N, m : m + N] = w
-            ky = np.fft.fftfreq(M)[None, :, None]
-            kx = np.fft.fftfreq(M)[None, None, :]
-            # extract_patches samples O at (corner + f + i); the inverse moves the samples back by f:
-            # value at integer pixel corner + j <- patch at (j - f): spectrum times exp(-2 pi i k f)
-            ramp = np.exp(-2j * np.pi * (ky * frac[sub, 0][:, None, None] + kx * frac[sub, 1][:, None, None]))
-            num = np.fft.ifft2(np.fft.fft2(wp) * ramp)
-            den = np.fft.ifft2(np.fft.fft2(ww)[None] * ramp).real
+            shifted = shift_to_grid(patches[sub], frac[sub])
+            ww = np.broadcast_to(w, (len(sub), N, N))
+            ww = np.clip(shift_to_grid(ww, frac[sub], mode="constant").real, 0.0, None)
             for j, k in enumerate(sub):
-                self._accumulate(corners[k] - m, num[j], den[j])
+                self._accumulate(corners[k] - 1, ww[j] * shifted[j], ww[j])
         self.n_patches += len(pos)
 
     def _accumulate(self, corner, num: np.ndarray, den: np.ndarray) -> None:

@@ -85,7 +85,7 @@ wildcard_constraints:
     arm="|".join(ARMS),
 
 
-ROOT = RESULTS + "/{study}/{scale}"
+ROOT = f"{RESULTS}/{{study}}/{{scale}}"
 CELL = "{dose}_{overlap}"
 
 
@@ -162,7 +162,7 @@ def history_labels(wildcards):
 
 
 def report_outputs(scale):
-    r = root(scale) + "/report"
+    r = f"{root(scale)}/report"
     figs = [
         "ssim_grid",
         "ms_ssim_grid",
@@ -191,7 +191,7 @@ def expected_files(wildcards):
 
 
 def benchmark_files(wildcards):
-    r = root(wildcards.scale) + "/benchmarks"
+    r = f"{root(wildcards.scale)}/benchmarks"
     out = [f"{r}/simulate_dataset/{c}.tsv" for c in CELLS]
     for a in TRAINED_ARMS:
         rule_name = "train_pinn" if a.startswith("pinn") else "train_baseline"

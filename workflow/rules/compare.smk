@@ -3,15 +3,15 @@
 
 rule evaluate_arm:
     input:
-        recon=ROOT + "/recon/{arm}/" + CELL + ".h5",
-        test=ROOT + "/data/" + CELL + "/test.h5",
+        recon=f"{ROOT}/recon/{{arm}}/{CELL}.h5",
+        test=f"{ROOT}/data/{CELL}/test.h5",
     output:
-        metrics=ROOT + "/eval/{arm}/" + CELL + "/metrics.json",
-        aligned=ROOT + "/eval/{arm}/" + CELL + "/aligned.h5",
+        metrics=f"{ROOT}/eval/{{arm}}/{CELL}/metrics.json",
+        aligned=f"{ROOT}/eval/{{arm}}/{CELL}/aligned.h5",
     log:
-        ROOT + "/logs/evaluate_arm/{arm}/" + CELL + ".log",
+        f"{ROOT}/logs/evaluate_arm/{{arm}}/{CELL}.log",
     benchmark:
-        ROOT + "/benchmarks/evaluate_arm/{arm}/" + CELL + ".tsv"
+        f"{ROOT}/benchmarks/evaluate_arm/{{arm}}/{CELL}.tsv"
     threads: 1
     resources:
         mem_mb=mem_mb(1000, 8000),

@@ -3,19 +3,19 @@
 
 rule simulate_dataset:
     output:
-        train=ROOT + "/data/" + CELL + "/train.h5",
-        test=ROOT + "/data/" + CELL + "/test.h5",
-        summary=ROOT + "/data/" + CELL + "/summary.json",
+        train=f"{ROOT}/data/{CELL}/train.h5",
+        test=f"{ROOT}/data/{CELL}/test.h5",
+        summary=f"{ROOT}/data/{CELL}/summary.json",
         figure=report(
-            ROOT + "/data/" + CELL + "/summary.png",
+            f"{ROOT}/data/{CELL}/summary.png",
             caption="../report/dataset.rst",
             category="Datasets",
             labels={"dose": "{dose}", "overlap": "{overlap}", "scale": "{scale}"},
         ),
     log:
-        ROOT + "/logs/simulate_dataset/" + CELL + ".log",
+        f"{ROOT}/logs/simulate_dataset/{CELL}.log",
     benchmark:
-        ROOT + "/benchmarks/simulate_dataset/" + CELL + ".tsv"
+        f"{ROOT}/benchmarks/simulate_dataset/{CELL}.tsv"
     threads: 1
     resources:
         mem_mb=mem_mb(1000, 4000),

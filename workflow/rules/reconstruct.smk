@@ -3,15 +3,15 @@
 
 rule reconstruct_pinn:
     input:
-        model=ROOT + "/models/pinn_g{gridsize}/" + CELL + "/model.keras",
-        bundle=ROOT + "/models/pinn_g{gridsize}/" + CELL + "/bundle.json",
-        test=ROOT + "/data/" + CELL + "/test.h5",
+        model=f"{ROOT}/models/pinn_g{{gridsize}}/{CELL}/model.keras",
+        bundle=f"{ROOT}/models/pinn_g{{gridsize}}/{CELL}/bundle.json",
+        test=f"{ROOT}/data/{CELL}/test.h5",
     output:
-        recon=ROOT + "/recon/pinn_g{gridsize}/" + CELL + ".h5",
+        recon=f"{ROOT}/recon/pinn_g{{gridsize}}/{CELL}.h5",
     log:
-        ROOT + "/logs/reconstruct/pinn_g{gridsize}/" + CELL + ".log",
+        f"{ROOT}/logs/reconstruct/pinn_g{{gridsize}}/{CELL}.log",
     benchmark:
-        ROOT + "/benchmarks/reconstruct/pinn_g{gridsize}/" + CELL + ".tsv"
+        f"{ROOT}/benchmarks/reconstruct/pinn_g{{gridsize}}/{CELL}.tsv"
     threads: job_threads
     resources:
         mem_mb=mem_mb(2000, 16000),
@@ -27,15 +27,15 @@ rule reconstruct_pinn:
 
 rule reconstruct_baseline:
     input:
-        model=ROOT + "/models/baseline/" + CELL + "/model.keras",
-        bundle=ROOT + "/models/baseline/" + CELL + "/bundle.json",
-        test=ROOT + "/data/" + CELL + "/test.h5",
+        model=f"{ROOT}/models/baseline/{CELL}/model.keras",
+        bundle=f"{ROOT}/models/baseline/{CELL}/bundle.json",
+        test=f"{ROOT}/data/{CELL}/test.h5",
     output:
-        recon=ROOT + "/recon/baseline/" + CELL + ".h5",
+        recon=f"{ROOT}/recon/baseline/{CELL}.h5",
     log:
-        ROOT + "/logs/reconstruct/baseline/" + CELL + ".log",
+        f"{ROOT}/logs/reconstruct/baseline/{CELL}.log",
     benchmark:
-        ROOT + "/benchmarks/reconstruct/baseline/" + CELL + ".tsv"
+        f"{ROOT}/benchmarks/reconstruct/baseline/{CELL}.tsv"
     threads: job_threads
     resources:
         mem_mb=mem_mb(2000, 16000),
@@ -51,13 +51,13 @@ rule reconstruct_baseline:
 
 rule reconstruct_iterative:
     input:
-        test=ROOT + "/data/" + CELL + "/test.h5",
+        test=f"{ROOT}/data/{CELL}/test.h5",
     output:
-        recon=ROOT + "/recon/iterative/" + CELL + ".h5",
+        recon=f"{ROOT}/recon/iterative/{CELL}.h5",
     log:
-        ROOT + "/logs/reconstruct/iterative/" + CELL + ".log",
+        f"{ROOT}/logs/reconstruct/iterative/{CELL}.log",
     benchmark:
-        ROOT + "/benchmarks/reconstruct/iterative/" + CELL + ".tsv"
+        f"{ROOT}/benchmarks/reconstruct/iterative/{CELL}.tsv"
     threads: job_threads
     resources:
         mem_mb=mem_mb(2500, 32000),

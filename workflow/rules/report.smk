@@ -6,19 +6,19 @@ rule build_metrics_table:
         metrics=metric_files,
     output:
         csv=report(
-            ROOT + "/report/metrics.csv",
+            f"{ROOT}/report/metrics.csv",
             caption="../report/metrics.rst",
             category="Tables",
             labels={"table": "metrics (tidy CSV)"},
         ),
         md=report(
-            ROOT + "/report/summary.md",
+            f"{ROOT}/report/summary.md",
             caption="../report/summary.rst",
             category="Tables",
             labels={"table": "summary (Markdown)"},
         ),
     log:
-        ROOT + "/logs/build_metrics_table.log",
+        f"{ROOT}/logs/build_metrics_table.log",
     params:
         study=STUDY_DICT,
         scale="{scale}",
@@ -28,48 +28,48 @@ rule build_metrics_table:
 
 rule build_ssim_grid:
     input:
-        csv=ROOT + "/report/metrics.csv",
+        csv=f"{ROOT}/report/metrics.csv",
         metrics=metric_files,
         histories=history_files,
     output:
         ssim_grid=report(
-            ROOT + "/report/figures/ssim_grid.png",
+            f"{ROOT}/report/figures/ssim_grid.png",
             caption="../report/ssim_grid.rst",
             category="Grids",
             labels={"figure": "SSIM grid"},
         ),
         ms_ssim_grid=report(
-            ROOT + "/report/figures/ms_ssim_grid.png",
+            f"{ROOT}/report/figures/ms_ssim_grid.png",
             caption="../report/ssim_grid.rst",
             category="Grids",
             labels={"figure": "MS-SSIM grid"},
         ),
         delta_grid=report(
-            ROOT + "/report/figures/delta_grid.png",
+            f"{ROOT}/report/figures/delta_grid.png",
             caption="../report/delta_grid.rst",
             category="Grids",
             labels={"figure": "SSIM differences"},
         ),
         metric_vs_dose=report(
-            ROOT + "/report/figures/metric_vs_dose.png",
+            f"{ROOT}/report/figures/metric_vs_dose.png",
             caption="../report/metric_vs_dose.rst",
             category="Curves",
             labels={"figure": "metrics versus dose"},
         ),
         frc=report(
-            ROOT + "/report/figures/frc.png",
+            f"{ROOT}/report/figures/frc.png",
             caption="../report/frc.rst",
             category="Curves",
             labels={"figure": "FRC curves"},
         ),
         losses=report(
-            ROOT + "/report/figures/losses.png",
+            f"{ROOT}/report/figures/losses.png",
             caption="../report/loss.rst",
             category="Curves",
             labels={"figure": "loss curves"},
         ),
     log:
-        ROOT + "/logs/build_ssim_grid.log",
+        f"{ROOT}/logs/build_ssim_grid.log",
     params:
         history_labels=history_labels,
         study=STUDY_DICT,
@@ -89,13 +89,13 @@ rule plot_comparison:
         ],
     output:
         png=report(
-            ROOT + "/report/comparisons/" + CELL + ".png",
+            f"{ROOT}/report/comparisons/{CELL}.png",
             caption="../report/comparison.rst",
             category="Comparisons",
             labels={"dose": "{dose}", "overlap": "{overlap}"},
         ),
     log:
-        ROOT + "/logs/plot_comparison/" + CELL + ".log",
+        f"{ROOT}/logs/plot_comparison/{CELL}.log",
     params:
         arms=ARMS,
         title=lambda wc: f"{STUDY_NAME} ({wc.scale}): dose {wc.dose} photons/exposure, {wc.overlap} overlap",
@@ -109,17 +109,17 @@ rule verify_study:
         train=lambda wc: datasets(wc.scale, "train"),
         test=lambda wc: datasets(wc.scale, "test"),
         histories=history_files,
-        csv=ROOT + "/report/metrics.csv",
+        csv=f"{ROOT}/report/metrics.csv",
         metrics=metric_files,
         benchmarks=benchmark_files,
     output:
-        report=ROOT + "/report/verification_report.json",
-        inventory=ROOT + "/report/artifact_inventory.txt",
-        provenance=ROOT + "/report/provenance.json",
+        report=f"{ROOT}/report/verification_report.json",
+        inventory=f"{ROOT}/report/artifact_inventory.txt",
+        provenance=f"{ROOT}/report/provenance.json",
     log:
-        ROOT + "/logs/verify_study.log",
+        f"{ROOT}/logs/verify_study.log",
     benchmark:
-        ROOT + "/benchmarks/verify_study.tsv"
+        f"{ROOT}/benchmarks/verify_study.tsv"
     params:
         study=STUDY_DICT,
         scale="{scale}",
@@ -130,20 +130,20 @@ rule verify_study:
 
 rule assert_verified:
     input:
-        report=ROOT + "/report/verification_report.json",
+        report=f"{ROOT}/report/verification_report.json",
     output:
-        ok=ROOT + "/report/verified.ok",
+        ok=f"{ROOT}/report/verified.ok",
     log:
-        ROOT + "/logs/assert_verified.log",
+        f"{ROOT}/logs/assert_verified.log",
     script:
         "../scripts/assert_verified.py"
 
 
 rule phase_g_scaled:
     input:
-        expand(ROOT + "/report/verified.ok", study=STUDY_NAME, scale="scaled"),
+        expand(f"{ROOT}/report/verified.ok", study=STUDY_NAME, scale="scaled"),
 
 
 rule phase_g_full:
     input:
-        expand(ROOT + "/report/verified.ok", study=STUDY_NAME, scale="full"),
+        expand(f"{ROOT}/report/verified.ok", study=STUDY_NAME, scale="full"),

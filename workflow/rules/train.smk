@@ -3,13 +3,13 @@
 
 rule train_pinn:
     input:
-        train=ROOT + "/data/" + CELL + "/train.h5",
+        train=f"{ROOT}/data/{CELL}/train.h5",
     output:
-        model=ROOT + "/models/pinn_g{gridsize}/" + CELL + "/model.keras",
-        bundle=ROOT + "/models/pinn_g{gridsize}/" + CELL + "/bundle.json",
-        history=ROOT + "/models/pinn_g{gridsize}/" + CELL + "/history.csv",
+        model=f"{ROOT}/models/pinn_g{{gridsize}}/{CELL}/model.keras",
+        bundle=f"{ROOT}/models/pinn_g{{gridsize}}/{CELL}/bundle.json",
+        history=f"{ROOT}/models/pinn_g{{gridsize}}/{CELL}/history.csv",
         curve=report(
-            ROOT + "/models/pinn_g{gridsize}/" + CELL + "/loss.png",
+            f"{ROOT}/models/pinn_g{{gridsize}}/{CELL}/loss.png",
             caption="../report/loss.rst",
             category="Training",
             subcategory="pinn_g{gridsize}",
@@ -20,9 +20,9 @@ rule train_pinn:
             },
         ),
     log:
-        ROOT + "/logs/train_pinn/pinn_g{gridsize}/" + CELL + ".log",
+        f"{ROOT}/logs/train_pinn/pinn_g{{gridsize}}/{CELL}.log",
     benchmark:
-        ROOT + "/benchmarks/train_pinn/pinn_g{gridsize}/" + CELL + ".tsv"
+        f"{ROOT}/benchmarks/train_pinn/pinn_g{{gridsize}}/{CELL}.tsv"
     threads: job_threads
     resources:
         mem_mb=mem_mb(2500, 24000),
@@ -38,22 +38,22 @@ rule train_pinn:
 
 rule train_baseline:
     input:
-        train=ROOT + "/data/" + CELL + "/train.h5",
+        train=f"{ROOT}/data/{CELL}/train.h5",
     output:
-        model=ROOT + "/models/baseline/" + CELL + "/model.keras",
-        bundle=ROOT + "/models/baseline/" + CELL + "/bundle.json",
-        history=ROOT + "/models/baseline/" + CELL + "/history.csv",
+        model=f"{ROOT}/models/baseline/{CELL}/model.keras",
+        bundle=f"{ROOT}/models/baseline/{CELL}/bundle.json",
+        history=f"{ROOT}/models/baseline/{CELL}/history.csv",
         curve=report(
-            ROOT + "/models/baseline/" + CELL + "/loss.png",
+            f"{ROOT}/models/baseline/{CELL}/loss.png",
             caption="../report/loss.rst",
             category="Training",
             subcategory="baseline",
             labels={"arm": "baseline", "dose": "{dose}", "overlap": "{overlap}"},
         ),
     log:
-        ROOT + "/logs/train_baseline/baseline/" + CELL + ".log",
+        f"{ROOT}/logs/train_baseline/baseline/{CELL}.log",
     benchmark:
-        ROOT + "/benchmarks/train_baseline/baseline/" + CELL + ".tsv"
+        f"{ROOT}/benchmarks/train_baseline/baseline/{CELL}.tsv"
     threads: job_threads
     resources:
         mem_mb=mem_mb(2500, 24000),
