@@ -52,22 +52,23 @@ def check_depth(N: int, depth: int) -> None:
 
 
 def encoder(x, filters: int, depth: int, prefix: str = "enc"):
-    """``depth`` stages of two 3x3 ReLU convolutions and a 2x2 max-pool (each halves the patch)."""
+    """``depth`` stages of a 3x3 ReLU convolution and a strided 3x3 ReLU convolution (each stage
+    halves the patch and doubles the channels, starting at ``filters``)."""
     for i in range(depth):
         f = filters * 2**i
-        x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"{prefix}{i}_a")(x)
-        x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"{prefix}{i}_b")(x)
-        x = keras.layers.MaxPooling2D(2, name=f"{prefix}{i}_pool")(x)
+        x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"{prefix}{i}_conv")(x)
+        x = keras.layers.Conv2D(f, 3, strides=2, padding="same", activation="relu",
+                                name=f"{prefix}{i}_down")(x)
     return x
 
 
 def decoder(x, filters: int, depth: int, channels: int, activation: str, prefix: str):
-    """Mirror of the encoder: ``depth`` x (2x upsampling, 3x3 ReLU convolution), then a 3x3
-    convolution to ``channels`` outputs with ``activation``."""
+    """Mirror of the encoder: ``depth`` strided 3x3 transposed ReLU convolutions (each doubles the
+    patch), then a 3x3 convolution to ``channels`` outputs with ``activation``."""
     for i in reversed(range(depth)):
         f = filters * 2**i
-        x = keras.layers.UpSampling2D(2, name=f"{prefix}{i}_up")(x)
-        x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"{prefix}{i}_conv")(x)
+        x = keras.layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation="relu",
+                                         name=f"{prefix}{i}_up")(x)
     return keras.layers.Conv2D(channels, 3, padding="same", activation=activation,
                                name=f"{prefix}_out")(x)
 

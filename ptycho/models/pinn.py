@@ -57,15 +57,16 @@ class OverlapConstraint(keras.layers.Layer):
     def call(self, inputs):
         re, im, offsets = inputs
         N = self.N
-        wy = interpolation_matrices(offsets[..., 0], N)  # (B, C, 2N, N)
-        wx = interpolation_matrices(offsets[..., 1], N)
+        wy = interpolation_matrices(offsets[..., 0], N)[:, :, None]  # (B, C, 1, 2N, N)
+        wx = interpolation_matrices(offsets[..., 1], N)[:, :, None]
         z = tf.stack([re, im], axis=1)  # (B, 2, N, N, C)
         z = tf.transpose(z, (0, 4, 1, 2, 3))  # (B, C, 2, N, N)
-        # canvas_c = Wy_c @ patch_c @ Wx_c^T, summed over the members
-        placed = tf.einsum("bcui,bckij,bcvj->bkuv", wy, z, wx)  # (B, 2, 2N, 2N)
-        support = tf.einsum("bcui,bcvj->buv", wy, wx)  # Wy_c @ 1 @ Wx_c^T summed, (B, 2N, 2N)
-        mean = placed / tf.maximum(support, self.eps)[:, None]
-        out = tf.einsum("bcui,bkuv,bcvj->bckij", wy, mean, wx)  # (B, C, 2, N, N)
+        # canvas = sum_c Wy_c @ patch_c @ Wx_c^T; support = sum_c Wy_c @ 1 @ Wx_c^T
+        placed = tf.reduce_sum(tf.matmul(tf.matmul(wy, z), wx, transpose_b=True), axis=1)
+        sy, sx = tf.reduce_sum(wy, -1), tf.reduce_sum(wx, -1)  # (B, C, 1, 2N)
+        support = tf.reduce_sum(sy[..., :, None] * sx[..., None, :], axis=1)  # (B, 1, 2N, 2N)
+        mean = placed / tf.maximum(support, self.eps)  # (B, 2, 2N, 2N)
+        out = tf.matmul(tf.matmul(wy, mean[:, None], transpose_a=True), wx)  # (B, C, 2, N, N)
         out = tf.transpose(out, (0, 2, 3, 4, 1))  # (B, 2, N, N, C)
         return [out[:, 0], out[:, 1]]
 

@@ -24,8 +24,8 @@ def ensure_ptychi(timeout_s: float = 300.0) -> None:
             f"install it with: {INSTALL_HINT}"
         )
     try:
-        proc = subprocess.run([sys.executable, "-c", "import ptychi"], capture_output=True,
-                              text=True, timeout=timeout_s)
+        proc = subprocess.run([sys.executable, "-c", "import ptychi"], check=False,
+                              capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:
         raise PtychoError(f"'import ptychi' did not finish in {timeout_s:.0f} s") from exc
     if proc.returncode != 0:
@@ -36,4 +36,4 @@ def ensure_ptychi(timeout_s: float = 300.0) -> None:
         )
 
 
-__all__ = ["ensure_ptychi", "INSTALL_HINT"]
+__all__ = ["INSTALL_HINT", "ensure_ptychi"]

@@ -1,0 +1,140 @@
+"""Network inference on the test split and stitching into the full object.
+
+The test patterns are predicted batch by batch and every predicted patch is added to a
+``StitchAccumulator`` at its own scan position, so memory is one batch plus the object. For
+gridsize 2 there is one group per test position (``make_groups`` with the grouping seed recorded in
+the bundle) and every member patch of every group is stitched, so a position contributes once as a
+seed and once per group that drew it as a neighbour.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ptycho.data.dataset import Dataset
+from ptycho.errors import DatasetError, TrainingError
+from ptycho.reconstruct.io import Reconstruction
+from ptycho.reconstruct.stitch import StitchAccumulator
+
+log = logging.getLogger(__name__)
+
+BUNDLE_KEYS = ("arm", "gridsize", "N", "dose", "normalisation", "seeds", "config")
+
+
+def read_bundle(path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingError(f"{path}: model bundle not found")
+    try:
+        bundle = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise TrainingError(f"{path}: model bundle is not valid JSON ({exc})") from exc
+    missing = [k for k in BUNDLE_KEYS if k not in bundle]
+    if missing:
+        raise TrainingError(f"{path}: model bundle lacks {missing}")
+    return bundle
+
+
+def load_model(model_path, bundle: dict, bundle_path="bundle"):
+    """Load ``model.keras`` (custom layers registered on import) and check it against its bundle."""
+    import keras
+
+    import ptycho.models.baseline  # noqa: F401  (registers the custom layers)
+    import ptycho.models.pinn  # noqa: F401
+
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise TrainingError(f"{model_path}: model file not found")
+    try:
+        model = keras.saving.load_model(model_path, compile=False)
+    except Exception as exc:
+        raise TrainingError(f"{model_path}: cannot load model ({type(exc).__name__}: {exc})") from exc
+    shape = tuple(model.inputs[0].shape[1:])
+    N, C = int(bundle["N"]), int(bundle["gridsize"]) ** 2
+    if shape != (N, N, C):
+        raise TrainingError(f"{model_path}: model input {shape} does not match its bundle "
+                            f"{bundle_path} (N = {N}, gridsize {bundle['gridsize']}: ({N}, {N}, {C}))")
+    return model
+
+
+def prediction_model(model, arm: str):
+    """A function counts-batch -> complex patches (b, N, N, C) for the arm's model."""
+    import keras
+
+    if arm == "baseline":
+        def predict(x):
+            out = model.predict_on_batch(x)
+            return (out[..., 0] * np.exp(1j * out[..., 1].astype(np.float64)))[..., None]
+        return predict
+    sub = keras.Model(model.inputs, model.get_layer("object_patches").output)
+
+    def predict(x):
+        re, im = sub.predict_on_batch(x)
+        return re.astype(np.float64) + 1j * im.astype(np.float64)
+    return predict
+
+
+def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
+                        threads: int = 1) -> Reconstruction:
+    """Predict the test split with a trained arm and stitch the full (H, W) object.
+
+    Raises TrainingError when the bundle does not fit the model or the data (other N, other
+    gridsize), DatasetError for unreadable data or NaN/inf counts.
+    """
+    from ptycho.training.fit import cell_labels, group_table, grouping_rng
+    from ptycho.training.runtime import configure_tensorflow
+
+    t0 = time.perf_counter()
+    bundle = read_bundle(bundle_path)
+    arm, g, N = str(bundle["arm"]), int(bundle["gridsize"]), int(bundle["N"])
+    if batch_size < 1:
+        raise DatasetError(f"inference batch size must be >= 1, got {batch_size}")
+    test_path = Path(test_path)
+    with Dataset(test_path, require_object=False) as ds:
+        if ds.N != N:
+            raise TrainingError(f"{bundle_path}: model trained on N = {N} patterns, but {test_path} "
+                                f"holds {ds.N} x {ds.N} patterns")
+        if ds.n == 0:
+            raise DatasetError(f"{test_path}: no diffraction patterns to reconstruct")
+        if arm == "baseline" and g != 1:
+            raise TrainingError(f"{bundle_path}: the baseline works on single patterns, bundle says "
+                                f"gridsize {g}")
+        configure_tensorflow(threads)
+        model = load_model(model_path, bundle, bundle_path)
+        predict = prediction_model(model, arm)
+        dose_lbl, view = cell_labels(ds)
+        if not np.isclose(ds.dose, float(bundle["dose"]), rtol=1e-6):
+            log.warning("%s: model trained at dose %g, test data at dose %g", test_path,
+                        bundle["dose"], ds.dose)
+        positions = ds.positions
+        table = group_table(positions, g, int(bundle["config"]["neighbours"]), N,
+                            grouping_rng(int(bundle["seeds"]["grouping"]), "test", dose_lbl, view))
+        acc = StitchAccumulator(ds.probe, ds.object_shape)
+        C = table.C
+        for s in range(0, len(table), batch_size):
+            members = table.members[s : s + batch_size]
+            counts = ds.read(members.ravel())
+            if not np.all(np.isfinite(counts)):
+                raise DatasetError(f"{test_path}: '/diffraction' contains NaN or inf counts")
+            counts = counts.reshape(len(members), C, N, N).transpose(0, 2, 3, 1)
+            x = counts if g == 1 and arm == "baseline" else {"counts": counts}
+            if table.offsets is not None:
+                x["offsets"] = table.offsets[s : s + batch_size].astype(np.float32)
+            patches = predict(x)  # (b, N, N, C) complex
+            acc.add(patches.transpose(0, 3, 1, 2).reshape(-1, N, N), positions[members.ravel()])
+        obj, weight = acc.result()
+        wall = time.perf_counter() - t0
+        info = {"model": str(model_path), "bundle": str(bundle_path), "batch_size": int(batch_size),
+                "n_groups": len(table), "n_patches_stitched": acc.n_patches,
+                "train_dose": float(bundle["dose"]), "epochs_run": bundle.get("epochs_run"),
+                "stitch": "probe-intensity weighted average"}
+        log.info("%s: %d patches stitched from %s in %.1f s", arm, acc.n_patches, test_path.name, wall)
+        return Reconstruction(object=obj.astype(np.complex64), weight=weight.astype(np.float32),
+                              arm=arm, gridsize=g, dose=ds.dose,
+                              overlap_view=str(bundle.get("overlap_view", view)), n_patterns=ds.n,
+                              wall_time_s=wall, source=str(test_path), info=info)
