@@ -31,6 +31,8 @@ def limit_threads(n: int) -> None:
                 "NUMEXPR_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         os.environ[var] = str(n)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # idle OpenMP threads must not spin: with several jobs per core they starve each other
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def setup_logging(log_path: str | None) -> None:

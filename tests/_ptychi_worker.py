@@ -13,6 +13,7 @@ recovery    noise-free (expected counts at dose 1e9), dense (f = 0.7) scan of a 
 orientation an object without mirror or transpose symmetry; registration shift and correlation
             with the truth and with its flipped / transposed / rotated versions.
 script      workflow/scripts/reconstruct_iterative.py with a stand-in ``snakemake`` object.
+install     ptychi_check.ensure_ptychi() on this installation (its own subprocess, in a thread).
 """
 
 from __future__ import annotations
@@ -233,17 +234,37 @@ def case_script(tmp: Path, out):
                      "n_costs": len(rec.info["cost_history"]), "shape": list(rec.object.shape)}
 
 
+def start_install_check(out):
+    """ensure_ptychi() spawns its own interpreter; run it beside the cases (2 cores)."""
+    import threading
+
+    from ptycho.reconstruct.ptychi_check import ensure_ptychi
+
+    def check():
+        try:
+            ensure_ptychi()
+            out["ensure_ptychi"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported to the test
+            out["ensure_ptychi"] = f"{type(exc).__name__}: {exc}"
+
+    thread = threading.Thread(target=check)
+    thread.start()
+    return thread
+
+
 def main(argv) -> int:
     tmp = Path(argv[1])
     tmp.mkdir(parents=True, exist_ok=True)
     out: dict = {}
     t0 = time.perf_counter()
+    check = start_install_check(out)
     obj = skimage_object((96, 96))
     probe = simulated_probe(N)
     case_forward(obj, probe, out)
     case_recovery(obj, probe, tmp, out)
     case_orientation(tmp, out)
     case_script(tmp, out)
+    check.join()
     out["total_s"] = time.perf_counter() - t0
     (tmp / "results.json").write_text(json.dumps(out, indent=1))
     return 0

@@ -120,7 +120,13 @@ def _read_inputs(test_path: Path):
             raise DatasetError(f"{test_path}: the test split holds no diffraction patterns")
         positions = ds.positions
         probe = ds.probe
-        shape = tuple(int(s) for s in ds.object_shape)
+        try:
+            shape = tuple(int(s) for s in ds.object_shape)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DatasetError(
+                f"{test_path}: no '/object' and no 'object_size' in the config attribute, so the "
+                "object grid of the reconstruction is unknown"
+            ) from exc
         dose = ds.dose
         try:
             view = str(ds.config.get("overlap_view", ""))
