@@ -62,20 +62,28 @@ def encoder(x, filters: int, depth: int, prefix: str = "enc"):
     return x
 
 
-def decoder(x, filters: int, depth: int, channels: int, activation: str, prefix: str):
+def decoder(x, filters: int, depth: int, channels: int, activation: str, prefix: str,
+            bias: float = 0.0):
     """Mirror of the encoder: ``depth`` strided 3x3 transposed ReLU convolutions (each doubles the
-    patch), then a 3x3 convolution to ``channels`` outputs with ``activation``."""
+    patch), then a 3x3 convolution to ``channels`` outputs with ``activation`` (its bias starts at
+    ``bias``)."""
     for i in reversed(range(depth)):
         f = filters * 2**i
         x = keras.layers.Conv2DTranspose(f, 3, strides=2, padding="same", activation="relu",
                                          name=f"{prefix}{i}_up")(x)
     return keras.layers.Conv2D(channels, 3, padding="same", activation=activation,
+                               bias_initializer=keras.initializers.Constant(bias),
                                name=f"{prefix}_out")(x)
 
 
-def amplitude_phase_heads(h, filters: int, depth: int, channels: int):
-    """Amplitude in (0, 1) (sigmoid) and phase in (-pi, pi) (pi * tanh), each (B, N, N, channels)."""
-    amp = decoder(h, filters, depth, channels, "sigmoid", "amp")
+def amplitude_phase_heads(h, filters: int, depth: int, channels: int, amplitude_init: float = 0.5):
+    """Amplitude in (0, 1) (sigmoid) and phase in (-pi, pi) (pi * tanh), each (B, N, N, channels).
+
+    The amplitude head starts near ``amplitude_init`` (its output bias is logit(amplitude_init)) and
+    the phase head near 0, i.e. close to a flat object of that transmission.
+    """
+    a0 = min(max(float(amplitude_init), 0.02), 0.98)
+    amp = decoder(h, filters, depth, channels, "sigmoid", "amp", bias=math.log(a0 / (1 - a0)))
     phase = decoder(h, filters, depth, channels, "tanh", "phase")
     phase = keras.layers.Rescaling(math.pi, name="phase_scale")(phase)
     return amp, phase

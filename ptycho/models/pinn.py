@@ -3,8 +3,10 @@
 Input: the counts of the C = g^2 patterns of a group, (B, N, N, C) channels-last, turned into
 sqrt(counts) / norm inside the model (``CountsToAmplitude``); for g = 2 also the offsets of the
 members from the group's seed, (B, C, 2) pixels (y, x). A convolutional encoder feeds an amplitude
-(sigmoid) and a phase (pi * tanh) decoder that predict C object patches. For g = 2 the real-space
-overlap constraint (``OverlapConstraint``) makes overlapping patches agree. The physics layer
+(sigmoid) and a phase (pi * tanh) decoder; the same encoder/decoders (shared weights) turn each of
+the C patterns into its object patch, so g = 1 and g = 2 have the same network and differ only by
+the constraint. For g = 2 the real-space overlap constraint (``OverlapConstraint``) makes
+overlapping patches agree. The physics layer
 (``PoissonForward``) maps the patches to expected counts; the loss is the Poisson NLL (no labels).
 
 Layer names used by inference: ``object_patches`` outputs the (real, imaginary) patches that the
@@ -23,19 +25,71 @@ from ptycho.models.blocks import (AmpPhaseToComplex, CountsToAmplitude, amplitud
 from ptycho.models.physics_layer import PoissonForward
 
 
-def interpolation_matrices(offsets: tf.Tensor, N: int) -> tf.Tensor:
-    """Linear-interpolation placement matrices W (B, C, 2N, N) for one axis.
+def interpolation_matrices(offsets, N: int) -> tf.Tensor:
+    """Placement matrices W (..., 2N, N) along one axis for members at ``offsets`` (...).
 
     Patch pixel i of a member at offset o from the seed sits at canvas pixel u = i + N/2 + o of a
     2N canvas centred on the seed (the seed's patch spans [N/2, 3N/2)); W[u, i] = max(0, 1 - |u - i
-    - N/2 - o|). Integer offsets give a 0/1 matrix (exact placement); a fractional part splits a
-    pixel between its two neighbours, with no ringing at the patch edge.
+    - N/2 - o|). Integer offsets give a 0/1 matrix (exact placement); a fractional part is linear
+    interpolation between the two nearest pixels (positive weights, so no ringing at the patch
+    edge and no division by near-zero supports).
     """
     u = tf.range(2 * N, dtype=tf.float32)[:, None]
     i = tf.range(N, dtype=tf.float32)[None, :]
-    d = u - i - N / 2  # (2N, N)
-    o = tf.cast(offsets, tf.float32)[..., None, None]  # (B, C, 1, 1)
-    return tf.nn.relu(1.0 - tf.abs(d - o))
+    o = tf.cast(offsets, tf.float32)[..., None, None]
+    return tf.nn.relu(1.0 - tf.abs(u - i - N / 2 - o))
+
+
+def overlap_average(re, im, offsets, N: int, eps: float = 1e-6):
+    """Place (Wy @ patch @ Wx^T), average by the placed supports, cut out (Wy^T @ mean @ Wx).
+
+    re, im: (B, N, N, C); offsets (B, C, 2) pixels of each member from its seed, |offset| < N/2;
+    returns (re, im) (B, N, N, C).
+    """
+    offsets = tf.cast(offsets, tf.float32)
+    wy = interpolation_matrices(offsets[..., 0], N)[:, :, None]  # (B, C, 1, 2N, N)
+    wx = interpolation_matrices(offsets[..., 1], N)[:, :, None]
+    z = tf.transpose(tf.stack([re, im], axis=1), (0, 4, 1, 2, 3))  # (B, C, 2, N, N)
+    placed = tf.reduce_sum(tf.matmul(tf.matmul(wy, z), wx, transpose_b=True), axis=1)
+    sy, sx = tf.reduce_sum(wy, -1), tf.reduce_sum(wx, -1)  # (B, C, 1, 2N): W @ 1
+    support = tf.reduce_sum(sy[..., :, None] * sx[..., None, :], axis=1)  # (B, 1, 2N, 2N)
+    mean = placed / tf.maximum(support, eps)  # (B, 2, 2N, 2N)
+    out = tf.matmul(tf.matmul(wy, mean[:, None], transpose_a=True), wx)  # (B, C, 2, N, N)
+    out = tf.transpose(out, (0, 2, 3, 4, 1))  # (B, 2, N, N, C)
+    return out[:, 0], out[:, 1]
+
+
+@keras.saving.register_keras_serializable(package="ptycho")
+class GroupToBatch(keras.layers.Layer):
+    """(B, N, N, C) -> (B * C, N, N, 1): the C patterns of each group become batch items."""
+
+    def call(self, x):
+        s = tf.shape(x)
+        return tf.reshape(tf.transpose(x, (0, 3, 1, 2)), (s[0] * s[3], s[1], s[2], 1))
+
+    def compute_output_shape(self, input_shape):
+        return (None, input_shape[1], input_shape[2], 1)
+
+
+@keras.saving.register_keras_serializable(package="ptycho")
+class BatchToGroup(keras.layers.Layer):
+    """(B * C, N, N, 1) -> (B, N, N, C), the inverse of ``GroupToBatch``."""
+
+    def __init__(self, C: int, **kwargs):
+        super().__init__(**kwargs)
+        self.C = int(C)
+
+    def call(self, x):
+        s = tf.shape(x)
+        return tf.transpose(tf.reshape(x, (s[0] // self.C, self.C, s[1], s[2])), (0, 2, 3, 1))
+
+    def compute_output_shape(self, input_shape):
+        return (None, input_shape[1], input_shape[2], self.C)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(C=self.C)
+        return cfg
 
 
 @keras.saving.register_keras_serializable(package="ptycho")
@@ -43,10 +97,12 @@ class OverlapConstraint(keras.layers.Layer):
     """Real-space overlap constraint of a group (g >= 2).
 
     The C predicted patches (real and imaginary parts, each (B, N, N, C)) are placed on a shared
-    2N x 2N canvas at their offsets (B, C, 2) from the seed, averaged where they overlap (weights =
-    each patch's support, placed the same way), and cut out again at the same offsets. Patches cut
-    from one consistent object at integer offsets come back unchanged; inconsistent patches are
-    replaced by their consensus, so the physics layer only sees patches that agree.
+    2N x 2N canvas centred on the seed, member c at its offset (B, C, 2) from the seed (patch pixel i
+    at canvas pixel i + N/2 + offset; ``interpolation_matrices``: exact for integer offsets, linear
+    interpolation for the fractional part), averaged where they overlap with weights = each patch's
+    support (placed the same way), and cut out again at the same offsets.
+    Patches cut from one consistent object at integer offsets come back unchanged; inconsistent
+    patches are replaced by their consensus, so the physics layer only sees patches that agree.
     """
 
     def __init__(self, N: int, eps: float = 1e-6, **kwargs):
@@ -56,19 +112,7 @@ class OverlapConstraint(keras.layers.Layer):
 
     def call(self, inputs):
         re, im, offsets = inputs
-        N = self.N
-        wy = interpolation_matrices(offsets[..., 0], N)[:, :, None]  # (B, C, 1, 2N, N)
-        wx = interpolation_matrices(offsets[..., 1], N)[:, :, None]
-        z = tf.stack([re, im], axis=1)  # (B, 2, N, N, C)
-        z = tf.transpose(z, (0, 4, 1, 2, 3))  # (B, C, 2, N, N)
-        # canvas = sum_c Wy_c @ patch_c @ Wx_c^T; support = sum_c Wy_c @ 1 @ Wx_c^T
-        placed = tf.reduce_sum(tf.matmul(tf.matmul(wy, z), wx, transpose_b=True), axis=1)
-        sy, sx = tf.reduce_sum(wy, -1), tf.reduce_sum(wx, -1)  # (B, C, 1, 2N)
-        support = tf.reduce_sum(sy[..., :, None] * sx[..., None, :], axis=1)  # (B, 1, 2N, 2N)
-        mean = placed / tf.maximum(support, self.eps)  # (B, 2, 2N, 2N)
-        out = tf.matmul(tf.matmul(wy, mean[:, None], transpose_a=True), wx)  # (B, C, 2, N, N)
-        out = tf.transpose(out, (0, 2, 3, 4, 1))  # (B, 2, N, N, C)
-        return [out[:, 0], out[:, 1]]
+        return overlap_average(re, im, offsets, self.N, self.eps)
 
     def compute_output_shape(self, input_shape):
         return [input_shape[0], input_shape[0]]
@@ -80,9 +124,12 @@ class OverlapConstraint(keras.layers.Layer):
 
 
 def build_pinn(N: int, gridsize: int, dose: float, probe: np.ndarray, norm: float,
-               filters: int, depth: int) -> keras.Model:
+               filters: int, depth: int, amplitude_init: float = 0.5) -> keras.Model:
     """The PINN training model: inputs ``counts`` (B, N, N, C) [and ``offsets`` (B, C, 2) for
-    g >= 2] -> expected counts (B, N, N, C) photons at ``dose``."""
+    g >= 2] -> expected counts (B, N, N, C) photons at ``dose``.
+
+    ``amplitude_init``: the amplitude the untrained network starts near (``mean_transmission``).
+    """
     if gridsize not in (1, 2):
         raise ConfigError(f"gridsize must be 1 or 2, got {gridsize}")
     check_depth(N, depth)
@@ -90,8 +137,13 @@ def build_pinn(N: int, gridsize: int, dose: float, probe: np.ndarray, norm: floa
     counts = keras.Input((N, N, C), name="counts")
     inputs = [counts]
     x = CountsToAmplitude(norm, name="amplitude_input")(counts)
+    # every pattern of a group goes through the same encoder/decoders (weights shared): the C
+    # patterns are folded into the batch, and the C patches unfolded again for the constraint
+    x = GroupToBatch(name="fold_group")(x)
     h = encoder(x, filters, depth)
-    amp, phase = amplitude_phase_heads(h, filters, depth, C)
+    amp, phase = amplitude_phase_heads(h, filters, depth, 1, amplitude_init)
+    amp = BatchToGroup(C, name="unfold_amplitude")(amp)
+    phase = BatchToGroup(C, name="unfold_phase")(phase)
     if gridsize == 1:
         re, im = AmpPhaseToComplex(name="object_patches")([amp, phase])
     else:
@@ -101,6 +153,12 @@ def build_pinn(N: int, gridsize: int, dose: float, probe: np.ndarray, norm: floa
         re, im = OverlapConstraint(N, name="object_patches")([re, im, offsets])
     lam = PoissonForward(N, dose, probe, name="physics")([re, im])
     return keras.Model(inputs, lam, name=f"pinn_g{gridsize}")
+
+
+def mean_transmission(mean_counts_per_pattern: float, dose: float) -> float:
+    """sqrt(mean photons per pattern / dose): the amplitude of the flat object that transmits the
+    measured photons (a transparent object gives exactly ``dose`` photons per pattern)."""
+    return float(np.sqrt(max(mean_counts_per_pattern, 0.0) / dose))
 
 
 def object_model(model: keras.Model) -> keras.Model:

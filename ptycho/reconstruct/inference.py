@@ -116,6 +116,7 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
                             grouping_rng(int(bundle["seeds"]["grouping"]), "test", dose_lbl, view))
         acc = StitchAccumulator(ds.probe, ds.object_shape)
         C = table.C
+        t_loop = time.perf_counter()
         for s in range(0, len(table), batch_size):
             members = table.members[s : s + batch_size]
             counts = ds.read(members.ravel())
@@ -128,11 +129,12 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
             patches = predict(x)  # (b, N, N, C) complex
             acc.add(patches.transpose(0, 3, 1, 2).reshape(-1, N, N), positions[members.ravel()])
         obj, weight = acc.result()
+        t_loop = time.perf_counter() - t_loop
         wall = time.perf_counter() - t0
         info = {"model": str(model_path), "bundle": str(bundle_path), "batch_size": int(batch_size),
                 "n_groups": len(table), "n_patches_stitched": acc.n_patches,
                 "train_dose": float(bundle["dose"]), "epochs_run": bundle.get("epochs_run"),
-                "stitch": "probe-intensity weighted average"}
+                "stitch": "probe-intensity weighted average", "predict_stitch_s": t_loop}
         log.info("%s: %d patches stitched from %s in %.1f s", arm, acc.n_patches, test_path.name, wall)
         return Reconstruction(object=obj.astype(np.complex64), weight=weight.astype(np.float32),
                               arm=arm, gridsize=g, dose=ds.dose,

@@ -54,7 +54,7 @@ class StitchAccumulator:
         if probe.ndim != 2 or probe.shape[0] != probe.shape[1]:
             raise DatasetError(f"probe must be square (N, N), got shape {probe.shape}")
         self.N = int(probe.shape[0])
-        self.weight = (np.abs(probe) ** 2).astype(np.float64)
+        self.weight = np.abs(probe.astype(np.complex128)) ** 2
         if not self.weight.max() > 0:
             raise DatasetError("probe is zero everywhere")
         self.object_shape = (int(object_shape[0]), int(object_shape[1]))

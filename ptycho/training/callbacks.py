@@ -53,17 +53,19 @@ class EpochRecorder(keras.callbacks.Callback):
         super().__init__()
         self.label = label
         self.rows: list[dict] = []
+        self.epoch_times: list[float] = []  # seconds per epoch, validation included
         self._t0 = 0.0
         self._lr = float("nan")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
-        self._lr = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self._lr = float(self.model.optimizer.learning_rate.numpy())
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         row = {"epoch": epoch + 1, "loss": float(logs.get("loss", float("nan"))),
                "val_loss": float(logs.get("val_loss", float("nan"))), "lr": self._lr}
         self.rows.append(row)
+        self.epoch_times.append(time.perf_counter() - self._t0)
         log.info("%s epoch %d: loss %.6g val_loss %.6g lr %.3g (%.1f s)", self.label, row["epoch"],
-                 row["loss"], row["val_loss"], row["lr"], time.perf_counter() - self._t0)
+                 row["loss"], row["val_loss"], row["lr"], self.epoch_times[-1])

@@ -111,7 +111,10 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
         train_src = BatchSource(ds, table, tr_idx, tc.batch_size, kind, shuffle_rng, obj, positions)
         val_src = BatchSource(ds, table, val_idx, tc.batch_size, kind, None, obj, positions)
 
-        model, loss_name = _build(arm_id, ds, gridsize, norm, tc)
+        from ptycho.models.pinn import mean_transmission
+
+        a0 = mean_transmission(stats["mean_counts_per_pattern"], ds.dose)
+        model, loss_name = _build(arm_id, ds, gridsize, norm, tc, a0)
         label = f"{arm_id} [{train_path.name}]"
         train_data, val_data = train_src.dataset(), val_src.dataset()
         initial_loss = float(model.evaluate(val_data, verbose=0))
@@ -136,7 +139,7 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
         ]
         t_fit = time.perf_counter()
         model.fit(train_data, validation_data=val_data, epochs=tc.epochs, callbacks=callbacks,
-                  verbose=0)
+                  shuffle=False, verbose=0)  # the pipeline shuffles, seeded
         fit_time = time.perf_counter() - t_fit
         final_loss = float(model.evaluate(val_data, verbose=0))
         rows = recorder.rows
@@ -150,6 +153,7 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
             "N": N,
             "normalisation": {"input": "sqrt(counts) / norm", "norm": norm,
                               "applied_in": "model layer 'amplitude_input'", **stats},
+            "amplitude_init": a0,
             "dose": ds.dose,
             "dose_label": dose_lbl,
             "overlap_view": view,
@@ -170,6 +174,7 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
             "initial_loss": initial_loss,
             "final_loss": final_loss,
             "fit_time_s": fit_time,
+            "epoch_times_s": [round(t, 3) for t in recorder.epoch_times],
             "threads": int(threads),
         }
         bundle["wall_time_s"] = time.perf_counter() - t_start
@@ -179,20 +184,21 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
         return bundle
 
 
-def _build(arm_id: str, ds: Dataset, gridsize: int, norm: float, tc):
+def _build(arm_id: str, ds: Dataset, gridsize: int, norm: float, tc, amplitude_init: float = 0.5):
     import keras
 
     if arm_id == "baseline":
         from ptycho.models.baseline import build_baseline
 
-        model = build_baseline(ds.N, norm, tc.filters, tc.depth)
+        model = build_baseline(ds.N, norm, tc.filters, tc.depth, amplitude_init)
         model.compile(optimizer=keras.optimizers.Adam(tc.learning_rate),
                       loss=keras.losses.MeanAbsoluteError())
         return model, "mae(amplitude, phase)"
     from ptycho.models.physics_layer import PoissonNLL
     from ptycho.models.pinn import build_pinn
 
-    model = build_pinn(ds.N, gridsize, ds.dose, ds.probe, norm, tc.filters, tc.depth)
+    model = build_pinn(ds.N, gridsize, ds.dose, ds.probe, norm, tc.filters, tc.depth,
+                       amplitude_init)
     model.compile(optimizer=keras.optimizers.Adam(tc.learning_rate), loss=PoissonNLL())
     return model, "poisson_nll (shifted by the saturated NLL, per pixel)"
 
