@@ -36,8 +36,8 @@ def load_schema(name: str = "study") -> dict:
 
 
 def _validator_with_defaults(schema: dict) -> jsonschema.protocols.Validator:
-    """Draft-7 validator that also fills ``default`` values (the jsonschema FAQ recipe)."""
-    base = jsonschema.Draft7Validator
+    """Draft 2020-12 validator that also fills ``default`` values (the jsonschema FAQ recipe)."""
+    base = jsonschema.Draft202012Validator
     validate_props = base.VALIDATORS["properties"]
 
     def set_defaults(validator, properties, instance, schema_):
