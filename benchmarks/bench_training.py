@@ -1,16 +1,16 @@
 """Phases E/F benchmark: training and inference throughput, and peak memory versus pattern count.
 
-    python benchmarks/bench_training.py                 # throughput (scaled, N = 128) + 2,000-pattern memory
-    python benchmarks/bench_training.py --sizes 2000 20000   # memory at 2,000 and 20,000 patterns
-    python benchmarks/bench_training.py --threads 2 --arms pinn_g1
+    python benchmarks/bench_training.py                     # throughput (scaled, N = 128) + memory at 2,000
+    python benchmarks/bench_training.py --scales --sizes 2000 20000   # memory only, 2,000 vs 20,000
+    python benchmarks/bench_training.py --scales scaled --sizes --threads 2 --arms pinn_g1
 
 Every measurement is a fresh subprocess (TensorFlow is imported there, not here), so its peak RSS
 (ru_maxrss) is its own. Datasets hold random Poisson counts written chunk by chunk with
 ``DatasetWriter`` (quick to make; the networks do not need to learn anything to be timed).
 
-Throughput:
-  training   patterns / s of the last epoch (validation included), from the bundle's epoch times,
-             so TensorFlow start-up and graph tracing (first epoch) are excluded;
+Throughput (patterns of the file per second; for pinn_g2 each pattern seeds a group of 4):
+  training   patterns / s of the last of 2 epochs (validation included), from the bundle's epoch
+             times, so TensorFlow start-up and graph tracing (first epoch) are excluded;
   inference  patterns / s of ``reconstruct_network`` (prediction + stitching, model loading
              excluded), batch size from the scale.
 Memory: peak RSS of a training job (1 epoch) and of an inference job, each on a 2,000- and a
@@ -42,8 +42,10 @@ CHILD = textwrap.dedent(
 
     def make(path, n, N, split, chunk=512):
         rng = np.random.default_rng(0)
-        H = W = max(4 * N, int(N * (n / 20) ** 0.5) + N)  # ~20 neighbours within N/2 (grouping)
-        pos = rng.uniform(N / 2 + 1, H - N / 2 - 2, size=(n, 2))
+        side, step = int(np.ceil(n ** 0.5)), N / 4  # a jittered raster: 8 neighbours within N/2
+        iy, ix = np.divmod(np.arange(n), side)
+        pos = N / 2 + 2 + step * np.stack([iy, ix], 1) + rng.uniform(-0.3, 0.3, (n, 2))
+        H = W = int(N + 4 + step * side)
         yy, xx = np.mgrid[0:N, 0:N] - N / 2
         probe = np.exp(-(yy**2 + xx**2) / (2 * (N / 8) ** 2)).astype(np.complex64)
         meta = DatasetMeta(1e4, 0.7, 0.7, 0.6, N / 3, split, 0, {"overlap_view": "bench"})
@@ -83,7 +85,7 @@ CHILD = textwrap.dedent(
 
 def run(**kw) -> dict:
     proc = subprocess.run([sys.executable, "-c", CHILD, json.dumps(kw)], capture_output=True,
-                          text=True)
+                          text=True, check=False)
     if proc.returncode:
         sys.stderr.write(proc.stderr[-3000:])
         raise SystemExit(f"benchmark run failed: {kw}")
@@ -100,29 +102,31 @@ def main() -> None:
     ap.add_argument("--study", default=str(STUDY))
     ap.add_argument("--arms", nargs="+", default=["pinn_g1", "pinn_g2", "baseline"])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--throughput-n", type=int, nargs=2, default=[400, 128], metavar=("SCALED", "FULL"),
-                    help="patterns of the throughput files at the scaled and full scale")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[2000],
+    ap.add_argument("--throughput-n", type=int, nargs=2, default=[400, 32], metavar=("SCALED", "FULL"),
+                    help="patterns of the throughput files at the scaled and full (N = 128) scale")
+    ap.add_argument("--sizes", type=int, nargs="*", default=[2000],
                     help="pattern counts of the memory runs (e.g. 2000 20000)")
-    ap.add_argument("--memory-arm", default="pinn_g2")
-    ap.add_argument("--skip-full", action="store_true", help="no N = 128 throughput runs")
+    ap.add_argument("--memory-arm", default="pinn_g1")
+    ap.add_argument("--scales", nargs="*", default=["scaled", "full"], choices=["scaled", "full"],
+                    help="scales of the throughput runs (full: N = 128, slow on CPU)")
     a = ap.parse_args()
     print(f"{'job':>9} {'arm':>8} {'scale':>6} {'N':>4} {'patterns':>7} {'patterns/s':>11} "
           f"{'wall s':>8} {'peak MB':>10}")
-    scales = [("scaled", a.throughput_n[0])] + ([] if a.skip_full else [("full", a.throughput_n[1])])
+    scales = [(s, n) for s, n in zip(("scaled", "full"), a.throughput_n) if s in a.scales]
     with tempfile.TemporaryDirectory() as tmp:
         for scale, n in scales:
             for arm in a.arms:
                 d = Path(tmp) / f"{scale}_{arm}"
                 d.mkdir()
-                common = dict(study=a.study, scale=scale, arm=arm, threads=a.threads, dir=str(d))
+                common = {"study": a.study, "scale": scale, "arm": arm, "threads": a.threads,
+                          "dir": str(d)}
                 print(row(run(mode="train", n=n, epochs=2, **common)), flush=True)
                 print(row(run(mode="inference", n=n, epochs=2, **common)), flush=True)
         for n in a.sizes:
             d = Path(tmp) / f"mem_{n}"
             d.mkdir()
-            common = dict(study=a.study, scale="scaled", arm=a.memory_arm, threads=a.threads,
-                          dir=str(d), n=n, epochs=1)
+            common = {"study": a.study, "scale": "scaled", "arm": a.memory_arm,
+                      "threads": a.threads, "dir": str(d), "n": n, "epochs": 1}
             print(row(run(mode="train", **common)), flush=True)
             print(row(run(mode="inference", **common)), flush=True)
 

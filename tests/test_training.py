@@ -13,13 +13,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from conftest import small_study_dict
 
 from ptycho.config import StudyConfig
 from ptycho.data.dataset import Dataset, DatasetMeta, DatasetWriter
 from ptycho.data.generate import simulate_cell
 from ptycho.errors import ConfigError, DatasetError, TrainingError
-
-from conftest import small_study_dict
 
 TRAINING = {"epochs": 6, "batch_size": 16, "learning_rate": 0.003, "patience": 5,
             "plateau_patience": 3, "validation_fraction": 0.1, "filters": 8, "depth": 2}
@@ -99,7 +98,7 @@ def test_batches_stream_from_the_file_with_seeded_shuffling(cell):
         table = ItemTable(np.arange(ds.n)[:, None])
         tr, val = split_validation(len(table), 0.1, np.random.default_rng(1))
         assert len(np.intersect1d(tr, val)) == 0 and len(tr) + len(val) == ds.n
-        tr2, val2 = split_validation(len(table), 0.1, np.random.default_rng(1))
+        _, val2 = split_validation(len(table), 0.1, np.random.default_rng(1))
         assert np.array_equal(val, val2)
 
         def first_batch(seed):
@@ -151,7 +150,7 @@ def test_trained_pinn_reconstruction_beats_an_untrained_network(trained, cell, t
     from ptycho.reconstruct.inference import reconstruct_network
 
     _, train_path, test_path = cell
-    bundle, out = trained["pinn_g1"]
+    _, out = trained["pinn_g1"]
     with Dataset(test_path) as ds:
         truth, probe = ds.object, ds.probe
     rec = reconstruct_network(out["model_path"], out["bundle_path"], test_path, 64)
@@ -226,7 +225,6 @@ def test_saved_bundle_reloads_with_identical_predictions(trained, cell):
 def test_wrong_N_or_gridsize_is_a_clear_error(trained, cell, tmp_path):
     from ptycho.reconstruct.inference import reconstruct_network
 
-    study, _, _ = cell
     _, out = trained["pinn_g1"]
     # data of another N
     other = tiny_study()
@@ -297,7 +295,7 @@ def test_bad_training_data_is_an_error_naming_the_file_and_leaves_no_outputs(tmp
 def test_diverging_loss_stops_with_training_error_and_no_model(cell, tmp_path, monkeypatch):
     import keras
 
-    import ptycho.training.fit as fit
+    from ptycho.training import fit
 
     original = fit._build
 

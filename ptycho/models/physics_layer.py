@@ -12,8 +12,8 @@ model), so a reloaded model needs no probe file.
 
 from __future__ import annotations
 
-import numpy as np
 import keras
+import numpy as np
 import tensorflow as tf
 
 from ptycho.errors import DatasetError

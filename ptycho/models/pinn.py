@@ -6,8 +6,8 @@ members from the group's seed, (B, C, 2) pixels (y, x). A convolutional encoder 
 (sigmoid) and a phase (pi * tanh) decoder; the same encoder/decoders (shared weights) turn each of
 the C patterns into its object patch, so g = 1 and g = 2 have the same network and differ only by
 the constraint. For g = 2 the real-space overlap constraint (``OverlapConstraint``) makes
-overlapping patches agree. The physics layer
-(``PoissonForward``) maps the patches to expected counts; the loss is the Poisson NLL (no labels).
+overlapping patches agree. The physics layer (``PoissonForward``) maps the patches to expected
+counts; the loss is the Poisson NLL (no labels).
 
 Layer names used by inference: ``object_patches`` outputs the (real, imaginary) patches that the
 physics layer sees; ``physics`` is the forward model.
@@ -20,8 +20,13 @@ import numpy as np
 import tensorflow as tf
 
 from ptycho.errors import ConfigError
-from ptycho.models.blocks import (AmpPhaseToComplex, CountsToAmplitude, amplitude_phase_heads,
-                                  check_depth, encoder)
+from ptycho.models.blocks import (
+    AmpPhaseToComplex,
+    CountsToAmplitude,
+    amplitude_phase_heads,
+    check_depth,
+    encoder,
+)
 from ptycho.models.physics_layer import PoissonForward
 
 

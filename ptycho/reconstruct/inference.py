@@ -44,7 +44,7 @@ def load_model(model_path, bundle: dict, bundle_path="bundle"):
     """Load ``model.keras`` (custom layers registered on import) and check it against its bundle."""
     import keras
 
-    import ptycho.models.baseline  # noqa: F401  (registers the custom layers)
+    import ptycho.models.baseline
     import ptycho.models.pinn  # noqa: F401
 
     model_path = Path(model_path)
@@ -63,15 +63,16 @@ def load_model(model_path, bundle: dict, bundle_path="bundle"):
 
 
 def prediction_model(model, arm: str):
-    """A function counts-batch -> complex patches (b, N, N, C) for the arm's model."""
-    import keras
-
+    """A function inputs-batch -> complex patches (b, N, N, C) for the arm's model: the baseline's
+    (amplitude, phase) output, or the PINN's ``object_patches`` (what its physics layer sees)."""
     if arm == "baseline":
         def predict(x):
             out = model.predict_on_batch(x)
             return (out[..., 0] * np.exp(1j * out[..., 1].astype(np.float64)))[..., None]
         return predict
-    sub = keras.Model(model.inputs, model.get_layer("object_patches").output)
+    from ptycho.models.pinn import object_model
+
+    sub = object_model(model)
 
     def predict(x):
         re, im = sub.predict_on_batch(x)
@@ -86,6 +87,7 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
     Raises TrainingError when the bundle does not fit the model or the data (other N, other
     gridsize), DatasetError for unreadable data or NaN/inf counts.
     """
+    from ptycho.training.data import BatchSource
     from ptycho.training.fit import cell_labels, group_table, grouping_rng
     from ptycho.training.runtime import configure_tensorflow
 
@@ -115,19 +117,16 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
         table = group_table(positions, g, int(bundle["config"]["neighbours"]), N,
                             grouping_rng(int(bundle["seeds"]["grouping"]), "test", dose_lbl, view))
         acc = StitchAccumulator(ds.probe, ds.object_shape)
-        C = table.C
         t_loop = time.perf_counter()
+        source = BatchSource(ds, table, np.arange(len(table)), batch_size, "pinn")
         for s in range(0, len(table), batch_size):
-            members = table.members[s : s + batch_size]
-            counts = ds.read(members.ravel())
+            items = np.arange(s, min(s + batch_size, len(table)))
+            x, counts = source.batch(items)  # inputs in the layout of the training pipeline
             if not np.all(np.isfinite(counts)):
                 raise DatasetError(f"{test_path}: '/diffraction' contains NaN or inf counts")
-            counts = counts.reshape(len(members), C, N, N).transpose(0, 2, 3, 1)
-            x = counts if g == 1 and arm == "baseline" else {"counts": counts}
-            if table.offsets is not None:
-                x["offsets"] = table.offsets[s : s + batch_size].astype(np.float32)
             patches = predict(x)  # (b, N, N, C) complex
-            acc.add(patches.transpose(0, 3, 1, 2).reshape(-1, N, N), positions[members.ravel()])
+            members = table.members[items].ravel()
+            acc.add(patches.transpose(0, 3, 1, 2).reshape(-1, N, N), positions[members])
         obj, weight = acc.result()
         t_loop = time.perf_counter() - t_loop
         wall = time.perf_counter() - t0

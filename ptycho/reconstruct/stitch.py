@@ -32,7 +32,7 @@ def shift_to_grid(patches: np.ndarray, frac: np.ndarray, mode: str = "reflect") 
     patch touches N + 1 pixels per axis.
     """
     patches = np.asarray(patches)
-    n, N = patches.shape[0], patches.shape[1]
+    N = patches.shape[1]
     m = SUBPIXEL_MARGIN
     M = N + 2 * m
     padded = np.pad(patches, ((0, 0), (m, m), (m, m)), mode=mode)

@@ -53,7 +53,7 @@ def split_validation(n_items: int, fraction: float, rng: np.random.Generator) ->
     """Seeded random split of item indices into (train, validation); both non-empty when n >= 2."""
     if n_items < 2:
         raise DatasetError(f"need at least 2 training examples to hold out a validation subset, got {n_items}")
-    n_val = min(max(1, int(round(fraction * n_items))), n_items - 1)
+    n_val = min(max(1, round(fraction * n_items)), n_items - 1)
     perm = rng.permutation(n_items)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
 

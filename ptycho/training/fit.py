@@ -25,7 +25,7 @@ from ptycho.config import StudyConfig, arm_gridsize, dose_label
 from ptycho.data.dataset import Dataset
 from ptycho.data.grouping import group_offsets, make_groups
 from ptycho.data.io import atomic_path
-from ptycho.errors import ConfigError, DatasetError
+from ptycho.errors import ConfigError, DatasetError, TrainingError
 from ptycho.rng import int_seed, rng_for
 from ptycho.training.runtime import configure_tensorflow, package_versions
 
@@ -39,7 +39,7 @@ def cell_labels(ds: Dataset) -> tuple[str, str]:
     """(dose label, overlap view) of a dataset, the labels that seed a cell's random streams."""
     try:
         view = str(ds.config.get("overlap_view", "none"))
-    except Exception:  # config attribute that is not JSON: still a usable file
+    except (ValueError, TypeError, KeyError):  # a config that is not JSON: still a usable file
         view = "none"
     return dose_label(ds.dose), view
 
@@ -121,8 +121,6 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
         log.info("%s: %d train / %d validation items, norm %.4g, initial val loss %.6g",
                  label, len(tr_idx), len(val_idx), norm, initial_loss)
         if not math.isfinite(initial_loss):
-            from ptycho.errors import TrainingError
-
             raise TrainingError(f"{label}: initial loss is {initial_loss}; no model was written")
 
         from ptycho.training.callbacks import EpochRecorder, NaNGuard
@@ -167,8 +165,8 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
             "versions": package_versions(),
             "train_path": str(train_path),
             "n_patterns": ds.n,
-            "n_train": int(len(tr_idx)),
-            "n_val": int(len(val_idx)),
+            "n_train": len(tr_idx),
+            "n_val": len(val_idx),
             "epochs_run": len(rows),
             "best_epoch": best,
             "initial_loss": initial_loss,
