@@ -44,7 +44,7 @@ def _validator_with_defaults(schema: dict) -> jsonschema.protocols.Validator:
         if isinstance(instance, dict):
             for prop, sub in properties.items():
                 if "$ref" in sub:
-                    sub = validator._resolver.lookup(sub["$ref"]).contents  # noqa: SLF001
+                    sub = validator._resolver.lookup(sub["$ref"]).contents
                 if "default" in sub and prop not in instance:
                     instance[prop] = copy.deepcopy(sub["default"])
         yield from validate_props(validator, properties, instance, schema_)
@@ -156,7 +156,7 @@ class StudyConfig:
 
     # ----------------------------------------------------------------- construction
     @classmethod
-    def from_dict(cls, raw: dict, source: str = "<study>") -> "StudyConfig":
+    def from_dict(cls, raw: dict, source: str = "<study>") -> StudyConfig:
         d = validate_with_defaults(raw, load_schema("study"), source)
         k = d["neighbours"]
         for g in d["gridsizes"]:
@@ -218,7 +218,7 @@ class StudyConfig:
         )
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "StudyConfig":
+    def from_yaml(cls, path: str | Path) -> StudyConfig:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"{path}: study file not found")

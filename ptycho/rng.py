@@ -8,16 +8,16 @@ import zlib
 import numpy as np
 
 
-def _label_key(label: str | int | float) -> int:
+def _label_key(label: str | float) -> int:
     return zlib.crc32(str(label).encode()) & 0xFFFFFFFF
 
 
-def rng_for(seed: int, *labels: str | int | float) -> np.random.Generator:
+def rng_for(seed: int, *labels: str | float) -> np.random.Generator:
     """A Generator seeded by ``seed`` and a tuple of stable labels (e.g. 'noise', '1e3', 'dense')."""
     ss = np.random.SeedSequence(entropy=int(seed), spawn_key=tuple(_label_key(x) for x in labels))
     return np.random.Generator(np.random.PCG64(ss))
 
 
-def int_seed(seed: int, *labels: str | int | float) -> int:
+def int_seed(seed: int, *labels: str | float) -> int:
     """A 31-bit integer seed for frameworks that take an int (TensorFlow, PyTorch)."""
     return int(rng_for(seed, *labels).integers(0, 2**31 - 1))

@@ -1,11 +1,10 @@
 """Study configuration: schema validation with defaults, clear errors on bad input."""
 
 import pytest
+from conftest import small_study_dict
 
 from ptycho.config import StudyConfig, dose_label
 from ptycho.errors import ConfigError
-
-from conftest import small_study_dict
 
 
 def test_default_study_loads(repo):

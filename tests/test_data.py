@@ -5,6 +5,7 @@ import hashlib
 import h5py
 import numpy as np
 import pytest
+from conftest import small_study_dict
 
 from ptycho.config import StudyConfig
 from ptycho.data.dataset import Dataset
@@ -14,8 +15,6 @@ from ptycho.data.npz import export_npz, import_npz
 from ptycho.data.split import shared_pixels
 from ptycho.errors import ConfigError, DatasetError
 from ptycho.physics.scan import measured_overlap
-
-from conftest import small_study_dict
 
 
 def _sha(p):

@@ -12,9 +12,9 @@ Writers stream patterns in chunks; readers validate on open and read batches laz
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import h5py
 import numpy as np
@@ -67,7 +67,7 @@ class DatasetWriter:
         self._ctx = None
         self._file = None
 
-    def __enter__(self) -> "DatasetWriter":
+    def __enter__(self) -> DatasetWriter:
         N = self.probe.shape[0]
         self._ctx = atomic_path(self.path, ".h5")
         tmp = self._ctx.__enter__()
@@ -265,7 +265,7 @@ class Dataset:
     def close(self) -> None:
         self._f.close()
 
-    def __enter__(self) -> "Dataset":
+    def __enter__(self) -> Dataset:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -124,4 +124,4 @@ def simulate_cell(study: StudyConfig, scale_name: str, dose: str | float, overla
     return summary
 
 
-__all__ = ["simulate_cell", "cell_geometry", "build_object", "build_probe"]
+__all__ = ["build_object", "build_probe", "cell_geometry", "simulate_cell"]

@@ -6,8 +6,8 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 @contextlib.contextmanager
@@ -28,6 +28,21 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def read_json(path: str | Path, what: str = "JSON file", error=None):
+    """Load a JSON file; a missing or malformed file raises ``error`` (default PtychoError)
+    naming the file and what it should have been."""
+    from ptycho.errors import PtychoError
+
+    error = error or PtychoError
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: {what} not found")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: {what} is not valid JSON ({exc})") from exc
 
 
 def write_json(path: str | Path, obj) -> None:

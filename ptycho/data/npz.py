@@ -24,9 +24,8 @@ def export_npz(dataset_path, npz_path) -> None:
             probeGuess=ds.probe,
             objectGuess=ds.object,
         )
-    with atomic_path(npz_path, ".npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+    with atomic_path(npz_path, ".npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
 
 
 def import_npz(npz_path, dataset_path, dose: float, split: str = "test", seed: int = 0) -> None:

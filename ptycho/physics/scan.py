@@ -27,7 +27,7 @@ class ScanRegion:
     x1: float
 
     @classmethod
-    def for_object(cls, object_shape: tuple[int, int], N: int) -> "ScanRegion":
+    def for_object(cls, object_shape: tuple[int, int], N: int) -> ScanRegion:
         H, W = object_shape
         # floor(c - N/2) >= 0 and floor(c - N/2) + N <= H - 1 (one spare pixel for sub-pixel shifts)
         return cls(N / 2, H - N / 2 - 1, N / 2, W - N / 2 - 1)

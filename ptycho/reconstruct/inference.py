@@ -9,7 +9,6 @@ seed and once per group that drew it as a neighbour.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -27,13 +26,10 @@ BUNDLE_KEYS = ("arm", "gridsize", "N", "dose", "normalisation", "seeds", "config
 
 
 def read_bundle(path) -> dict:
+    from ptycho.data.io import read_json
+
     path = Path(path)
-    if not path.is_file():
-        raise TrainingError(f"{path}: model bundle not found")
-    try:
-        bundle = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise TrainingError(f"{path}: model bundle is not valid JSON ({exc})") from exc
+    bundle = read_json(path, "model bundle", TrainingError)
     missing = [k for k in BUNDLE_KEYS if k not in bundle]
     if missing:
         raise TrainingError(f"{path}: model bundle lacks {missing}")

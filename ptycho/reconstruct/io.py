@@ -42,18 +42,17 @@ def write_reconstruction(path, rec: Reconstruction) -> None:
         raise DatasetError(f"{path}: object {obj.shape} and weight {w.shape} must be equal 2-D shapes")
     if not np.all(np.isfinite(obj)):
         raise DatasetError(f"{path}: reconstruction contains NaN or inf")
-    with atomic_path(path, ".h5") as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("object", data=obj.astype(np.complex64), track_times=False)
-            f.create_dataset("weight", data=w.astype(np.float32), track_times=False)
-            f.attrs["arm"] = rec.arm
-            f.attrs["gridsize"] = int(rec.gridsize)
-            f.attrs["dose"] = float(rec.dose)
-            f.attrs["overlap_view"] = rec.overlap_view
-            f.attrs["n_patterns"] = int(rec.n_patterns)
-            f.attrs["wall_time_s"] = float(rec.wall_time_s)
-            f.attrs["source"] = str(rec.source)
-            f.attrs["info"] = json.dumps(rec.info, sort_keys=True, default=float)
+    with atomic_path(path, ".h5") as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("object", data=obj.astype(np.complex64), track_times=False)
+        f.create_dataset("weight", data=w.astype(np.float32), track_times=False)
+        f.attrs["arm"] = rec.arm
+        f.attrs["gridsize"] = int(rec.gridsize)
+        f.attrs["dose"] = float(rec.dose)
+        f.attrs["overlap_view"] = rec.overlap_view
+        f.attrs["n_patterns"] = int(rec.n_patterns)
+        f.attrs["wall_time_s"] = float(rec.wall_time_s)
+        f.attrs["source"] = str(rec.source)
+        f.attrs["info"] = json.dumps(rec.info, sort_keys=True, default=float)
 
 
 def read_reconstruction(path) -> Reconstruction:

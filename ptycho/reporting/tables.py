@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from pathlib import Path
 
@@ -25,13 +24,10 @@ _QUANTITY_ORDER = ("amplitude", "phase", "complex")
 
 def read_metrics_json(path) -> dict:
     """Load one ``metrics.json`` and check the keys the report relies on."""
+    from ptycho.data.io import read_json
+
     path = Path(path)
-    if not path.is_file():
-        raise PtychoError(f"{path}: metrics file not found")
-    try:
-        m = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PtychoError(f"{path}: not valid JSON ({exc})") from exc
+    m = read_json(path, "metrics file")
     for key in ("arm", "gridsize", "dose", "overlap_view", "metrics"):
         if key not in m:
             raise PtychoError(f"{path}: missing key '{key}'")

@@ -14,7 +14,6 @@ or ``"constant"``/``"ones"``/``"uniform"``), or ``"flat_start": true`` -- and ra
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -378,13 +377,10 @@ def verify_study(study_dict: dict, scale: str, root, expected_files, dataset_pai
 
 def assert_verified(report_path) -> None:
     """Raise ``PtychoError`` naming every failed check (and its detail) of a verification report."""
+    from ptycho.data.io import read_json
+
     path = Path(report_path)
-    if not path.is_file():
-        raise PtychoError(f"{path}: verification report not found")
-    try:
-        report = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PtychoError(f"{path}: not valid JSON ({exc})") from exc
+    report = read_json(path, "verification report")
     checks = report.get("checks") or []
     failed = [c for c in checks if not c.get("passed")]
     if report.get("passed") is True and not failed and checks:
