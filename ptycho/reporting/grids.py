@@ -65,6 +65,16 @@ def _overlap_labels(t: _Table, overlap_targets) -> list[str]:
     return out
 
 
+def _label_grid_axes(ax, row: int, col: int) -> None:
+    """Dose label on the first column, overlap label on the bottom (phase) row."""
+    if col == 0:
+        ax.set_ylabel("dose (photons/exposure)")
+    else:
+        ax.set_yticklabels([])
+    if row == 1:
+        ax.set_xlabel("scan overlap")
+
+
 def _annotated_panel(ax, mat, cmap, norm, xlabels, ylabels, fmt="{:.2f}"):
     im = ax.imshow(mat, cmap=cmap, norm=norm, aspect="auto")
     ax.set_xticks(range(len(xlabels)), xlabels)
@@ -106,12 +116,7 @@ def plot_metric_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict 
             ax = axes[i, j]
             im = _annotated_panel(ax, t.matrix(arm, q, metric), cmap, norm, xl, yl, "{:.3f}")
             ax.set_title(f"{arm}: {q} {name}")
-            if j == 0:
-                ax.set_ylabel("dose (photons/exposure)")
-            else:
-                ax.set_yticklabels([])
-            if i == 1:
-                ax.set_xlabel("scan overlap")
+            _label_grid_axes(ax, i, j)
     cb = fig.colorbar(im, ax=axes, shrink=0.8)
     cb.set_label(f"{name} (1 = perfect)")
     fig.suptitle(f"{name} of the aligned test-region reconstruction\nstudy {t.study}, {t.scale} "
@@ -158,12 +163,7 @@ def plot_delta_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict |
             ax = axes[i, j]
             im = _annotated_panel(ax, deltas[(q, p, o)], cmap, norm, xl, yl, "{:+.3f}")
             ax.set_title(f"{q} {name}: {p} − {o}")
-            if j == 0:
-                ax.set_ylabel("dose (photons/exposure)")
-            else:
-                ax.set_yticklabels([])
-            if i == 1:
-                ax.set_xlabel("scan overlap")
+            _label_grid_axes(ax, i, j)
     cb = fig.colorbar(im, ax=axes, shrink=0.8)
     cb.set_label(f"Δ {name} (PINN − other; > 0: PINN better)")
     fig.suptitle(f"{name} difference, PINN minus baseline / iterative\nstudy {t.study}, "
