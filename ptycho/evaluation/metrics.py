@@ -97,6 +97,19 @@ def _masked_mean(values: np.ndarray, weights: np.ndarray, name: str) -> float:
     return float(np.sum(values * w, dtype=np.float64) / total)
 
 
+def _checked_pair(name: str, a, b, data_range: float, mask):
+    """Two equal 2-D float64 images, a positive finite data range and a boolean mask (all
+    pixels when ``mask`` is None); PtychoError naming the metric otherwise."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or a.shape != b.shape:
+        raise PtychoError(f"{name}: need two equal 2-D images, got {a.shape} and {b.shape}")
+    if not (np.isfinite(data_range) and data_range > 0):
+        raise PtychoError(f"{name}: data_range must be positive and finite, got {data_range}")
+    m = np.ones(a.shape, bool) if mask is None else np.asarray(mask, dtype=bool)
+    return a, b, m
+
+
 def ms_ssim(a: np.ndarray, b: np.ndarray, data_range: float,
             mask: np.ndarray | None = None) -> float:
     """Multi-scale SSIM (Wang, Simoncelli & Bovik 2003) of real images ``a`` and ``b`` (H, W).
@@ -116,13 +129,7 @@ def ms_ssim(a: np.ndarray, b: np.ndarray, data_range: float,
     ``ssim_multiscale`` does), never below 3 x 3. An image whose coarsest scale is smaller than
     3 px (shorter side < 48 px) raises ``PtychoError``.
     """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.ndim != 2 or a.shape != b.shape:
-        raise PtychoError(f"ms_ssim: need two equal 2-D images, got {a.shape} and {b.shape}")
-    if not (np.isfinite(data_range) and data_range > 0):
-        raise PtychoError(f"ms_ssim: data_range must be positive and finite, got {data_range}")
-    m = np.ones(a.shape, bool) if mask is None else np.asarray(mask, dtype=bool)
+    a, b, m = _checked_pair("ms_ssim", a, b, data_range, mask)
     if m.shape != a.shape:
         raise PtychoError(f"ms_ssim: mask {m.shape} does not match the images {a.shape}")
     n_scales = len(MS_SSIM_WEIGHTS)
@@ -152,13 +159,7 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float, mask: np.ndarray | Non
     bounding box (grown to at least 11 px a side where the image allows) with the explicit
     ``data_range``, Gaussian window (sigma 1.5, 11 x 11), population covariance, ``full=True``;
     the SSIM map is averaged over the region pixels."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.ndim != 2 or a.shape != b.shape:
-        raise PtychoError(f"ssim: need two equal 2-D images, got {a.shape} and {b.shape}")
-    if not (np.isfinite(data_range) and data_range > 0):
-        raise PtychoError(f"ssim: data_range must be positive and finite, got {data_range}")
-    m = np.ones(a.shape, bool) if mask is None else np.asarray(mask, dtype=bool)
+    a, b, m = _checked_pair("ssim", a, b, data_range, mask)
     box = _crop_box(m, SSIM_WIN)
     if min(a[box].shape) < SSIM_WIN:
         raise PtychoError(f"ssim: image {a.shape} is smaller than the {SSIM_WIN} px window")
