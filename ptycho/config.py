@@ -133,6 +133,12 @@ class ScanConfig:
 
 
 @dataclass(frozen=True)
+class StitchingConfig:
+    phase_sync: bool
+    refine_iterations: int
+
+
+@dataclass(frozen=True)
 class Seeds:
     simulation: int
     grouping: int
@@ -152,6 +158,7 @@ class StudyConfig:
     object: ObjectConfig
     probe: ProbeConfig
     scan: ScanConfig
+    stitching: StitchingConfig
     scales: dict[str, ScaleConfig]
 
     # ----------------------------------------------------------------- construction
@@ -214,6 +221,7 @@ class StudyConfig:
             ),
             probe=ProbeConfig(**p),
             scan=ScanConfig(**d["scan"]),
+            stitching=StitchingConfig(**d["stitching"]),
             scales=scales,
         )
 

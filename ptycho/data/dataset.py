@@ -143,6 +143,10 @@ class Dataset:
         except BaseException:
             self._f.close()
             raise
+        # one handle for the file's lifetime: HDF5's chunk cache (rdcc_nbytes above) belongs to the
+        # open dataset, so re-opening '/diffraction' per read would decompress every chunk again
+        self._diff = self._f["diffraction"]
+        self._n, self._N = int(self._diff.shape[0]), int(self._diff.shape[1])
 
     def _err(self, msg: str) -> DatasetError:
         return DatasetError(f"{self.path}: {msg}")
@@ -188,11 +192,11 @@ class Dataset:
     # -- metadata
     @property
     def n(self) -> int:
-        return int(self._f["diffraction"].shape[0])
+        return self._n
 
     @property
     def N(self) -> int:
-        return int(self._f["diffraction"].shape[1])
+        return self._N
 
     @property
     def dose(self) -> float:
@@ -242,18 +246,24 @@ class Dataset:
     # -- data
     def read(self, indices=None) -> np.ndarray:
         """Counts of the given pattern indices (sorted reads; original order returned)."""
-        d = self._f["diffraction"]
+        d = self._diff
         if indices is None:
             return d[()]
         idx = np.asarray(indices, dtype=np.int64)
         if idx.size == 0:
             return np.empty((0, self.N, self.N), np.float32)
-        order = np.argsort(idx, kind="stable")
-        uniq, inv = np.unique(idx[order], return_inverse=True)
-        block = d[uniq]
-        out = np.empty((idx.size, self.N, self.N), np.float32)
-        out[order] = block[inv]
-        return out
+        if idx.min() < 0 or idx.max() >= self.n:
+            raise IndexError(f"{self.path}: pattern indices must lie in [0, {self.n}), got "
+                             f"[{idx.min()}, {idx.max()}]")
+        uniq, inv = np.unique(idx, return_inverse=True)
+        block = np.empty((uniq.size, self.N, self.N), np.float32)
+        # one slice read per run of consecutive indices: h5py's point selection (d[list]) costs
+        # ~0.2 ms per pattern, a slice through the chunk cache ~0.01 ms
+        breaks = np.flatnonzero(np.diff(uniq) != 1) + 1
+        for run in np.split(np.arange(uniq.size), breaks):
+            a, b = int(uniq[run[0]]), int(uniq[run[-1]]) + 1
+            block[run[0] : run[-1] + 1] = d[a:b]
+        return block[inv.reshape(-1)]
 
     def iter_batches(self, batch_size: int, indices=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield (indices, counts) batches; only one batch is in memory at a time."""

@@ -1,7 +1,9 @@
 """Network inference on the test split and stitching into the full object.
 
-The test patterns are predicted batch by batch and every predicted patch is added to a
-``StitchAccumulator`` at its own scan position, so memory is one batch plus the object. For
+The test patterns are predicted batch by batch and every predicted patch is written, shifted onto
+the object grid, to a temporary on-disk ``PatchStore``; the store then synchronises the patches'
+phase offsets (optional, ``ptycho.reconstruct.patchstore``) and stitches them with probe-intensity
+weights, streaming batches, so memory is one batch plus a few object-sized canvases. For
 gridsize 2 there is one group per test position (``make_groups`` with the grouping seed recorded in
 the bundle) and every member patch of every group is stitched, so a position contributes once as a
 seed and once per group that drew it as a neighbour.
@@ -18,7 +20,7 @@ import numpy as np
 from ptycho.data.dataset import Dataset
 from ptycho.errors import DatasetError, TrainingError
 from ptycho.reconstruct.io import Reconstruction
-from ptycho.reconstruct.stitch import StitchAccumulator
+from ptycho.reconstruct.patchstore import PatchStore
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +79,12 @@ def prediction_model(model, arm: str):
 
 
 def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
-                        threads: int = 1) -> Reconstruction:
+                        threads: int = 1, phase_sync: bool = True, refine_iterations: int = 10,
+                        tmp_dir=None) -> Reconstruction:
     """Predict the test split with a trained arm and stitch the full (H, W) object.
+
+    ``phase_sync``: synchronise the per-patch phase offsets before averaging (``PatchStore``);
+    ``tmp_dir``: where the temporary patch file goes (system temporary directory by default).
 
     Raises TrainingError when the bundle does not fit the model or the data (other N, other
     gridsize), DatasetError for unreadable data or NaN/inf counts.
@@ -112,25 +118,37 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
         positions = ds.positions
         table = group_table(positions, g, int(bundle["config"]["neighbours"]), N,
                             grouping_rng(int(bundle["seeds"]["grouping"]), "test", dose_lbl, view))
-        acc = StitchAccumulator(ds.probe, ds.object_shape)
-        t_loop = time.perf_counter()
-        source = BatchSource(ds, table, np.arange(len(table)), batch_size, "pinn")
-        for s in range(0, len(table), batch_size):
-            items = np.arange(s, min(s + batch_size, len(table)))
-            x, counts = source.batch(items)  # inputs in the layout of the training pipeline
-            if not np.all(np.isfinite(counts)):
-                raise DatasetError(f"{test_path}: '/diffraction' contains NaN or inf counts")
-            patches = predict(x)  # (b, N, N, C) complex
-            members = table.members[items].ravel()
-            acc.add(patches.transpose(0, 3, 1, 2).reshape(-1, N, N), positions[members])
-        obj, weight = acc.result()
+        C = table.C
+        store = PatchStore(ds.probe, ds.object_shape, len(table) * C, directory=tmp_dir,
+                           batch=max(batch_size * C, 64))
+        with store:
+            t_loop = time.perf_counter()
+            source = BatchSource(ds, table, np.arange(len(table)), batch_size, "pinn")
+            for s in range(0, len(table), batch_size):
+                items = np.arange(s, min(s + batch_size, len(table)))
+                x, counts = source.batch(items)  # inputs in the layout of the training pipeline
+                if not np.all(np.isfinite(counts)):
+                    raise DatasetError(f"{test_path}: '/diffraction' contains NaN or inf counts")
+                patches = predict(x)  # (b, N, N, C) complex
+                members = table.members[items].ravel()
+                store.add(patches.transpose(0, 3, 1, 2).reshape(-1, N, N), positions[members])
+            t_predict = time.perf_counter() - t_loop
+            sync_info = {"phase_sync": bool(phase_sync)}
+            factors = None
+            if phase_sync:
+                t_sync = time.perf_counter()
+                factors, details = store.synchronise(refine_iterations)
+                sync_info.update(details, time_s=time.perf_counter() - t_sync)
+            obj, weight = store.stitch(factors)
+            n_stitched = store.n
         t_loop = time.perf_counter() - t_loop
         wall = time.perf_counter() - t0
         info = {"model": str(model_path), "bundle": str(bundle_path), "batch_size": int(batch_size),
-                "n_groups": len(table), "n_patches_stitched": acc.n_patches,
+                "n_groups": len(table), "n_patches_stitched": n_stitched,
                 "train_dose": float(bundle["dose"]), "epochs_run": bundle.get("epochs_run"),
-                "stitch": "probe-intensity weighted average", "predict_stitch_s": t_loop}
-        log.info("%s: %d patches stitched from %s in %.1f s", arm, acc.n_patches, test_path.name, wall)
+                "stitch": "probe-intensity (|P|^2) weighted average", "synchronisation": sync_info,
+                "predict_s": t_predict, "predict_stitch_s": t_loop}
+        log.info("%s: %d patches stitched from %s in %.1f s", arm, n_stitched, test_path.name, wall)
         return Reconstruction(object=obj.astype(np.complex64), weight=weight.astype(np.float32),
                               arm=arm, gridsize=g, dose=ds.dose,
                               overlap_view=str(bundle.get("overlap_view", view)), n_patterns=ds.n,

@@ -46,6 +46,35 @@ def shift_to_grid(patches: np.ndarray, frac: np.ndarray, mode: str = "reflect") 
     return out[:, m - 1 : m + N + 1, m - 1 : m + N + 1]
 
 
+def to_grid(patches: np.ndarray, positions: np.ndarray, weight: np.ndarray):
+    """Patches and their weights on the integer object grid, each (n, N + 2, N + 2).
+
+    Returns (corners (n, 2) int64: object pixel of element [0, 0], shifted patches complex128,
+    weights float64). A fractional centre is resampled by ``shift_to_grid`` (and the weight
+    |P|^2 shifted the same way, clipped at 0); an integer centre is copied exactly, with a
+    zero-weight border, so that every record has the same shape.
+    """
+    patches = np.asarray(patches)
+    pos = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
+    N = weight.shape[0]
+    if patches.ndim != 3 or patches.shape[1:] != (N, N) or len(patches) != len(pos):
+        raise DatasetError(f"stitching: patches {patches.shape} and positions {pos.shape} do not "
+                           f"match (n, {N}, {N}) and (n, 2)")
+    corners = patch_corners(pos, N)
+    frac = (pos - N / 2) - corners
+    integer = np.all(frac == 0, axis=1)
+    shifted = np.zeros((len(pos), N + 2, N + 2), np.complex128)
+    weights = np.zeros((len(pos), N + 2, N + 2), np.float64)
+    shifted[integer, 1:-1, 1:-1] = patches[integer]
+    weights[integer, 1:-1, 1:-1] = weight
+    sub = np.flatnonzero(~integer)
+    if sub.size:
+        shifted[sub] = shift_to_grid(patches[sub], frac[sub])
+        ww = np.broadcast_to(weight, (len(sub), N, N))
+        weights[sub] = np.clip(shift_to_grid(ww, frac[sub], mode="constant").real, 0.0, None)
+    return corners - 1, shifted, weights
+
+
 class StitchAccumulator:
     """Accumulate numerator sum w O and denominator sum w over the object grid."""
 
@@ -64,26 +93,10 @@ class StitchAccumulator:
 
     def add(self, patches: np.ndarray, positions: np.ndarray) -> None:
         """Add patches (n, N, N) complex at centres (n, 2) (y, x) in object pixels."""
-        patches = np.asarray(patches)
-        pos = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
-        N = self.N
-        if patches.ndim != 3 or patches.shape[1:] != (N, N) or len(patches) != len(pos):
-            raise DatasetError(f"stitching: patches {patches.shape} and positions {pos.shape} do not "
-                               f"match (n, {N}, {N}) and (n, 2)")
-        corners = patch_corners(pos, N)
-        frac = (pos - N / 2) - corners
-        integer = np.all(frac == 0, axis=1)
-        w = self.weight
-        for k in np.flatnonzero(integer):
-            self._accumulate(corners[k], w * patches[k], w)
-        sub = np.flatnonzero(~integer)
-        if sub.size:
-            shifted = shift_to_grid(patches[sub], frac[sub])
-            ww = np.broadcast_to(w, (len(sub), N, N))
-            ww = np.clip(shift_to_grid(ww, frac[sub], mode="constant").real, 0.0, None)
-            for j, k in enumerate(sub):
-                self._accumulate(corners[k] - 1, ww[j] * shifted[j], ww[j])
-        self.n_patches += len(pos)
+        corners, shifted, weights = to_grid(patches, positions, self.weight)
+        for k in range(len(corners)):
+            self._accumulate(corners[k], weights[k] * shifted[k], weights[k])
+        self.n_patches += len(corners)
 
     def _accumulate(self, corner, num: np.ndarray, den: np.ndarray) -> None:
         """Add a (h, w) block at ``corner`` (top-left), clipped to the object."""

@@ -14,7 +14,10 @@ def main(smk) -> None:
     study = StudyConfig.from_dict(smk.params.study)
     scale = study.scale(smk.params.scale)
     rec = reconstruct_network(smk.input.model, smk.input.bundle, smk.input.test,
-                              scale.inference_batch_size, threads=smk.threads)
+                              scale.inference_batch_size, threads=smk.threads,
+                              phase_sync=study.stitching.phase_sync,
+                              refine_iterations=study.stitching.refine_iterations,
+                              tmp_dir=getattr(smk.resources, "tmpdir", None))
     rec.overlap_view = smk.params.overlap
     write_reconstruction(smk.output.recon, rec)
 

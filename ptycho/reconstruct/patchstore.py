@@ -1,0 +1,203 @@
+"""Predicted patches kept on disk, stitched with per-patch phase synchronisation.
+
+A single diffraction pattern does not fix the absolute phase of its exit wave (|FFT(e^{i a} psi)|^2
+= |FFT(psi)|^2), so a network that predicts one patch per pattern returns every patch with its own
+unknown phase offset; averaging such patches washes out the object's low spatial frequencies.
+Overlapping patches do fix their *relative* offsets. ``PatchStore.synchronise`` finds unit phase
+factors v_k that make the patches agree where they overlap, maximising
+
+    sum_u |sum_k v_k w_k(u) O_k(u)|^2 / sum_k w_k(u)          (w_k = |P|^2 at patch k)
+
+which is the same as minimising the probe-weighted disagreement sum_k sum_u w_k |v_k O_k - O|^2
+with O the stitched object. This is angular synchronisation (Singer 2011): the leading eigenvector
+of the Hermitian operator above (matrix-free Lanczos, ``scipy.sparse.linalg.eigsh``, from a fixed
+start vector so that runs are reproducible) followed by a few projected power iterations
+v <- exp(i arg(M v)). It uses only the predictions, the known probe and the scan positions: no
+ground truth. A global phase remains free; it is set so that the mean offset is zero.
+
+Memory: patches are written batch by batch to a temporary HDF5 file (shifted onto the integer
+object grid once, with their weights) and every pass streams them back in batches, so memory is
+one batch plus a few (H, W) canvases, whatever the number of patterns. The operator works on the
+central window of each patch where |P|^2 is at least ``sync_threshold`` of its peak; the final
+stitch uses the whole patch.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ptycho.errors import DatasetError
+from ptycho.reconstruct.stitch import DEFAULT_THRESHOLD, to_grid
+
+
+def sync_window(weight: np.ndarray, threshold: float) -> tuple[int, int]:
+    """[start, stop) of the centred window (on the (N + 2)-wide grid records) that holds every
+    probe pixel with |P|^2 >= threshold * peak, plus one pixel for the sub-pixel shift."""
+    N = weight.shape[0]
+    M = N + 2
+    ys, xs = np.nonzero(weight >= threshold * weight.max())
+    r = max(np.abs(ys + 1 - M / 2).max(), np.abs(xs + 1 - M / 2).max(), 1.0)
+    half = min(int(math.ceil(r)) + 2, M // 2)
+    return M // 2 - half, M // 2 + half
+
+
+class PatchStore:
+    """Temporary on-disk store of patches on the object grid; use as a context manager.
+
+    ``add`` patches in batches, then ``synchronise`` (optional) and ``stitch``.
+    """
+
+    def __init__(self, probe: np.ndarray, object_shape, n_patches: int, directory=None,
+                 batch: int = 256, sync_threshold: float = 1e-2):
+        probe = np.asarray(probe)
+        if probe.ndim != 2 or probe.shape[0] != probe.shape[1]:
+            raise DatasetError(f"probe must be square (N, N), got shape {probe.shape}")
+        self.weight = np.abs(probe.astype(np.complex128)) ** 2
+        if not self.weight.max() > 0:
+            raise DatasetError("probe is zero everywhere")
+        self.N = probe.shape[0]
+        self.M = self.N + 2
+        self.shape = (int(object_shape[0]), int(object_shape[1]))
+        self.n = int(n_patches)
+        if self.n < 1:
+            raise DatasetError("nothing to stitch: no patches")
+        self.batch = int(batch)
+        self.win = sync_window(self.weight, sync_threshold)
+        self.corners = np.zeros((self.n, 2), np.int64)  # (n, 2) ints: small beside the patches
+        self.count = 0
+        self._tmp = tempfile.TemporaryDirectory(prefix="ptycho-stitch-", dir=directory)
+        self._f = h5py.File(Path(self._tmp.name) / "patches.h5", "w")
+        rows = max(1, min(self.batch, self.n))
+        M = self.M
+        self._patch = self._f.create_dataset("patch", (self.n, M, M), np.complex64, chunks=(rows, M, M))
+        self._w = self._f.create_dataset("weight", (self.n, M, M), np.float32, chunks=(rows, M, M))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+            self._tmp.cleanup()
+
+    # -- filling
+    def add(self, patches: np.ndarray, positions: np.ndarray) -> None:
+        corners, shifted, weights = to_grid(patches, positions, self.weight)
+        a, b = self.count, self.count + len(corners)
+        if b > self.n:
+            raise DatasetError(f"stitching: more patches than the {self.n} announced")
+        H, W = self.shape
+        lo, hi = corners.min(axis=0), corners.max(axis=0) + self.M
+        if lo.min() < -1 or hi[0] > H + 1 or hi[1] > W + 1:
+            raise DatasetError(f"stitching: a patch leaves the {H} x {W} object grid")
+        self.corners[a:b] = corners
+        self._patch[a:b] = shifted.astype(np.complex64)
+        self._w[a:b] = weights.astype(np.float32)
+        self.count = b
+
+    def _batches(self, window: bool):
+        if self.count != self.n:
+            raise DatasetError(f"stitching: {self.count} of {self.n} patches were added")
+        s0, s1 = self.win if window else (0, self.M)
+        for a in range(0, self.n, self.batch):
+            b = min(a + self.batch, self.n)
+            p = self._patch[a:b, s0:s1, s0:s1].astype(np.complex128)
+            w = self._w[a:b, s0:s1, s0:s1].astype(np.float64)
+            yield a, self.corners[a:b] + 1 + s0, p, w
+
+    def _canvas(self, dtype) -> np.ndarray:
+        H, W = self.shape
+        return np.zeros((H + 2, W + 2), dtype)  # one pixel of border: records start at -1
+
+    # -- the synchronisation operator
+    def _operator(self):
+        """(matvec, degree): v -> (M v) on the windows, and the degrees d_k = sum_l |M|_kl (M
+        built from the patch magnitudes), the row sums of M when all patches agree."""
+        den = self._canvas(np.float64)
+        for _, c, _, w in self._batches(True):
+            L = w.shape[-1]
+            for k in range(len(c)):
+                den[c[k, 0] : c[k, 0] + L, c[k, 1] : c[k, 1] + L] += w[k]
+        inv = np.zeros_like(den)
+        ok = den > DEFAULT_THRESHOLD * self.weight.max()
+        inv[ok] = 1.0 / den[ok]
+
+        def apply(v, magnitude=False):
+            v = np.asarray(v).reshape(-1)
+            num = self._canvas(np.complex128)
+            for a, c, p, w in self._batches(True):
+                p = np.abs(p) if magnitude else p
+                L = w.shape[-1]
+                for k in range(len(c)):
+                    num[c[k, 0] : c[k, 0] + L, c[k, 1] : c[k, 1] + L] += v[a + k] * w[k] * p[k]
+            obj = num * inv
+            out = np.empty(self.n, np.complex128)
+            for a, c, p, w in self._batches(True):
+                p = np.abs(p) if magnitude else p
+                L = w.shape[-1]
+                for k in range(len(c)):
+                    block = obj[c[k, 0] : c[k, 0] + L, c[k, 1] : c[k, 1] + L]
+                    out[a + k] = np.vdot(w[k] * p[k], block)
+            return out
+
+        degree = apply(np.ones(self.n), magnitude=True).real
+        return apply, degree
+
+    def synchronise(self, refine_iterations: int = 10) -> tuple[np.ndarray, dict]:
+        """Unit phase factors (n,) that make overlapping patches agree, and a summary dict."""
+        import scipy.sparse.linalg as sla
+
+        matvec, degree = self._operator()
+        info = {"method": "angular synchronisation: Lanczos leading eigenvector of the "
+                          "degree-normalised overlap operator + projected power iterations",
+                "refine_iterations": int(refine_iterations), "window": list(self.win)}
+        connected = degree > 1e-12 * degree.max()
+        if self.n >= 3 and connected.sum() >= 3:
+            # D^-1/2 M D^-1/2: without the normalisation the leading eigenvector concentrates on
+            # the best-covered patches and its phases elsewhere are numerical noise
+            scale = np.where(connected, 1.0 / np.sqrt(np.where(connected, degree, 1.0)), 0.0)
+            op = sla.LinearOperator((self.n, self.n), dtype=np.complex128,
+                                    matvec=lambda u: scale * matvec(scale * np.ravel(u)))
+            _, vec = sla.eigsh(op, k=1, which="LA", v0=np.sqrt(np.maximum(degree, 0)) + 0j,
+                               tol=1e-8, maxiter=100 * self.n)
+            vec = vec[:, 0] * scale
+            v = np.where(np.abs(vec) > 0, np.exp(1j * np.angle(vec)), 1.0)
+        else:
+            v = np.ones(self.n, np.complex128)
+        for _ in range(int(refine_iterations)):
+            mv = matvec(v)
+            v = np.where(np.abs(mv) > 0, np.exp(1j * np.angle(mv)), v)
+        v *= np.exp(-1j * np.angle(v.sum())) if abs(v.sum()) > 0 else 1.0
+        consistency = float(np.real(np.vdot(v, matvec(v))))
+        plain = float(np.real(np.vdot(np.ones(self.n), matvec(np.ones(self.n)))))
+        info.update(objective=consistency, objective_without=plain,
+                    offset_std_rad=float(np.std(np.angle(v))))
+        return v, info
+
+    # -- the result
+    def stitch(self, factors: np.ndarray | None = None,
+               threshold: float = DEFAULT_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
+        """(object (H, W) complex128, weight (H, W) float64) as ``StitchAccumulator.result``, each
+        patch multiplied by its factor (1 when ``factors`` is None)."""
+        num, den = self._canvas(np.complex128), self._canvas(np.float64)
+        for a, c, p, w in self._batches(False):
+            f = np.ones(len(c)) if factors is None else np.asarray(factors)[a : a + len(c)]
+            L = w.shape[-1]
+            for k in range(len(c)):
+                num[c[k, 0] : c[k, 0] + L, c[k, 1] : c[k, 1] + L] += f[k] * w[k] * p[k]
+                den[c[k, 0] : c[k, 0] + L, c[k, 1] : c[k, 1] + L] += w[k]
+        num, den = num[1:-1, 1:-1], np.clip(den[1:-1, 1:-1], 0.0, None)
+        ok = den > threshold * self.weight.max()
+        obj = np.zeros(self.shape, np.complex128)
+        obj[ok] = num[ok] / den[ok]
+        return obj, den
