@@ -4,7 +4,8 @@
 
 For each cell: a flat object (ones wherever the test scan illuminates) and, for every trained arm,
 a network of the same architecture, normalisation and initialisation with zero training epochs,
-reconstructed and scored exactly like the study's arms (ptycho.evaluation). Prints amplitude and
+reconstructed (same stitching, phase synchronisation included) and scored exactly like the study's
+arms (ptycho.evaluation). Prints amplitude and
 phase SSIM beside the trained arm's scores from the study's eval/ directory.
 """
 
@@ -64,7 +65,9 @@ def main() -> None:
                 train_arm(arm, train, untrained, a.scale, d / "model.keras", d / "bundle.json",
                           d / "history.csv", d / "loss.png")
                 rec = reconstruct_network(d / "model.keras", d / "bundle.json", test,
-                                          scale.inference_batch_size)
+                                          scale.inference_batch_size,
+                                          phase_sync=study.stitching.phase_sync,
+                                          refine_iterations=study.stitching.refine_iterations)
                 write_reconstruction(d / "recon.h5", rec)
                 u = evaluate_reconstruction(d / "recon.h5", test, d / "m.json", d / "al.h5")["metrics"]
                 t = json.loads((root / "eval" / arm / cell / "metrics.json").read_text())["metrics"]

@@ -112,6 +112,23 @@ def test_grouping(cell):
         make_groups(pos, 2, 3, N, rng)
 
 
+def test_grouping_of_a_too_sparse_scan_repeats_the_seed(caplog):
+    N = 16
+    # a 3 x 3 grid 6 px apart (every member has >= 3 neighbours within N/2 = 8 px), an isolated
+    # position and an isolated pair
+    grid = [[20.0 + 6 * i, 20.0 + 6 * j] for i in range(3) for j in range(3)]
+    pos = np.array(grid + [[80.0, 20.0], [100.0, 100.0], [100.0, 106.0]])
+    with caplog.at_level("WARNING", logger="ptycho.data.grouping"):
+        g = make_groups(pos, 2, 4, N, np.random.default_rng(1))
+    assert g.shape == (12, 4)
+    assert all(len(set(row)) == 4 for row in g[:9])  # the grid groups normally
+    np.testing.assert_array_equal(g[9], [9, 9, 9, 9])  # nobody within N/2: the seed four times
+    np.testing.assert_array_equal(g[10], [10, 11, 10, 10])  # its one neighbour, then the seed
+    np.testing.assert_array_equal(g[11], [11, 10, 11, 11])
+    assert np.all(np.abs(group_offsets(pos, g)) < N / 2)
+    assert "3 of 12 positions" in caplog.text
+
+
 def test_npz_round_trip(cell, tmp_path):
     _, _, out = cell
     _, _, te = out["sparse"]

@@ -302,7 +302,7 @@ def test_evaluate_reconstruction_end_to_end(split_files):
     assert saved == json.loads(json.dumps(out))
     assert set(saved) == {"arm", "gridsize", "dose", "dose_label", "overlap_view", "region_pixels",
                           "alignment", "metrics", "frc", "recon_wall_time_s", "recon_info",
-                          "evaluation"}
+                          "reference", "evaluation"}
     assert (saved["arm"], saved["gridsize"], saved["dose_label"]) == ("pinn", 2, "1e3")
     assert saved["recon_info"] == {"epochs": 3} and saved["recon_wall_time_s"] == 1.5
     assert set(saved["alignment"]) == {"shift", "shift_capped", "scale_abs", "scale_phase", "ramp"}
@@ -312,6 +312,13 @@ def test_evaluate_reconstruction_end_to_end(split_files):
         assert saved["metrics"][comp]["ssim"] > 0.99
         assert len(saved["frc"][comp]["freq"]) == len(saved["frc"][comp]["frc"]) > 10
     assert saved["metrics"]["complex"]["nce"] < 1e-6
+    # the flat-object floor of the cell: scored like an arm, far below a perfect reconstruction
+    flat = saved["reference"]["flat_object"]
+    assert set(flat["amplitude"]) == METRIC_KEYS
+    for comp in ("amplitude", "phase"):
+        assert flat[comp]["ssim"] < 0.9 * saved["metrics"][comp]["ssim"]
+        assert flat[comp]["mae"] > 1e-3
+    assert 0.1 < flat["complex"]["nce"] < 1.0
     with h5py.File(d / "a.h5", "r") as f:
         assert f["aligned"].dtype == np.complex64 and f["truth"].dtype == np.complex64
         mask = f["mask"][()].astype(bool)

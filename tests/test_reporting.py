@@ -27,6 +27,7 @@ from ptycho.reporting.provenance import build_provenance, parse_benchmark
 from ptycho.reporting.tables import (
     CSV_COLUMNS,
     collect_metrics,
+    collect_references,
     collect_timing,
     read_metrics_csv,
     write_metrics_csv,
@@ -72,6 +73,9 @@ def _metrics(arm, dose_lbl, ov):
                 for q in ("amplitude", "phase")},
         "recon_wall_time_s": 0.5 if arm == "pinn_g1" else 0.7,
         "recon_info": {},
+        "reference": {"flat_object": {"amplitude": {"ssim": 0.6, "mae": 0.05},
+                                      "phase": {"ssim": 0.2, "mae": 0.4},
+                                      "complex": {"nce": 0.5}}},
     }
 
 
@@ -188,6 +192,23 @@ def test_summary_markdown_rows_and_timing(tree, tmp_path):
     assert len(table) == 8 + 4  # cell x arm rows, then one timing row per cell
     assert "| 1e4 | dense | pinn_g1 | **0.800** |" in text  # best amplitude SSIM in bold
     assert "0.70" in text and "0.50" in text  # wall times of baseline and pinn_g1
+
+
+def test_summary_shows_the_flat_object_floor_and_margins(tree, tmp_path):
+    rows = read_metrics_csv(tree["csv"])
+    refs = collect_references(tree["metrics"])
+    assert len(refs) == 4 and refs[(10000.0, "sparse")]["amplitude"]["ssim"] == 0.6
+    md = tmp_path / "summary.md"
+    write_summary_md(rows, None, md, references=refs)
+    text = md.read_text()
+    flat_rows = [ln for ln in text.splitlines() if ln.startswith("|") and "*flat object*" in ln]
+    assert len(flat_rows) == 4  # one per cell, after its arms
+    assert flat_rows[0].startswith("| 1e3 | dense | *flat object* | 0.600 |")
+    # margins: pinn_g1 at 1e4 sparse has amplitude SSIM 0.7, phase 0.65 (fixture formula)
+    (margin,) = [ln for ln in text.split("## SSIM above the flat-object floor")[1].splitlines()
+                 if ln.startswith("| 1e4 | sparse |")]
+    assert "+0.100 / +0.450" in margin  # pinn_g1: 0.7 - 0.6, 0.65 - 0.2
+    assert "+0.000 / +0.350" in margin  # baseline: 0.6 - 0.6, 0.55 - 0.2
 
 
 # ------------------------------------------------------------------------------- verification

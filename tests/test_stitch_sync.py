@@ -111,8 +111,8 @@ def test_store_rejects_wrong_counts_and_shapes(tmp_path):
             store.stitch()
         with pytest.raises(DatasetError, match="more patches than"):
             store.add(patches[:2], pos[:2])
-    with PatchStore(probe, obj.shape, 1, directory=tmp_path) as store:
-        with pytest.raises(DatasetError, match="do not match"):
-            store.add(patches[:1, :8], pos[:1])
+    with PatchStore(probe, obj.shape, 1, directory=tmp_path) as store, \
+            pytest.raises(DatasetError, match="do not match"):
+        store.add(patches[:1, :8], pos[:1])
     with pytest.raises(DatasetError, match="no patches"):
         PatchStore(probe, obj.shape, 0, directory=tmp_path)

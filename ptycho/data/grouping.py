@@ -1,16 +1,22 @@
 """K-nearest-neighbour grouping for gridsize g (groups of C = g^2 positions).
 
-Each scan position seeds one group: the seed plus C - 1 neighbours drawn (seeded) from its K
-nearest neighbours. Neighbours whose offset from the seed exceeds N/2 along y or x are not drawn
-while closer candidates remain, so the patches of a group overlap and fit on a 2N canvas.
+Each scan position seeds one group: the seed plus C - 1 neighbours drawn (seeded) from those of its
+K nearest neighbours whose offset from the seed is below N/2 along y and x, so the patches of a
+group overlap and fit on a 2N canvas. Where a scan is too sparse for that (fewer than C - 1 such
+neighbours), the missing members repeat the seed (offset 0): the group degrades towards single
+patterns instead of failing, and the number of such groups is logged.
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 from scipy.spatial import cKDTree
 
 from ptycho.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 def make_groups(positions: np.ndarray, gridsize: int, k: int, N: int,
@@ -31,16 +37,20 @@ def make_groups(positions: np.ndarray, gridsize: int, k: int, N: int,
     nbr = nbr[:, 1:]  # drop self
     groups = np.empty((len(pos), C), dtype=np.int64)
     groups[:, 0] = np.arange(len(pos))
+    padded = 0
     for i in range(len(pos)):
         cand = nbr[i]
         off = np.abs(pos[cand] - pos[i]).max(axis=1)
         near = cand[off < N / 2]
-        if len(near) < C - 1:
-            raise ConfigError(
-                f"gridsize {gridsize}: position {i} has only {len(near)} of its K = {kk} nearest "
-                f"neighbours within N/2 = {N / 2} px; the scan is too sparse to group"
-            )
-        groups[i, 1:] = rng.choice(near, size=C - 1, replace=False)
+        if len(near) >= C - 1:
+            groups[i, 1:] = rng.choice(near, size=C - 1, replace=False)
+        else:
+            padded += 1
+            groups[i, 1:] = np.concatenate([near, np.full(C - 1 - len(near), i)])
+    if padded:
+        log.warning("gridsize %d: %d of %d positions have fewer than %d neighbours within N/2 = %g px "
+                    "(of their K = %d nearest); their groups repeat the seed", gridsize, padded,
+                    len(pos), C - 1, N / 2, kk)
     return groups
 
 

@@ -26,6 +26,17 @@ REGION_EROSION_PX = 2
 UPSAMPLE = 20
 
 
+def flat_reference(truth: np.ndarray, mask: np.ndarray, illum: np.ndarray, peak: float) -> dict:
+    """Metrics of a flat object (1 wherever the test scan illuminates), aligned and scored exactly
+    like an arm: the floor a reconstruction has to beat to show it learned anything. SSIM on a
+    nearly uniform region rewards flatness, so this floor is far from zero."""
+    flat = (illum > 0).astype(np.complex128)
+    al = align_to_truth(flat, truth, mask, upsample=UPSAMPLE, max_shift=MAX_SHIFT_PX,
+                        illumination=illum / peak)
+    metrics, _ = metrics_and_curves(al.aligned, truth, mask)
+    return metrics
+
+
 def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path) -> dict:
     """Region, alignment and metrics of one arm's reconstruction; writes two files atomically.
 
@@ -48,6 +59,7 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path) -
                      "phase": {same keys}, "complex": {"nce": float}},
          "frc": {"amplitude": {"freq": [cycles/px], "frc": [...]}, "phase": {...}},
          "recon_wall_time_s": float, "recon_info": dict,
+         "reference": {"flat_object": {"amplitude": {...}, "phase": {...}, "complex": {...}}},
          "evaluation": {"region_threshold", "region_erosion_px", "registration_upsample",
                         "max_shift_px", "psnr_data_range" (text), "psnr_cap_db"}}
 
@@ -90,6 +102,7 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path) -
         "frc": curves,
         "recon_wall_time_s": float(rec.wall_time_s),
         "recon_info": rec.info,
+        "reference": {"flat_object": flat_reference(truth, mask, illum, peak)},
         "evaluation": {
             "region_threshold": REGION_THRESHOLD,
             "region_erosion_px": REGION_EROSION_PX,

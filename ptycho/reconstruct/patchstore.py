@@ -42,7 +42,7 @@ def sync_window(weight: np.ndarray, threshold: float) -> tuple[int, int]:
     M = N + 2
     ys, xs = np.nonzero(weight >= threshold * weight.max())
     r = max(np.abs(ys + 1 - M / 2).max(), np.abs(xs + 1 - M / 2).max(), 1.0)
-    half = min(int(math.ceil(r)) + 2, M // 2)
+    half = min(math.ceil(r) + 2, M // 2)
     return M // 2 - half, M // 2 + half
 
 
@@ -76,6 +76,13 @@ class PatchStore:
         M = self.M
         self._patch = self._f.create_dataset("patch", (self.n, M, M), np.complex64, chunks=(rows, M, M))
         self._w = self._f.create_dataset("weight", (self.n, M, M), np.float32, chunks=(rows, M, M))
+        # the synchronisation passes read only the central windows: their own datasets, so a pass
+        # reads whole chunks (a windowed hyperslab of the full records is ~100x slower in h5py)
+        L = self.win[1] - self.win[0]
+        self._wp_win = self._f.create_dataset("window_weighted_patch", (self.n, L, L), np.complex64,
+                                              chunks=(rows, L, L))
+        self._w_win = self._f.create_dataset("window_weight", (self.n, L, L), np.float32,
+                                             chunks=(rows, L, L))
 
     def __enter__(self):
         return self
@@ -103,51 +110,66 @@ class PatchStore:
         self.corners[a:b] = corners
         self._patch[a:b] = shifted.astype(np.complex64)
         self._w[a:b] = weights.astype(np.float32)
+        s0, s1 = self.win
+        win_w = weights[:, s0:s1, s0:s1]
+        self._wp_win[a:b] = (win_w * shifted[:, s0:s1, s0:s1]).astype(np.complex64)
+        self._w_win[a:b] = win_w.astype(np.float32)
         self.count = b
 
     def _batches(self, window: bool):
+        """(first index, block corners, patches, weights) per batch; with ``window`` the central
+        windows, the patches already multiplied by their weights."""
         if self.count != self.n:
             raise DatasetError(f"stitching: {self.count} of {self.n} patches were added")
-        s0, s1 = self.win if window else (0, self.M)
+        s0 = self.win[0] if window else 0
+        pd, wd = (self._wp_win, self._w_win) if window else (self._patch, self._w)
         for a in range(0, self.n, self.batch):
             b = min(a + self.batch, self.n)
-            p = self._patch[a:b, s0:s1, s0:s1].astype(np.complex128)
-            w = self._w[a:b, s0:s1, s0:s1].astype(np.float64)
-            yield a, self.corners[a:b] + 1 + s0, p, w
+            yield a, self.corners[a:b] + 1 + s0, pd[a:b].astype(np.complex128), wd[a:b].astype(np.float64)
 
-    def _canvas(self, dtype) -> np.ndarray:
-        H, W = self.shape
-        return np.zeros((H + 2, W + 2), dtype)  # one pixel of border: records start at -1
+    @property
+    def _canvas_shape(self) -> tuple[int, int]:
+        return self.shape[0] + 2, self.shape[1] + 2  # one pixel of border: records start at -1
+
+    def _flat_index(self, corners: np.ndarray, L: int) -> np.ndarray:
+        """(b, L, L) indices into the raveled canvas of the records' L x L blocks at ``corners``."""
+        W2 = self._canvas_shape[1]
+        r = np.arange(L)
+        return (corners[:, 0, None, None] + r[None, :, None]) * W2 + corners[:, 1, None, None] + r
+
+    def _scatter(self, size: int, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """sum of ``values`` at flat canvas indices ``idx`` (np.bincount, real and imaginary)."""
+        out = np.bincount(idx.ravel(), weights=values.real.ravel(), minlength=size).astype(values.dtype)
+        if np.iscomplexobj(values):
+            out += 1j * np.bincount(idx.ravel(), weights=values.imag.ravel(), minlength=size)
+        return out
 
     # -- the synchronisation operator
     def _operator(self):
-        """(matvec, degree): v -> (M v) on the windows, and the degrees d_k = sum_l |M|_kl (M
+        """(apply, degree): v -> (M v) on the windows, and the degrees d_k = sum_l |M|_kl (M
         built from the patch magnitudes), the row sums of M when all patches agree."""
-        den = self._canvas(np.float64)
+        size = self._canvas_shape[0] * self._canvas_shape[1]
+        den = np.zeros(size)
         for _, c, _, w in self._batches(True):
-            L = w.shape[-1]
-            for k in range(len(c)):
-                den[c[k, 0] : c[k, 0] + L, c[k, 1] : c[k, 1] + L] += w[k]
+            den += self._scatter(size, self._flat_index(c, w.shape[-1]), w)
+        # (window records hold w * p already)
         inv = np.zeros_like(den)
         ok = den > DEFAULT_THRESHOLD * self.weight.max()
         inv[ok] = 1.0 / den[ok]
 
         def apply(v, magnitude=False):
             v = np.asarray(v).reshape(-1)
-            num = self._canvas(np.complex128)
-            for a, c, p, w in self._batches(True):
-                p = np.abs(p) if magnitude else p
-                L = w.shape[-1]
-                for k in range(len(c)):
-                    num[c[k, 0] : c[k, 0] + L, c[k, 1] : c[k, 1] + L] += v[a + k] * w[k] * p[k]
+            num = np.zeros(size, np.complex128)
+            for a, c, wp, w in self._batches(True):
+                wp = np.abs(wp) if magnitude else wp
+                num += self._scatter(size, self._flat_index(c, w.shape[-1]),
+                                     v[a : a + len(c), None, None] * wp)
             obj = num * inv
             out = np.empty(self.n, np.complex128)
-            for a, c, p, w in self._batches(True):
-                p = np.abs(p) if magnitude else p
-                L = w.shape[-1]
-                for k in range(len(c)):
-                    block = obj[c[k, 0] : c[k, 0] + L, c[k, 1] : c[k, 1] + L]
-                    out[a + k] = np.vdot(w[k] * p[k], block)
+            for a, c, wp, w in self._batches(True):
+                wp = np.abs(wp) if magnitude else wp
+                block = obj[self._flat_index(c, w.shape[-1])]
+                out[a : a + len(c)] = np.sum(np.conj(wp) * block, axis=(1, 2))
             return out
 
         degree = apply(np.ones(self.n), magnitude=True).real
@@ -169,7 +191,7 @@ class PatchStore:
             op = sla.LinearOperator((self.n, self.n), dtype=np.complex128,
                                     matvec=lambda u: scale * matvec(scale * np.ravel(u)))
             _, vec = sla.eigsh(op, k=1, which="LA", v0=np.sqrt(np.maximum(degree, 0)) + 0j,
-                               tol=1e-8, maxiter=100 * self.n)
+                               tol=1e-6, maxiter=100 * self.n)
             vec = vec[:, 0] * scale
             v = np.where(np.abs(vec) > 0, np.exp(1j * np.angle(vec)), 1.0)
         else:
@@ -189,14 +211,15 @@ class PatchStore:
                threshold: float = DEFAULT_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
         """(object (H, W) complex128, weight (H, W) float64) as ``StitchAccumulator.result``, each
         patch multiplied by its factor (1 when ``factors`` is None)."""
-        num, den = self._canvas(np.complex128), self._canvas(np.float64)
+        size = self._canvas_shape[0] * self._canvas_shape[1]
+        num, den = np.zeros(size, np.complex128), np.zeros(size)
         for a, c, p, w in self._batches(False):
             f = np.ones(len(c)) if factors is None else np.asarray(factors)[a : a + len(c)]
-            L = w.shape[-1]
-            for k in range(len(c)):
-                num[c[k, 0] : c[k, 0] + L, c[k, 1] : c[k, 1] + L] += f[k] * w[k] * p[k]
-                den[c[k, 0] : c[k, 0] + L, c[k, 1] : c[k, 1] + L] += w[k]
-        num, den = num[1:-1, 1:-1], np.clip(den[1:-1, 1:-1], 0.0, None)
+            idx = self._flat_index(c, w.shape[-1])
+            num += self._scatter(size, idx, f[:, None, None] * w * p)
+            den += self._scatter(size, idx, w)
+        num = num.reshape(self._canvas_shape)[1:-1, 1:-1]
+        den = np.clip(den.reshape(self._canvas_shape)[1:-1, 1:-1], 0.0, None)
         ok = den > threshold * self.weight.max()
         obj = np.zeros(self.shape, np.complex128)
         obj[ok] = num[ok] / den[ok]

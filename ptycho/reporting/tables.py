@@ -70,6 +70,19 @@ def collect_metrics(metric_paths, study_name: str, scale: str) -> list[dict]:
     return rows
 
 
+def collect_references(metric_paths) -> dict:
+    """{(dose, overlap view): flat-object metrics} from the ``reference`` block of ``metrics.json``
+    files (every arm of a cell carries the same one; the first is kept)."""
+    refs = {}
+    for path in metric_paths:
+        m = read_metrics_json(path)
+        flat = m.get("reference", {}).get("flat_object")
+        key = (float(m["dose"]), str(m["overlap_view"]))
+        if isinstance(flat, dict) and key not in refs:
+            refs[key] = flat
+    return refs
+
+
 def _fmt_value(v: float) -> str:
     return "nan" if not math.isfinite(v) else repr(float(v))
 
@@ -185,8 +198,9 @@ _MD_COLUMNS = (
 )
 
 
-def summary_markdown(rows, timing=None, title: str | None = None) -> str:
+def summary_markdown(rows, timing=None, title: str | None = None, references=None) -> str:
     """The Markdown text of ``write_summary_md``."""
+    references = references or {}
     table, doses, overlaps, arms = _index(rows)
     study = rows[0]["study"] if rows else "?"
     scale = rows[0]["scale"] if rows else "?"
@@ -198,7 +212,9 @@ def summary_markdown(rows, timing=None, title: str | None = None) -> str:
         "radians; FRC 1/7 is the resolution (px) where the Fourier ring correlation falls below 1/7 "
         "(lower is better); NCE is the normalised complex error (lower is better). Every arm is "
         "aligned and scored identically in the same evaluation region. The best SSIM of each cell "
-        "is in bold."),
+        "is in bold." + (" The *flat object* row of each cell scores a uniform object (1 wherever "
+        "the test scan illuminates) the same way: the floor an arm must beat to show it "
+        "reconstructed anything." if references else "")),
         "",
     ]
     header = ["Dose (photons)", "Overlap", "Arm"] + [c[2] for c in _MD_COLUMNS]
@@ -221,10 +237,43 @@ def summary_markdown(rows, timing=None, title: str | None = None) -> str:
                         s = f"**{s}**"
                     cells.append(s)
                 lines.append("| " + " | ".join(cells) + " |")
+            ref = references.get((d, ov))
+            if ref and present:
+                cells = [dose_label(d), ov, "*flat object*"]
+                for q, name, _, fmt in _MD_COLUMNS:
+                    v = ref.get(q, {}).get(name)
+                    cells.append(_cell(None if v is None else float(v), fmt))
+                lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
+    if references:
+        lines += _margin_markdown(table, doses, overlaps, arms, references)
     if timing:
         lines += _timing_markdown(timing)
     return "\n".join(lines)
+
+
+def _margin_markdown(table, doses, overlaps, arms, references) -> list[str]:
+    """SSIM of each arm minus the flat-object floor of its cell (amplitude / phase)."""
+    lines = ["## SSIM above the flat-object floor", "",
+             "Arm SSIM minus the flat object's SSIM in the same cell, amplitude / phase "
+             "(positive: the arm beats a uniform object).", ""]
+    lines.append("| Dose (photons) | Overlap | " + " | ".join(arms) + " |")
+    lines.append("|---|---|" + "|".join(["---:"] * len(arms)) + "|")
+    for d in doses:
+        for ov in overlaps:
+            ref = references.get((d, ov))
+            if not ref:
+                continue
+            row = [dose_label(d), ov]
+            for a in arms:
+                parts = []
+                for q in ("amplitude", "phase"):
+                    v, f = table.get((d, ov, a, q, "ssim")), ref.get(q, {}).get("ssim")
+                    parts.append("—" if v is None or f is None else f"{v - float(f):+.3f}")
+                row.append(" / ".join(parts))
+            lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    return lines
 
 
 def _timing_markdown(timing) -> list[str]:
@@ -273,17 +322,20 @@ def _timing_markdown(timing) -> list[str]:
     return lines
 
 
-def write_summary_md(rows, timing, path, title: str | None = None) -> None:
+def write_summary_md(rows, timing, path, title: str | None = None, references=None) -> None:
     """Markdown summary: one row per cell x arm (amplitude/phase SSIM, MS-SSIM, PSNR, MAE,
-    FRC 1/7, complex NCE), then the reconstruction wall time per arm and cell with the speed ratio
-    iterative / pinn_g1. ``timing`` is ``collect_timing(...)`` output (or None to omit it)."""
+    FRC 1/7, complex NCE) plus the flat-object reference row of each cell and the SSIM margins
+    over it (``references``: ``collect_references(...)`` output, or None to omit them), then the
+    reconstruction wall time per arm and cell with the speed ratio iterative / pinn_g1.
+    ``timing`` is ``collect_timing(...)`` output (or None to omit it)."""
     with atomic_path(path, ".md") as tmp:
-        tmp.write_text(summary_markdown(rows, timing, title))
+        tmp.write_text(summary_markdown(rows, timing, title, references))
 
 
 __all__ = [
     "CSV_COLUMNS",
     "collect_metrics",
+    "collect_references",
     "collect_timing",
     "read_history",
     "read_metrics_csv",

@@ -6,7 +6,8 @@ permutation from one ``numpy`` Generator, so a run is reproducible from the conf
 
 An item is one training example: for the PINN a group (its C = g^2 member indices and their offsets
 from the seed, g = 1 being single patterns), for the baseline a single pattern and its
-ground-truth patch.
+ground-truth patch. There is one group per scan position; an epoch of a g = 2 model draws a fresh
+seeded 1/C of them, so every arm sees about as many diffraction patterns per epoch (same compute).
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ class BatchSource:
 
     def __init__(self, ds: Dataset, table: ItemTable, subset: np.ndarray, batch_size: int,
                  kind: str, rng: np.random.Generator | None = None,
-                 obj: np.ndarray | None = None, positions: np.ndarray | None = None):
+                 obj: np.ndarray | None = None, positions: np.ndarray | None = None,
+                 per_epoch: int | None = None):
         if kind not in ("pinn", "baseline"):
             raise ValueError(f"unknown batch kind '{kind}'")
         if kind == "baseline" and (obj is None or positions is None):
@@ -95,9 +97,15 @@ class BatchSource:
         self.rng = rng
         self.obj, self.positions = obj, positions
         self.N = ds.N
+        # items drawn per epoch (a fresh seeded sample each epoch); all of them when None
+        self.per_epoch = len(self.subset) if per_epoch is None else int(per_epoch)
+        if not 1 <= self.per_epoch <= len(self.subset):
+            raise ValueError(f"per_epoch must lie in [1, {len(self.subset)}], got {per_epoch}")
+        if self.per_epoch < len(self.subset) and rng is None:
+            raise ValueError("sampling a subset of items per epoch needs a seeded generator")
 
     def __len__(self) -> int:
-        return math.ceil(len(self.subset) / self.batch_size)
+        return math.ceil(self.per_epoch / self.batch_size)
 
     def batch(self, items: np.ndarray):
         N, C = self.N, self.table.C
@@ -114,6 +122,7 @@ class BatchSource:
 
     def __call__(self):
         order = self.subset if self.rng is None else self.rng.permutation(self.subset)
+        order = order[: self.per_epoch]
         for s in range(0, len(order), self.batch_size):
             yield self.batch(order[s : s + self.batch_size])
 

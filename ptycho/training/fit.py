@@ -108,7 +108,11 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
         shuffle_rng = rng_for(study.seeds.training, "shuffle", arm_id, dose_lbl, view)
         obj = ds.object if supervised else None
         kind = "baseline" if supervised else "pinn"
-        train_src = BatchSource(ds, table, tr_idx, tc.batch_size, kind, shuffle_rng, obj, positions)
+        # one group per position, but per epoch only 1/C of them: the same number of patterns per
+        # epoch (and compute) for every gridsize
+        per_epoch = max(1, math.ceil(len(tr_idx) / table.C))
+        train_src = BatchSource(ds, table, tr_idx, tc.batch_size, kind, shuffle_rng, obj, positions,
+                                per_epoch=per_epoch)
         val_src = BatchSource(ds, table, val_idx, tc.batch_size, kind, None, obj, positions)
 
         from ptycho.models.pinn import mean_transmission
@@ -166,6 +170,7 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
             "train_path": str(train_path),
             "n_patterns": ds.n,
             "n_train": len(tr_idx),
+            "items_per_epoch": per_epoch,
             "n_val": len(val_idx),
             "epochs_run": len(rows),
             "best_epoch": best,

@@ -11,6 +11,7 @@ from ptycho.runner import run_job
 def main(smk):
     from ptycho.reporting.tables import (
         collect_metrics,
+        collect_references,
         collect_timing,
         write_metrics_csv,
         write_summary_md,
@@ -19,7 +20,8 @@ def main(smk):
     metrics = list(smk.input.metrics)
     rows = collect_metrics(metrics, smk.params.study["study"], smk.params.scale)
     write_metrics_csv(rows, smk.output.csv)
-    write_summary_md(rows, collect_timing(metrics), smk.output.md)
+    write_summary_md(rows, collect_timing(metrics), smk.output.md,
+                     references=collect_references(metrics))
 
 
 run_job(snakemake, main)  # noqa: F821
