@@ -266,6 +266,20 @@ def test_loss_that_did_not_fall_is_named(tree):
     assert not c["passed"] and str(h) in c["detail"]
 
 
+def test_loss_fell_judges_the_validation_loss_against_the_loss_before_training(tree):
+    h = Path(tree["histories"][0])
+    bundle = h.parent / "bundle.json"
+    # few, noisy steps: the running training loss rises while the validation loss falls below
+    # the loss before training (what a sparse gridsize-2 cell of the default study does)
+    h.write_text("epoch,loss,val_loss,lr\n1,10.8,10.0,0.002\n2,11.5,9.6,0.002\n3,12.3,9.0,0.002\n")
+    bundle.write_text(json.dumps({"initial_loss": 10.1}))
+    assert _check(_verify(tree), "loss_fell")["passed"]
+    # never below the loss before training: named, even though it fell after the first epoch
+    bundle.write_text(json.dumps({"initial_loss": 8.5}))
+    c = _check(_verify(tree), "loss_fell")
+    assert not c["passed"] and str(h) in c["detail"] and "before training 8.5" in c["detail"]
+
+
 def test_leaking_split_fails(tree):
     _, te = tree["pairs"][0]
     Path(te).unlink()

@@ -14,6 +14,7 @@ or ``"constant"``/``"ones"``/``"uniform"``), or ``"flat_start": true`` -- and ra
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -207,21 +208,42 @@ def check_loss_fell(histories, study: StudyConfig | None = None) -> tuple[bool, 
         return True, "the study trains no model"
     bad = []
     for p in histories:
-        h = read_history(p)
-        loss = h["loss"]
-        if not loss:
-            bad.append(f"{p}: no epochs")
-            continue
-        order = sorted(range(len(loss)), key=lambda i: h["epoch"][i])
-        loss = [loss[i] for i in order]
-        if not all(math.isfinite(v) for v in loss):
-            bad.append(f"{p}: non-finite loss")
-            continue
-        if not min(loss) < loss[0]:
-            bad.append(f"{p}: first epoch {loss[0]:.6g}, minimum {min(loss):.6g} (did not fall)")
+        ok, why = _loss_fell(Path(p))
+        if not ok:
+            bad.append(f"{p}: {why}")
     if bad:
         return False, _listing(bad, "models whose loss did not fall")
-    return True, f"{len(histories)} trained models: the minimum loss is below the first epoch's"
+    return True, (f"{len(histories)} trained models: the best validation loss is below the loss "
+                  f"before training (or, without a bundle, the first epoch's)")
+
+
+def _loss_fell(path: Path) -> tuple[bool, str]:
+    """Did one model's loss fall? Compares the validation loss (measured after each epoch on the
+    same held-out items; the training loss is a running mean over batches while the weights
+    change) with the validation loss before training (``initial_loss`` in the ``bundle.json``
+    beside the history), or, without a bundle, with the first epoch's."""
+    h = read_history(path)
+    key = "val_loss" if h.get("val_loss") and all(math.isfinite(v) for v in h["val_loss"]) else "loss"
+    order = sorted(range(len(h[key])), key=lambda i: h["epoch"][i])
+    loss = [h[key][i] for i in order]
+    if not loss:
+        return False, "no epochs"
+    if not all(math.isfinite(v) for v in loss):
+        return False, f"non-finite {key}"
+    start, what = None, "before training"
+    bundle = path.parent / "bundle.json"
+    if key == "val_loss" and bundle.is_file():
+        try:
+            start = float(json.loads(bundle.read_text()).get("initial_loss"))
+        except (ValueError, TypeError, json.JSONDecodeError):
+            start = None
+    if start is None or not math.isfinite(start):
+        if len(loss) < 2:
+            return False, "one epoch and no loss before training: cannot tell whether it fell"
+        start, loss, what = loss[0], loss[1:], "after the first epoch"
+    if min(loss) < start:
+        return True, ""
+    return False, f"{key} {what} {start:.6g}, best {min(loss):.6g} (did not fall)"
 
 
 _FLAT_WORDS = ("constant", "ones", "uniform")

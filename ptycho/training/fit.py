@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 TRAINABLE_ARMS = ("pinn_g1", "pinn_g2", "baseline")
 BUNDLE_VERSION = 1
+MIN_BATCHES_PER_EPOCH = 8
 
 
 def cell_labels(ds: Dataset) -> tuple[str, str]:
@@ -109,8 +110,10 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
         obj = ds.object if supervised else None
         kind = "baseline" if supervised else "pinn"
         # one group per position, but per epoch only 1/C of them: the same number of patterns per
-        # epoch (and compute) for every gridsize
-        per_epoch = max(1, math.ceil(len(tr_idx) / table.C))
+        # epoch (and compute) for every gridsize; at least MIN_BATCHES_PER_EPOCH batches where the
+        # split is small, so that a sparse cell still gets optimisation steps
+        per_epoch = min(len(tr_idx), max(math.ceil(len(tr_idx) / table.C),
+                                         MIN_BATCHES_PER_EPOCH * tc.batch_size))
         train_src = BatchSource(ds, table, tr_idx, tc.batch_size, kind, shuffle_rng, obj, positions,
                                 per_epoch=per_epoch)
         val_src = BatchSource(ds, table, val_idx, tc.batch_size, kind, None, obj, positions)
