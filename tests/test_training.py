@@ -160,6 +160,18 @@ def test_trained_pinn_reconstruction_beats_an_untrained_network(trained, cell, t
     ph0, _ = phase_and_amp_correlation(rec0, truth, probe)
     assert ph > 0.35 and ph > ph0 + 0.3, (ph, ph0)
     assert rec.object.shape == truth.shape and rec.arm == "pinn_g1" and rec.n_patterns > 0
+    # the same model stitched without phase synchronisation: same weights, no better phase, and the
+    # temporary patch file lives in (and leaves) the directory it is given
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    plain = reconstruct_network(out["model_path"], out["bundle_path"], test_path, 64,
+                                phase_sync=False, tmp_dir=scratch)
+    assert not any(scratch.iterdir())
+    assert rec.info["synchronisation"]["phase_sync"] and not plain.info["synchronisation"]["phase_sync"]
+    assert rec.info["synchronisation"]["objective"] >= rec.info["synchronisation"]["objective_without"]
+    np.testing.assert_array_equal(plain.weight, rec.weight)
+    ph_plain, _ = phase_and_amp_correlation(plain, truth, probe)
+    assert ph >= ph_plain - 0.02, (ph, ph_plain)
 
 
 def test_baseline_is_supervised_and_beats_an_untrained_network(trained, cell, tmp_path):
