@@ -191,7 +191,7 @@ class PatchStore:
             op = sla.LinearOperator((self.n, self.n), dtype=np.complex128,
                                     matvec=lambda u: scale * matvec(scale * np.ravel(u)))
             _, vec = sla.eigsh(op, k=1, which="LA", v0=np.sqrt(np.maximum(degree, 0)) + 0j,
-                               tol=1e-6, maxiter=100 * self.n)
+                               tol=1e-4, maxiter=100 * self.n)
             vec = vec[:, 0] * scale
             v = np.where(np.abs(vec) > 0, np.exp(1j * np.angle(vec)), 1.0)
         else:
