@@ -35,16 +35,20 @@ def _store(patches, pos, probe, shape, tmp_path, batch=16):
     return store
 
 
+def _case(shape, seed, step, N=16):
+    """(object, probe, positions, exact patches) of a jittered raster with 12 px margins."""
+    obj = _object(shape, seed)
+    probe = simulated_probe(N)
+    pos = _scan(step, 12, shape[0] - 12, shape[1] - 12, seed + 1)
+    return obj, probe, pos, extract_patches(obj, pos, N)
+
+
 def _covered(w, probe, frac=0.1):
     return w > frac * (np.abs(probe) ** 2).max()
 
 
 def test_store_stitch_equals_in_memory_stitch(tmp_path):
-    N = 16
-    obj = _object((80, 70), 1)
-    probe = simulated_probe(N)
-    pos = _scan(3.0, 12, 68, 58, 2)
-    patches = extract_patches(obj, pos, N)
+    obj, probe, pos, patches = _case((80, 70), 1, 3.0)
     ref, wref = stitch_patches(patches, pos, probe, obj.shape)
     with _store(patches, pos, probe, obj.shape, tmp_path) as store:
         rec, w = store.stitch()
@@ -58,13 +62,10 @@ def test_store_stitch_equals_in_memory_stitch(tmp_path):
 
 @pytest.mark.parametrize("step", [3.0, 6.0])  # dense and sparse (probe d90 ~ 8 px at N = 16)
 def test_synchronisation_removes_random_patch_phase_offsets(tmp_path, step):
-    N = 16
-    obj = _object((90, 80), 3)
-    probe = simulated_probe(N)
-    pos = _scan(step, 12, 78, 68, 4)
+    obj, probe, pos, exact = _case((90, 80), 3, step)
     rng = np.random.default_rng(5)
     offsets = rng.uniform(-np.pi, np.pi, len(pos))  # what a single pattern cannot fix
-    patches = extract_patches(obj, pos, N) * np.exp(1j * offsets)[:, None, None]
+    patches = exact * np.exp(1j * offsets)[:, None, None]
     with _store(patches, pos, probe, obj.shape, tmp_path) as store:
         plain, w = store.stitch()
         v, info = store.synchronise(refine_iterations=10)
@@ -87,11 +88,7 @@ def test_synchronisation_removes_random_patch_phase_offsets(tmp_path, step):
 
 
 def test_synchronisation_leaves_consistent_patches_alone_and_is_deterministic(tmp_path):
-    N = 16
-    obj = _object((70, 70), 6)
-    probe = simulated_probe(N)
-    pos = _scan(3.0, 12, 58, 58, 7)
-    patches = extract_patches(obj, pos, N)
+    obj, probe, pos, patches = _case((70, 70), 6, 3.0)
     with _store(patches, pos, probe, obj.shape, tmp_path) as store:
         v1, _ = store.synchronise(5)
         v2, _ = store.synchronise(5)
@@ -100,11 +97,7 @@ def test_synchronisation_leaves_consistent_patches_alone_and_is_deterministic(tm
 
 
 def test_store_rejects_wrong_counts_and_shapes(tmp_path):
-    N = 16
-    probe = simulated_probe(N)
-    obj = _object((60, 60), 8)
-    pos = _scan(4.0, 12, 48, 48, 9)
-    patches = extract_patches(obj, pos, N)
+    obj, probe, pos, patches = _case((60, 60), 8, 4.0)
     with PatchStore(probe, obj.shape, len(pos) + 1, directory=tmp_path) as store:
         store.add(patches, pos)
         with pytest.raises(DatasetError, match="of .* patches were added"):

@@ -32,7 +32,7 @@ import h5py
 import numpy as np
 
 from ptycho.errors import DatasetError
-from ptycho.reconstruct.stitch import DEFAULT_THRESHOLD, to_grid
+from ptycho.reconstruct.stitch import DEFAULT_THRESHOLD, StitchAccumulator, to_grid
 
 
 def sync_window(weight: np.ndarray, threshold: float) -> tuple[int, int]:
@@ -57,6 +57,7 @@ class PatchStore:
         probe = np.asarray(probe)
         if probe.ndim != 2 or probe.shape[0] != probe.shape[1]:
             raise DatasetError(f"probe must be square (N, N), got shape {probe.shape}")
+        self.probe = probe
         self.weight = np.abs(probe.astype(np.complex128)) ** 2
         if not self.weight.max() > 0:
             raise DatasetError("probe is zero everywhere")
@@ -117,25 +118,27 @@ class PatchStore:
         self.count = b
 
     def _batches(self, window: bool):
-        """(first index, block corners, patches, weights) per batch; with ``window`` the central
-        windows, the patches already multiplied by their weights."""
+        """(first index, block corners on the object grid, patches, weights) per batch; with
+        ``window`` the central windows, the patches already multiplied by their weights."""
         if self.count != self.n:
             raise DatasetError(f"stitching: {self.count} of {self.n} patches were added")
         s0 = self.win[0] if window else 0
         pd, wd = (self._wp_win, self._w_win) if window else (self._patch, self._w)
         for a in range(0, self.n, self.batch):
             b = min(a + self.batch, self.n)
-            yield a, self.corners[a:b] + 1 + s0, pd[a:b].astype(np.complex128), wd[a:b].astype(np.float64)
+            yield a, self.corners[a:b] + s0, pd[a:b].astype(np.complex128), wd[a:b].astype(np.float64)
 
     @property
     def _canvas_shape(self) -> tuple[int, int]:
         return self.shape[0] + 2, self.shape[1] + 2  # one pixel of border: records start at -1
 
     def _flat_index(self, corners: np.ndarray, L: int) -> np.ndarray:
-        """(b, L, L) indices into the raveled canvas of the records' L x L blocks at ``corners``."""
+        """(b, L, L) indices into the raveled canvas of the L x L blocks at object-grid ``corners``
+        (the canvas has a one-pixel border, so a record may start at -1)."""
         W2 = self._canvas_shape[1]
         r = np.arange(L)
-        return (corners[:, 0, None, None] + r[None, :, None]) * W2 + corners[:, 1, None, None] + r
+        c = corners + 1
+        return (c[:, 0, None, None] + r[None, :, None]) * W2 + c[:, 1, None, None] + r
 
     def _scatter(self, size: int, idx: np.ndarray, values: np.ndarray) -> np.ndarray:
         """sum of ``values`` at flat canvas indices ``idx`` (np.bincount, real and imaginary)."""
@@ -211,16 +214,8 @@ class PatchStore:
                threshold: float = DEFAULT_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
         """(object (H, W) complex128, weight (H, W) float64) as ``StitchAccumulator.result``, each
         patch multiplied by its factor (1 when ``factors`` is None)."""
-        size = self._canvas_shape[0] * self._canvas_shape[1]
-        num, den = np.zeros(size, np.complex128), np.zeros(size)
+        acc = StitchAccumulator(self.probe, self.shape)
         for a, c, p, w in self._batches(False):
             f = np.ones(len(c)) if factors is None else np.asarray(factors)[a : a + len(c)]
-            idx = self._flat_index(c, w.shape[-1])
-            num += self._scatter(size, idx, f[:, None, None] * w * p)
-            den += self._scatter(size, idx, w)
-        num = num.reshape(self._canvas_shape)[1:-1, 1:-1]
-        den = np.clip(den.reshape(self._canvas_shape)[1:-1, 1:-1], 0.0, None)
-        ok = den > threshold * self.weight.max()
-        obj = np.zeros(self.shape, np.complex128)
-        obj[ok] = num[ok] / den[ok]
-        return obj, den
+            acc.add_on_grid(c, f[:, None, None] * p, w)
+        return acc.result(threshold)

@@ -93,7 +93,11 @@ class StitchAccumulator:
 
     def add(self, patches: np.ndarray, positions: np.ndarray) -> None:
         """Add patches (n, N, N) complex at centres (n, 2) (y, x) in object pixels."""
-        corners, shifted, weights = to_grid(patches, positions, self.weight)
+        self.add_on_grid(*to_grid(patches, positions, self.weight))
+
+    def add_on_grid(self, corners: np.ndarray, shifted: np.ndarray, weights: np.ndarray) -> None:
+        """Add records already on the object grid (``to_grid`` output): blocks at ``corners``
+        (top-left object pixels), values ``shifted`` with weights ``weights``."""
         for k in range(len(corners)):
             self._accumulate(corners[k], weights[k] * shifted[k], weights[k])
         self.n_patches += len(corners)
