@@ -95,11 +95,13 @@ def _group_patches(obj, positions, groups, N):
     return t, group_offsets(positions, groups).astype(np.float32)
 
 
-def test_overlap_constraint_keeps_consistent_patches():
+@pytest.mark.parametrize("weighted", [False, True])
+def test_overlap_constraint_keeps_consistent_patches(weighted):
     from ptycho.data.grouping import make_groups
-    from ptycho.models.pinn import OverlapConstraint
+    from ptycho.models.pinn import OverlapConstraint, member_weight
 
     N = 16
+    w = member_weight(simulated_probe(N)) if weighted else None
     obj = smooth_object((64, 64), seed=2, sigma=1.0)
     rng = np.random.default_rng(3)
     yy, xx = np.meshgrid(np.arange(14, 50, 4), np.arange(14, 50, 5), indexing="ij")
@@ -108,14 +110,14 @@ def test_overlap_constraint_keeps_consistent_patches():
     groups = make_groups(pos, 2, 6, N, rng)
     t, off = _group_patches(obj, pos, groups, N)
     assert np.abs(off).max() > 2 and np.any(off[..., 0] != off[..., 1])
-    re, im = OverlapConstraint(N)([t.real.astype("f4"), t.imag.astype("f4"), off])
+    re, im = OverlapConstraint(N, weight=w)([t.real.astype("f4"), t.imag.astype("f4"), off])
     out = re.numpy() + 1j * im.numpy()
     assert np.abs(out - t).max() < 1e-5
     # sub-pixel offsets on a smooth object: linear interpolation, a small error in the centre
     pos_f = pos + rng.uniform(-0.5, 0.5, pos.shape)
     obj_s = smooth_object((64, 64), seed=2, sigma=3.0)
     t, off = _group_patches(obj_s, pos_f, groups, N)
-    re, im = OverlapConstraint(N)([t.real.astype("f4"), t.imag.astype("f4"), off])
+    re, im = OverlapConstraint(N, weight=w)([t.real.astype("f4"), t.imag.astype("f4"), off])
     err = np.abs(re.numpy() + 1j * im.numpy() - t)[:, 4:12, 4:12]
     assert err.mean() < 0.01
 
@@ -142,6 +144,54 @@ def test_overlap_constraint_makes_inconsistent_patches_agree():
     b_re, b_im = layer([a_re, a_im, off])
     np.testing.assert_allclose(b_re.numpy(), a_re.numpy(), atol=1e-5)
     np.testing.assert_allclose(b_im.numpy(), a_im.numpy(), atol=1e-5)
+
+
+def test_weighted_overlap_constraint_is_the_weighted_mean_of_the_members():
+    """Integer offsets: every member's output pixel is sum_c w_c v_c / sum_c w_c over the members
+    covering that object pixel (w_c the weight at the member's own patch pixel), computed here
+    directly on an object-sized canvas; the probe-lit member dominates."""
+    from ptycho.models.pinn import MEMBER_WEIGHT_FLOOR, OverlapConstraint, member_weight
+
+    N, C = 16, 4
+    probe = simulated_probe(N)
+    w = member_weight(probe)
+    assert w.min() == pytest.approx(MEMBER_WEIGHT_FLOOR, rel=1e-3)
+    assert w.max() == pytest.approx(1 + MEMBER_WEIGHT_FLOOR, rel=1e-6)
+    rng = np.random.default_rng(8)
+    re = rng.standard_normal((2, N, N, C)).astype("f4")
+    im = rng.standard_normal((2, N, N, C)).astype("f4")
+    off = np.array([[[0, 0], [0, 3], [4, -2], [-3, -3]], [[0, 0], [2, 2], [-5, 1], [1, -6]]],
+                   np.float32)
+    a_re, a_im = OverlapConstraint(N, weight=w)([re, im, off])
+    got = a_re.numpy() + 1j * a_im.numpy()
+    v = re + 1j * im
+    for b in range(2):
+        num = np.zeros((3 * N, 3 * N), complex)
+        den = np.zeros((3 * N, 3 * N))
+        for c in range(C):
+            y0, x0 = N + int(off[b, c, 0]), N + int(off[b, c, 1])
+            num[y0 : y0 + N, x0 : x0 + N] += w * v[b, :, :, c]
+            den[y0 : y0 + N, x0 : x0 + N] += w
+        mean = num / np.where(den > 0, den, 1)
+        for c in range(C):
+            y0, x0 = N + int(off[b, c, 0]), N + int(off[b, c, 1])
+            np.testing.assert_allclose(got[b, :, :, c], mean[y0 : y0 + N, x0 : x0 + N], atol=1e-4)
+    # at the seed's probe centre the seed's own value dominates the consensus far more than with
+    # a uniform average
+    u_re, u_im = OverlapConstraint(N)([re, im, off])
+    uni = u_re.numpy() + 1j * u_im.numpy()
+    c0 = (slice(None), slice(N // 2 - 1, N // 2 + 2), slice(N // 2 - 1, N // 2 + 2), 0)
+    assert np.abs(got[c0] - v[c0]).mean() < 0.5 * np.abs(uni[c0] - v[c0]).mean()
+
+
+def test_overlap_constraint_rejects_a_bad_weight():
+    from ptycho.errors import ConfigError
+    from ptycho.models.pinn import OverlapConstraint
+
+    with pytest.raises(ConfigError, match=r"non-negative, non-zero \(8, 8\)"):
+        OverlapConstraint(8, weight=np.ones((8, 9)))
+    with pytest.raises(ConfigError, match="overlap weight"):
+        OverlapConstraint(8, weight=-np.ones((8, 8)))
 
 
 # ----------------------------------------------------------------------------- stitching

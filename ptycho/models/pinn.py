@@ -29,6 +29,10 @@ from ptycho.models.blocks import (
 )
 from ptycho.models.physics_layer import PoissonForward
 
+# added to the normalised probe intensity in the overlap constraint's weights, so that canvas
+# pixels no probe lights still get the plain average of the members that cover them
+MEMBER_WEIGHT_FLOOR = 1e-3
+
 
 def interpolation_matrices(offsets, N: int) -> tf.Tensor:
     """Placement matrices W (..., 2N, N) along one axis for members at ``offsets`` (...).
@@ -45,19 +49,26 @@ def interpolation_matrices(offsets, N: int) -> tf.Tensor:
     return tf.nn.relu(1.0 - tf.abs(u - i - N / 2 - o))
 
 
-def overlap_average(re, im, offsets, N: int, eps: float = 1e-6):
-    """Place (Wy @ patch @ Wx^T), average by the placed supports, cut out (Wy^T @ mean @ Wx).
+def overlap_average(re, im, offsets, N: int, eps: float = 1e-6, weight=None):
+    """Place (Wy @ (w patch) @ Wx^T), divide by the placed weights, cut out (Wy^T @ mean @ Wx).
 
     re, im: (B, N, N, C); offsets (B, C, 2) pixels of each member from its seed, |offset| < N/2;
+    ``weight`` (N, N) non-negative per-pixel weight of every member (``None``: uniform), so that
+    where patches overlap the members that see a pixel best dominate the consensus;
     returns (re, im) (B, N, N, C).
     """
     offsets = tf.cast(offsets, tf.float32)
     wy = interpolation_matrices(offsets[..., 0], N)[:, :, None]  # (B, C, 1, 2N, N)
     wx = interpolation_matrices(offsets[..., 1], N)[:, :, None]
     z = tf.transpose(tf.stack([re, im], axis=1), (0, 4, 1, 2, 3))  # (B, C, 2, N, N)
-    placed = tf.reduce_sum(tf.matmul(tf.matmul(wy, z), wx, transpose_b=True), axis=1)
-    sy, sx = tf.reduce_sum(wy, -1), tf.reduce_sum(wx, -1)  # (B, C, 1, 2N): W @ 1
-    support = tf.reduce_sum(sy[..., :, None] * sx[..., None, :], axis=1)  # (B, 1, 2N, 2N)
+    if weight is None:
+        placed = tf.reduce_sum(tf.matmul(tf.matmul(wy, z), wx, transpose_b=True), axis=1)
+        sy, sx = tf.reduce_sum(wy, -1), tf.reduce_sum(wx, -1)  # (B, C, 1, 2N): W @ 1
+        support = tf.reduce_sum(sy[..., :, None] * sx[..., None, :], axis=1)  # (B, 1, 2N, 2N)
+    else:
+        w = tf.cast(weight, tf.float32)
+        placed = tf.reduce_sum(tf.matmul(tf.matmul(wy, z * w), wx, transpose_b=True), axis=1)
+        support = tf.reduce_sum(tf.matmul(tf.matmul(wy, w), wx, transpose_b=True), axis=1)
     mean = placed / tf.maximum(support, eps)  # (B, 2, 2N, 2N)
     out = tf.matmul(tf.matmul(wy, mean[:, None], transpose_a=True), wx)  # (B, C, 2, N, N)
     out = tf.transpose(out, (0, 2, 3, 4, 1))  # (B, 2, N, N, C)
@@ -104,28 +115,55 @@ class OverlapConstraint(keras.layers.Layer):
     The C predicted patches (real and imaginary parts, each (B, N, N, C)) are placed on a shared
     2N x 2N canvas centred on the seed, member c at its offset (B, C, 2) from the seed (patch pixel i
     at canvas pixel i + N/2 + offset; ``interpolation_matrices``: exact for integer offsets, linear
-    interpolation for the fractional part), averaged where they overlap with weights = each patch's
-    support (placed the same way), and cut out again at the same offsets.
+    interpolation for the fractional part), averaged where they overlap, and cut out again at the
+    same offsets. The average weights every member's pixels by ``weight`` (N, N), placed the same
+    way; the PINN uses the probe intensity |P|^2 / max |P|^2 plus ``MEMBER_WEIGHT_FLOOR``, so where
+    members overlap, the ones whose probe lights a pixel (whose pattern constrains it) dominate the
+    consensus, and each member's unconstrained patch edge barely moves its neighbours' centres.
+    ``weight=None`` averages uniformly over the patches' supports.
     Patches cut from one consistent object at integer offsets come back unchanged; inconsistent
     patches are replaced by their consensus, so the physics layer only sees patches that agree.
+    The weight is stored as a non-trainable variable, saved with the model.
     """
 
-    def __init__(self, N: int, eps: float = 1e-6, **kwargs):
+    def __init__(self, N: int, eps: float = 1e-6, weight: np.ndarray | None = None,
+                 weighted: bool | None = None, **kwargs):
         super().__init__(**kwargs)
         self.N = int(N)
         self.eps = float(eps)
+        self.weighted = bool(weight is not None if weighted is None else weighted)
+        self._weight_init = None if weight is None else np.asarray(weight, dtype=np.float32)
+        if self._weight_init is not None and (self._weight_init.shape != (self.N, self.N)
+                                              or not np.all(self._weight_init >= 0)
+                                              or not self._weight_init.max() > 0):
+            raise ConfigError(f"overlap weight must be a non-negative, non-zero ({N}, {N}) array, "
+                              f"got shape {self._weight_init.shape}")
+
+    def build(self, input_shape):
+        if self.weighted:
+            w = self._weight_init if self._weight_init is not None else np.ones((self.N, self.N))
+            self.member_weight = self.add_weight(
+                name="member_weight", shape=(self.N, self.N), trainable=False,
+                initializer=keras.initializers.Constant(np.asarray(w, np.float32)))
 
     def call(self, inputs):
         re, im, offsets = inputs
-        return overlap_average(re, im, offsets, self.N, self.eps)
+        w = self.member_weight if self.weighted else None
+        return overlap_average(re, im, offsets, self.N, self.eps, w)
 
     def compute_output_shape(self, input_shape):
         return [input_shape[0], input_shape[0]]
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(N=self.N, eps=self.eps)
+        cfg.update(N=self.N, eps=self.eps, weighted=self.weighted)
         return cfg
+
+
+def member_weight(probe: np.ndarray) -> np.ndarray:
+    """|P|^2 / max |P|^2 + ``MEMBER_WEIGHT_FLOOR``: the overlap constraint's per-pixel weight."""
+    w = np.abs(np.asarray(probe, np.complex128)) ** 2
+    return (w / w.max() + MEMBER_WEIGHT_FLOOR).astype(np.float32)
 
 
 def build_pinn(N: int, gridsize: int, dose: float, probe: np.ndarray, norm: float,
@@ -155,7 +193,8 @@ def build_pinn(N: int, gridsize: int, dose: float, probe: np.ndarray, norm: floa
         offsets = keras.Input((C, 2), name="offsets")
         inputs.append(offsets)
         re, im = AmpPhaseToComplex(name="raw_patches")([amp, phase])
-        re, im = OverlapConstraint(N, name="object_patches")([re, im, offsets])
+        re, im = OverlapConstraint(N, weight=member_weight(probe),
+                                   name="object_patches")([re, im, offsets])
     lam = PoissonForward(N, dose, probe, name="physics")([re, im])
     return keras.Model(inputs, lam, name=f"pinn_g{gridsize}")
 
