@@ -109,14 +109,16 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
         shuffle_rng = rng_for(study.seeds.training, "shuffle", arm_id, dose_lbl, view)
         obj = ds.object if supervised else None
         kind = "baseline" if supervised else "pinn"
-        # one group per position, but per epoch only 1/C of them: the same number of patterns per
-        # epoch (and compute) for every gridsize; at least MIN_BATCHES_PER_EPOCH batches where the
-        # split is small, so that a sparse cell still gets optimisation steps
+        # one group per position, but per epoch only 1/C of them, and batch_size counts patterns:
+        # a batch holds batch_size / C groups, so every gridsize sees the same patterns per step,
+        # steps per epoch and compute; at least MIN_BATCHES_PER_EPOCH batches where the split is
+        # small, so that a sparse cell still gets optimisation steps
+        groups_per_batch = max(1, tc.batch_size // table.C)
         per_epoch = min(len(tr_idx), max(math.ceil(len(tr_idx) / table.C),
-                                         MIN_BATCHES_PER_EPOCH * tc.batch_size))
-        train_src = BatchSource(ds, table, tr_idx, tc.batch_size, kind, shuffle_rng, obj, positions,
-                                per_epoch=per_epoch)
-        val_src = BatchSource(ds, table, val_idx, tc.batch_size, kind, None, obj, positions)
+                                         MIN_BATCHES_PER_EPOCH * groups_per_batch))
+        train_src = BatchSource(ds, table, tr_idx, groups_per_batch, kind, shuffle_rng, obj,
+                                positions, per_epoch=per_epoch)
+        val_src = BatchSource(ds, table, val_idx, groups_per_batch, kind, None, obj, positions)
 
         from ptycho.models.pinn import mean_transmission
 
@@ -174,6 +176,7 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
             "n_patterns": ds.n,
             "n_train": len(tr_idx),
             "items_per_epoch": per_epoch,
+            "groups_per_batch": groups_per_batch,
             "n_val": len(val_idx),
             "epochs_run": len(rows),
             "best_epoch": best,
