@@ -46,7 +46,7 @@ def _fit(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def skimage_object(
     shape: tuple[int, int],
-    amplitude_image: str = "camera",
+    amplitude_image: str = "coins",
     phase_image: str = "astronaut",
     amplitude_range: tuple[float, float] = (0.4, 1.0),
     phase_range: tuple[float, float] = (-1.0, 1.0),
