@@ -61,14 +61,9 @@ def overlap_average(re, im, offsets, N: int, eps: float = 1e-6, weight=None):
     wy = interpolation_matrices(offsets[..., 0], N)[:, :, None]  # (B, C, 1, 2N, N)
     wx = interpolation_matrices(offsets[..., 1], N)[:, :, None]
     z = tf.transpose(tf.stack([re, im], axis=1), (0, 4, 1, 2, 3))  # (B, C, 2, N, N)
-    if weight is None:
-        placed = tf.reduce_sum(tf.matmul(tf.matmul(wy, z), wx, transpose_b=True), axis=1)
-        sy, sx = tf.reduce_sum(wy, -1), tf.reduce_sum(wx, -1)  # (B, C, 1, 2N): W @ 1
-        support = tf.reduce_sum(sy[..., :, None] * sx[..., None, :], axis=1)  # (B, 1, 2N, 2N)
-    else:
-        w = tf.cast(weight, tf.float32)
-        placed = tf.reduce_sum(tf.matmul(tf.matmul(wy, z * w), wx, transpose_b=True), axis=1)
-        support = tf.reduce_sum(tf.matmul(tf.matmul(wy, w), wx, transpose_b=True), axis=1)
+    w = tf.ones((N, N), tf.float32) if weight is None else tf.cast(weight, tf.float32)
+    placed = tf.reduce_sum(tf.matmul(tf.matmul(wy, z * w), wx, transpose_b=True), axis=1)
+    support = tf.reduce_sum(tf.matmul(tf.matmul(wy, w), wx, transpose_b=True), axis=1)  # (B,1,2N,2N)
     mean = placed / tf.maximum(support, eps)  # (B, 2, 2N, 2N)
     out = tf.matmul(tf.matmul(wy, mean[:, None], transpose_a=True), wx)  # (B, C, 2, N, N)
     out = tf.transpose(out, (0, 2, 3, 4, 1))  # (B, 2, N, N, C)
@@ -137,7 +132,8 @@ class OverlapConstraint(keras.layers.Layer):
                                               or not np.all(self._weight_init >= 0)
                                               or not self._weight_init.max() > 0):
             raise ConfigError(f"overlap weight must be a non-negative, non-zero ({N}, {N}) array, "
-                              f"got shape {self._weight_init.shape}")
+                              f"got shape {self._weight_init.shape}, minimum "
+                              f"{float(self._weight_init.min()) if self._weight_init.size else None}")
 
     def build(self, input_shape):
         if self.weighted:
