@@ -1,12 +1,19 @@
 """Do the trained arms beat trivial references? Flat object and untrained networks, same scoring.
 
     python benchmarks/reference_arms.py [--results results/dose_overlap/scaled] [--cells 1e5_dense 1e5_sparse]
+                                        [--transfer-from dense]
 
 For each cell: a flat object (ones wherever the test scan illuminates) and, for every trained arm,
 a network of the same architecture, normalisation and initialisation with zero training epochs,
 reconstructed (same stitching, phase synchronisation included) and scored exactly like the study's
 arms (ptycho.evaluation). Prints amplitude and
-phase SSIM beside the trained arm's scores from the study's eval/ directory.
+phase SSIM beside the trained arm's scores from the study's eval/ directory, and the cell's scan
+coverage: how many test patterns light each pixel of the evaluation region to at least 10% of the
+probe's peak intensity (mean and the share of pixels lit by only one pattern).
+
+``--transfer-from VIEW`` also reconstructs each cell's test split with the models the study trained
+on the same dose's VIEW cell (e.g. dense-trained models on the sparse test scan), to separate the
+test scan's overlap from the training-set size (a cell's models are trained on its own scan).
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ def main() -> None:
     ap.add_argument("--study", default="studies/dose_overlap/study.yaml")
     ap.add_argument("--scale", default="scaled")
     ap.add_argument("--cells", nargs="+", default=["1e5_dense", "1e5_sparse"])
+    ap.add_argument("--transfer-from", default=None, metavar="VIEW",
+                    help="overlap view whose trained models also reconstruct each cell")
     a = ap.parse_args()
 
     from ptycho.config import StudyConfig
@@ -56,10 +65,15 @@ def main() -> None:
                 flat = Reconstruction(object=(w > 0).astype(np.complex64), weight=w, arm="flat",
                                       gridsize=1, dose=ds.dose, overlap_view=cell.split("_")[1],
                                       n_patterns=ds.n, wall_time_s=0.0, source=str(test))
+                cov = coverage(ds.object_shape, ds.positions, ds.probe)
             write_reconstruction(tmp / "flat.h5", flat)
             m = evaluate_reconstruction(tmp / "flat.h5", test, tmp / "flat.json", tmp / "flat_al.h5")
             fa, fp = m["metrics"]["amplitude"]["ssim"], m["metrics"]["phase"]["ssim"]
             print(f"{cell:<12} {'flat':<10} {'':>11} {fa:>13.3f} {'':>13} {fp:>15.3f}")
+            region = evaluation_region_of(test)
+            n_lit = cov[region]
+            print(f"{cell:<12} coverage: {n_lit.mean():.2f} test patterns per evaluated pixel "
+                  f"(>= 10% of peak intensity); {np.mean(n_lit <= 1):.0%} of the region lit by one")
             for arm in arms:
                 d = tmp / arm / cell
                 train_arm(arm, train, untrained, a.scale, d / "model.keras", d / "bundle.json",
@@ -73,6 +87,37 @@ def main() -> None:
                 t = json.loads((root / "eval" / arm / cell / "metrics.json").read_text())["metrics"]
                 print(f"{cell:<12} {arm:<10} {t['amplitude']['ssim']:>11.3f} {u['amplitude']['ssim']:>13.3f} "
                       f"{t['phase']['ssim']:>13.3f} {u['phase']['ssim']:>15.3f}")
+                dose, view = cell.rsplit("_", 1)
+                if a.transfer_from and a.transfer_from != view:
+                    src = root / "models" / arm / f"{dose}_{a.transfer_from}"
+                    d = tmp / "transfer" / arm / cell
+                    rec = reconstruct_network(src / "model.keras", src / "bundle.json", test,
+                                              scale.inference_batch_size,
+                                              phase_sync=study.stitching.phase_sync,
+                                              refine_iterations=study.stitching.refine_iterations)
+                    write_reconstruction(d / "recon.h5", rec)
+                    x = evaluate_reconstruction(d / "recon.h5", test, d / "m.json", d / "al.h5")["metrics"]
+                    print(f"{cell:<12} {arm:<10} trained on {dose}_{a.transfer_from}: amplitude / phase "
+                          f"SSIM {x['amplitude']['ssim']:.3f} / {x['phase']['ssim']:.3f}, MAE "
+                          f"{x['amplitude']['mae']:.4f} / {x['phase']['mae']:.4f} rad")
+
+
+def coverage(object_shape, positions, probe) -> np.ndarray:
+    """(H, W) count of scan patterns whose probe intensity at the pixel reaches 10% of its peak."""
+    from ptycho.evaluation import illumination_map
+
+    intensity = np.abs(np.asarray(probe)) ** 2
+    lit = (intensity >= 0.1 * intensity.max()).astype(np.float64)
+    return illumination_map(object_shape, positions, np.sqrt(lit))
+
+
+def evaluation_region_of(test: Path) -> np.ndarray:
+    """The study's evaluation region of a test split (the mask every arm is scored in)."""
+    from ptycho.data.dataset import Dataset
+    from ptycho.evaluation import evaluation_region
+
+    with Dataset(test) as ds:
+        return evaluation_region(ds.object_shape, ds.positions, ds.probe)
 
 
 if __name__ == "__main__":
