@@ -53,6 +53,17 @@ def main() -> None:
     arms = [x for x in study.arm_ids if x != "iterative"]
     print(f"{'cell':<12} {'arm':<10} {'trained amp':>11} {'untrained amp':>13} {'trained phase':>13} "
           f"{'untrained phase':>15}")
+
+    def score(model_dir: Path, out: Path, test: Path) -> dict:
+        """Reconstruct ``test`` with the model in ``model_dir`` (the study's stitching) and score
+        it like the study's arms; the metrics dict."""
+        rec = reconstruct_network(model_dir / "model.keras", model_dir / "bundle.json", test,
+                                  scale.inference_batch_size,
+                                  phase_sync=study.stitching.phase_sync,
+                                  refine_iterations=study.stitching.refine_iterations)
+        write_reconstruction(out / "recon.h5", rec)
+        return evaluate_reconstruction(out / "recon.h5", test, out / "m.json", out / "al.h5")["metrics"]
+
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for cell in a.cells:
@@ -65,38 +76,28 @@ def main() -> None:
                 flat = Reconstruction(object=(w > 0).astype(np.complex64), weight=w, arm="flat",
                                       gridsize=1, dose=ds.dose, overlap_view=cell.split("_")[1],
                                       n_patterns=ds.n, wall_time_s=0.0, source=str(test))
-                cov = coverage(ds.object_shape, ds.positions, ds.probe)
+                from ptycho.evaluation import evaluation_region
+
+                n_lit = coverage(ds.object_shape, ds.positions, ds.probe)[
+                    evaluation_region(ds.object_shape, ds.positions, ds.probe)]
             write_reconstruction(tmp / "flat.h5", flat)
             m = evaluate_reconstruction(tmp / "flat.h5", test, tmp / "flat.json", tmp / "flat_al.h5")
             fa, fp = m["metrics"]["amplitude"]["ssim"], m["metrics"]["phase"]["ssim"]
             print(f"{cell:<12} {'flat':<10} {'':>11} {fa:>13.3f} {'':>13} {fp:>15.3f}")
-            region = evaluation_region_of(test)
-            n_lit = cov[region]
             print(f"{cell:<12} coverage: {n_lit.mean():.2f} test patterns per evaluated pixel "
                   f"(>= 10% of peak intensity); {np.mean(n_lit <= 1):.0%} of the region lit by one")
             for arm in arms:
                 d = tmp / arm / cell
                 train_arm(arm, train, untrained, a.scale, d / "model.keras", d / "bundle.json",
                           d / "history.csv", d / "loss.png")
-                rec = reconstruct_network(d / "model.keras", d / "bundle.json", test,
-                                          scale.inference_batch_size,
-                                          phase_sync=study.stitching.phase_sync,
-                                          refine_iterations=study.stitching.refine_iterations)
-                write_reconstruction(d / "recon.h5", rec)
-                u = evaluate_reconstruction(d / "recon.h5", test, d / "m.json", d / "al.h5")["metrics"]
+                u = score(d, d, test)
                 t = json.loads((root / "eval" / arm / cell / "metrics.json").read_text())["metrics"]
                 print(f"{cell:<12} {arm:<10} {t['amplitude']['ssim']:>11.3f} {u['amplitude']['ssim']:>13.3f} "
                       f"{t['phase']['ssim']:>13.3f} {u['phase']['ssim']:>15.3f}")
                 dose, view = cell.rsplit("_", 1)
                 if a.transfer_from and a.transfer_from != view:
                     src = root / "models" / arm / f"{dose}_{a.transfer_from}"
-                    d = tmp / "transfer" / arm / cell
-                    rec = reconstruct_network(src / "model.keras", src / "bundle.json", test,
-                                              scale.inference_batch_size,
-                                              phase_sync=study.stitching.phase_sync,
-                                              refine_iterations=study.stitching.refine_iterations)
-                    write_reconstruction(d / "recon.h5", rec)
-                    x = evaluate_reconstruction(d / "recon.h5", test, d / "m.json", d / "al.h5")["metrics"]
+                    x = score(src, tmp / "transfer" / arm / cell, test)
                     print(f"{cell:<12} {arm:<10} trained on {dose}_{a.transfer_from}: amplitude / phase "
                           f"SSIM {x['amplitude']['ssim']:.3f} / {x['phase']['ssim']:.3f}, MAE "
                           f"{x['amplitude']['mae']:.4f} / {x['phase']['mae']:.4f} rad")
@@ -109,15 +110,6 @@ def coverage(object_shape, positions, probe) -> np.ndarray:
     intensity = np.abs(np.asarray(probe)) ** 2
     lit = (intensity >= 0.1 * intensity.max()).astype(np.float64)
     return illumination_map(object_shape, positions, np.sqrt(lit))
-
-
-def evaluation_region_of(test: Path) -> np.ndarray:
-    """The study's evaluation region of a test split (the mask every arm is scored in)."""
-    from ptycho.data.dataset import Dataset
-    from ptycho.evaluation import evaluation_region
-
-    with Dataset(test) as ds:
-        return evaluation_region(ds.object_shape, ds.positions, ds.probe)
 
 
 if __name__ == "__main__":
