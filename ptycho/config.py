@@ -20,6 +20,7 @@ import jsonschema
 import yaml
 
 from ptycho.errors import ConfigError
+from ptycho.models.spec import check_backbone
 
 ARMS = ("pinn", "baseline", "iterative")
 SCALES = ("scaled", "full")
@@ -86,6 +87,9 @@ class TrainingConfig:
     validation_fraction: float
     filters: int
     depth: int
+    backbone: str = "cnn"
+    support: float = 1.0
+    schedule: str = "plateau"
 
 
 @dataclass(frozen=True)
@@ -195,6 +199,9 @@ class StudyConfig:
                     f"{source}: 'scales/{name}': the probe (N = {N}) is too large for the object "
                     f"{H} x {W}; need N + 2 <= min(H, W) / 2 so both splits hold patches"
                 )
+            tr = s["training"]
+            check_backbone(N, tr["backbone"], tr["depth"], float(tr["support"]),
+                           where=f"{source}: 'scales/{name}/training'")
             scales[name] = ScaleConfig(
                 name=name,
                 N=N,

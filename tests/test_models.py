@@ -252,12 +252,14 @@ def test_shift_to_grid_inverts_the_subpixel_shift():
 def test_builders_have_the_documented_shapes_and_no_shared_state():
     from ptycho.models.baseline import build_baseline
     from ptycho.models.pinn import build_pinn
+    from ptycho.models.spec import BackboneSpec
 
     N = 16
     probe = simulated_probe(N)
-    m1 = build_pinn(N, 1, 1e4, probe, 3.0, 4, 2, amplitude_init=0.8)
-    m2 = build_pinn(N, 2, 1e4, probe, 3.0, 4, 2)
-    mb = build_baseline(N, 3.0, 4, 2)
+    cnn = BackboneSpec("cnn", 4, 2)
+    m1 = build_pinn(N, 1, 1e4, probe, 3.0, cnn, amplitude_init=0.8)
+    m2 = build_pinn(N, 2, 1e4, probe, 3.0, cnn)
+    mb = build_baseline(N, 3.0, cnn)
     assert m1.output.shape[1:] == (N, N, 1)
     assert [tuple(i.shape[1:]) for i in m2.inputs] == [(N, N, 4), (4, 2)]
     assert mb.output.shape[1:] == (N, N, 2)
@@ -275,4 +277,95 @@ def test_builders_have_the_documented_shapes_and_no_shared_state():
     from ptycho.errors import ConfigError
 
     with pytest.raises(ConfigError, match="divisible"):
-        build_pinn(12, 1, 1e4, simulated_probe(12), 3.0, 4, 3)
+        build_pinn(12, 1, 1e4, simulated_probe(12), 3.0, BackboneSpec("cnn", 4, 3))
+
+
+# ----------------------------------------------------------------------------- backbones
+def _resunet_parameters(f: int, depth: int, support: float, N: int) -> int:
+    """Closed-form trainable parameter count of the residual U-Net (see ptycho.models.backbones):
+    convolutions k*k*cin*cout + cout, GroupNorm 2*channels."""
+    conv = lambda k, cin, cout: k * k * cin * cout + cout  # noqa: E731
+    def block(cin, c):
+        return (conv(1, cin, c) if cin != c else 0) + 2 * cin + conv(3, cin, c) + 2 * c + conv(3, c, c)
+    n = conv(3, 1, f)
+    for i in range(depth):
+        n += block(f * 2**i, f * 2**i) + conv(3, f * 2**i, f * 2 ** (i + 1))
+    n += 2 * block(f * 2**depth, f * 2**depth)
+    size, level = N // 2**depth, depth
+    while size < N * support:
+        level, size = level - 1, size * 2
+        n += conv(2, f * 2 ** (level + 1), f * 2**level) + block(2 * f * 2**level, f * 2**level)
+    c = f * 2**level
+    return n + 2 * c + 2 * conv(3, c, 1)
+
+
+@pytest.mark.parametrize("filters,depth,support", [(4, 2, 1.0), (8, 1, 1.0), (4, 2, 0.5)])
+def test_resunet_shapes_ranges_and_parameter_count(filters, depth, support):
+    import keras
+
+    from ptycho.models.backbones import count_parameters
+    from ptycho.models.baseline import build_baseline
+    from ptycho.models.pinn import build_pinn, object_model
+    from ptycho.models.spec import BackboneSpec
+
+    N = 16
+    spec = BackboneSpec("resunet", filters, depth, support)
+    keras.utils.set_random_seed(3)
+    mb = build_baseline(N, 2.0, spec, amplitude_init=0.7)
+    mp = build_pinn(N, 2, 1e4, simulated_probe(N), 2.0, spec, amplitude_init=0.7)
+    expected = _resunet_parameters(filters, depth, support, N)
+    # the PINN and the baseline have the same backbone; the PINN adds one scalar (its log-scale)
+    assert count_parameters(mb) == expected and count_parameters(mp) == expected + 1
+    # untrained: exactly the flat object (zero-initialised heads)
+    x = np.random.default_rng(0).poisson(5.0, (3, N, N, 1)).astype(np.float32)
+    out = mb.predict_on_batch(x)
+    assert out.shape == (3, N, N, 2)
+    np.testing.assert_allclose(out[..., 0], 0.7, atol=1e-6)
+    np.testing.assert_allclose(out[..., 1], 0.0, atol=1e-6)
+    # random (trained-like) weights: amplitude in (0, 1), phase in (-pi, pi); outside the support
+    # the patch is the flat object
+    for layer in mb.layers:
+        if layer.name in ("amp_out", "phase_out"):
+            layer.kernel.assign(np.random.default_rng(1).normal(0, 0.3, layer.kernel.shape))
+    out = mb.predict_on_batch(x)
+    assert 0 < out[..., 0].min() and out[..., 0].max() < 1
+    assert -np.pi < out[..., 1].min() and out[..., 1].max() < np.pi and out[..., 1].std() > 0.1
+    S = int(N * support)
+    a = (N - S) // 2
+    inner = np.zeros((N, N), bool)
+    inner[a : a + S, a : a + S] = True
+    np.testing.assert_allclose(out[:, ~inner, 0], 0.7, atol=1e-6)
+    np.testing.assert_allclose(out[:, ~inner, 1], 0.0, atol=1e-6)
+    assert out[:, inner, 0].std() > 0.01
+    # g = 2 folds the group into the batch: one set of weights, patches of shape (B, N, N, 4)
+    re, im = object_model(mp).predict_on_batch({"counts": np.repeat(x, 4, -1)[:2],
+                                                 "offsets": np.zeros((2, 4, 2), np.float32)})
+    assert re.shape == im.shape == (2, N, N, 4)
+
+
+@pytest.mark.parametrize("kind,N,depth,support,match", [
+    ("resunet", 16, 3, 1.0, "at most 2 downsamplings"),
+    ("resunet", 18, 2, 1.0, "divisible by 2\\^depth"),
+    ("cnn", 12, 3, 1.0, "divisible by 2\\^depth"),
+    ("resunet", 16, 1, 0.25, "cannot be upsampled"),
+    ("resunet", 16, 2, 0.3, "support must be one of"),
+    ("transformer", 16, 2, 1.0, "backbone must be one of"),
+])
+def test_backbone_that_cannot_take_N_is_a_clear_error(kind, N, depth, support, match):
+    from ptycho.errors import ConfigError
+    from ptycho.models.spec import check_backbone
+
+    with pytest.raises(ConfigError, match=match):
+        check_backbone(N, kind, depth, support)
+
+
+def test_study_with_a_backbone_that_cannot_take_N_is_rejected_before_training():
+    from conftest import small_study_dict
+
+    from ptycho.config import StudyConfig
+    from ptycho.errors import ConfigError
+
+    d = small_study_dict()
+    d["scales"]["scaled"]["training"] = {"backbone": "resunet", "depth": 3}
+    with pytest.raises(ConfigError, match="scales/scaled/training.*at most 2 downsamplings"):
+        StudyConfig.from_dict(d)

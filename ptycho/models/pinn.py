@@ -2,10 +2,10 @@
 
 Input: the counts of the C = g^2 patterns of a group, (B, N, N, C) channels-last, turned into
 sqrt(counts) / norm inside the model (``CountsToAmplitude``); for g = 2 also the offsets of the
-members from the group's seed, (B, C, 2) pixels (y, x). A convolutional encoder feeds an amplitude
-(sigmoid) and a phase (pi * tanh) decoder; the same encoder/decoders (shared weights) turn each of
-the C patterns into its object patch, so g = 1 and g = 2 have the same network and differ only by
-the constraint. For g = 2 the real-space overlap constraint (``OverlapConstraint``) makes
+members from the group's seed, (B, C, 2) pixels (y, x). The backbone
+(``ptycho.models.backbones``: cnn or resunet) gives an amplitude (sigmoid) and a phase
+(pi * tanh); the same backbone (shared weights) turns each of the C patterns into its object
+patch, so g = 1 and g = 2 have the same network and differ only by the constraint. For g = 2 the real-space overlap constraint (``OverlapConstraint``) makes
 overlapping patches agree. The physics layer (``PoissonForward``) maps the patches to expected
 counts; the loss is the Poisson NLL (no labels).
 
@@ -20,13 +20,8 @@ import numpy as np
 import tensorflow as tf
 
 from ptycho.errors import ConfigError
-from ptycho.models.blocks import (
-    AmpPhaseToComplex,
-    CountsToAmplitude,
-    amplitude_phase_heads,
-    check_depth,
-    encoder,
-)
+from ptycho.models.backbones import BackboneSpec, amplitude_phase
+from ptycho.models.blocks import AmpPhaseToComplex, CountsToAmplitude
 from ptycho.models.physics_layer import PoissonForward
 
 # added to the normalised probe intensity in the overlap constraint's weights, so that canvas
@@ -163,7 +158,7 @@ def member_weight(probe: np.ndarray) -> np.ndarray:
 
 
 def build_pinn(N: int, gridsize: int, dose: float, probe: np.ndarray, norm: float,
-               filters: int, depth: int, amplitude_init: float = 0.5) -> keras.Model:
+               spec: BackboneSpec, amplitude_init: float = 0.5) -> keras.Model:
     """The PINN training model: inputs ``counts`` (B, N, N, C) [and ``offsets`` (B, C, 2) for
     g >= 2] -> expected counts (B, N, N, C) photons at ``dose``.
 
@@ -171,16 +166,15 @@ def build_pinn(N: int, gridsize: int, dose: float, probe: np.ndarray, norm: floa
     """
     if gridsize not in (1, 2):
         raise ConfigError(f"gridsize must be 1 or 2, got {gridsize}")
-    check_depth(N, depth)
+    spec.check(N)
     C = gridsize * gridsize
     counts = keras.Input((N, N, C), name="counts")
     inputs = [counts]
     x = CountsToAmplitude(norm, name="amplitude_input")(counts)
-    # every pattern of a group goes through the same encoder/decoders (weights shared): the C
+    # every pattern of a group goes through the same backbone (weights shared): the C
     # patterns are folded into the batch, and the C patches unfolded again for the constraint
     x = GroupToBatch(name="fold_group")(x)
-    h = encoder(x, filters, depth)
-    amp, phase = amplitude_phase_heads(h, filters, depth, 1, amplitude_init)
+    amp, phase = amplitude_phase(x, spec, N, amplitude_init)
     amp = BatchToGroup(C, name="unfold_amplitude")(amp)
     phase = BatchToGroup(C, name="unfold_phase")(phase)
     if gridsize == 1:

@@ -123,7 +123,7 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
         from ptycho.models.pinn import mean_transmission
 
         a0 = mean_transmission(stats["mean_counts_per_pattern"], ds.dose)
-        model, loss_name = _build(arm_id, ds, gridsize, norm, tc, a0)
+        model, loss_name = _build(arm_id, ds, gridsize, norm, tc, a0, len(train_src))
         label = f"{arm_id} [{train_path.name}]"
         train_data, val_data = train_src.dataset(), val_src.dataset()
         initial_loss = float(model.evaluate(val_data, verbose=0))
@@ -132,18 +132,16 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
         if not math.isfinite(initial_loss):
             raise TrainingError(f"{label}: initial loss is {initial_loss}; no model was written")
 
+        from ptycho.models.backbones import count_parameters
         from ptycho.training.callbacks import EpochRecorder, NaNGuard
 
         recorder = EpochRecorder(label)
         early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=tc.patience,
                                               restore_best_weights=True)
-        callbacks = [
-            NaNGuard(label),
-            recorder,
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5,
-                                              patience=tc.plateau_patience, min_lr=1e-6),
-            early,
-        ]
+        callbacks = [NaNGuard(label), recorder, early]
+        if tc.schedule == "plateau":
+            callbacks.insert(2, keras.callbacks.ReduceLROnPlateau(
+                monitor="val_loss", factor=0.5, patience=tc.plateau_patience, min_lr=1e-6))
         t_fit = time.perf_counter()
         model.fit(train_data, validation_data=val_data, epochs=tc.epochs, callbacks=callbacks,
                   shuffle=False, verbose=0)  # the pipeline shuffles, seeded
@@ -165,6 +163,8 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
             "dose_label": dose_lbl,
             "overlap_view": view,
             "loss": loss_name,
+            "backbone": {"kind": tc.backbone, "filters": tc.filters, "depth": tc.depth,
+                         "support": tc.support, "parameters": count_parameters(model)},
             "study": study.study,
             "scale": scale_name,
             "config": {"training": asdict(tc), "neighbours": study.neighbours,
@@ -193,23 +193,43 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
         return bundle
 
 
-def _build(arm_id: str, ds: Dataset, gridsize: int, norm: float, tc, amplitude_init: float = 0.5):
+def _build(arm_id: str, ds: Dataset, gridsize: int, norm: float, tc, amplitude_init: float = 0.5,
+           steps_per_epoch: int = 1):
+    """The arm's model, compiled with Adam at the config's learning rate (a cosine schedule when
+    ``tc.schedule`` is cosine: ``steps_per_epoch`` sizes its warm-up and decay), and the loss name."""
     import keras
 
+    from ptycho.models.spec import BackboneSpec
+
+    spec = BackboneSpec.from_training(tc)
+    optimizer = keras.optimizers.Adam(learning_rate(tc, steps_per_epoch))
     if arm_id == "baseline":
         from ptycho.models.baseline import build_baseline
 
-        model = build_baseline(ds.N, norm, tc.filters, tc.depth, amplitude_init)
-        model.compile(optimizer=keras.optimizers.Adam(tc.learning_rate),
-                      loss=keras.losses.MeanAbsoluteError())
+        model = build_baseline(ds.N, norm, spec, amplitude_init)
+        model.compile(optimizer=optimizer, loss=keras.losses.MeanAbsoluteError())
         return model, "mae(amplitude, phase)"
     from ptycho.models.physics_layer import PoissonNLL
     from ptycho.models.pinn import build_pinn
 
-    model = build_pinn(ds.N, gridsize, ds.dose, ds.probe, norm, tc.filters, tc.depth,
-                       amplitude_init)
-    model.compile(optimizer=keras.optimizers.Adam(tc.learning_rate), loss=PoissonNLL())
+    model = build_pinn(ds.N, gridsize, ds.dose, ds.probe, norm, spec, amplitude_init)
+    model.compile(optimizer=optimizer, loss=PoissonNLL())
     return model, "poisson_nll (shifted by the saturated NLL, per pixel)"
+
+
+def learning_rate(tc, steps_per_epoch: int):
+    """The learning rate of a ``TrainingConfig``: a constant (``plateau``: ReduceLROnPlateau halves
+    it during training) or, for ``cosine``, a linear warm-up over the first epoch followed by a
+    cosine decay to zero at the last step."""
+    if tc.schedule == "plateau":
+        return tc.learning_rate
+    import keras
+
+    total = max(2, int(tc.epochs) * int(steps_per_epoch))
+    warmup = min(int(steps_per_epoch), total // 2)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0, decay_steps=total - warmup, alpha=0.0,
+        warmup_target=tc.learning_rate, warmup_steps=warmup)
 
 
 def write_outputs(model, bundle: dict, rows: list[dict], model_path, bundle_path, history_path,
