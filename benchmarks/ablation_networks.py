@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -95,6 +96,9 @@ def run_one(job: dict) -> dict:
         arg = dict(job, dir=tmp)
         r = subprocess.run([sys.executable, "-c", CHILD, json.dumps(arg)], capture_output=True,
                            text=True, cwd=REPO)
+        if job.get("keep") and r.returncode == 0:
+            keep = Path(job["keep"]) / job["cell"] / job["arm"] / f"{job['variant']}-{job['epochs']}"
+            shutil.copytree(tmp, keep, dirs_exist_ok=True)
     if r.returncode != 0:
         return dict(job, error=r.stderr[-2000:])
     return dict(job, **json.loads(r.stdout.strip().splitlines()[-1]))
@@ -113,6 +117,8 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=100, help="early-stopping patience (epochs)")
     ap.add_argument("--out", default="benchmarks/out/ablation.jsonl")
     ap.add_argument("--jobs", type=int, default=2, help="runs side by side (one thread each)")
+    ap.add_argument("--keep", default=None, help="copy each run's model, reconstruction and "
+                    "metrics to KEEP/<cell>/<arm>/<variant>-<epochs>")
     a = ap.parse_args()
 
     out = Path(a.out)
@@ -132,7 +138,7 @@ def main() -> None:
                     training = dict(parse_variant(v), epochs=ep, patience=a.patience)
                     jobs.append({"cell": cell, "arm": arm, "variant": v, "epochs": ep,
                                  "training": training, "study": str(Path(a.study).resolve()),
-                                 "scale": a.scale,
+                                 "scale": a.scale, "keep": a.keep,
                                  "cell_dir": str((Path(a.results) / "data" / cell).resolve())})
     print(f"{len(jobs)} runs ({len(done)} already in {out})", flush=True)
     with ThreadPoolExecutor(max_workers=max(1, a.jobs)) as pool:

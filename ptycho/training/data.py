@@ -1,4 +1,4 @@
-"""Streaming training data: ``tf.data`` pipelines that read batches from the HDF5 file.
+"""Streaming training data: batches read from the HDF5 file as the fitting loop asks for them.
 
 Only one batch of patterns is in memory at a time (``Dataset.read``); the whole dataset is never
 materialised, on the host or on the GPU. Shuffling is seeded: every epoch draws the next
@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import tensorflow as tf
 
 from ptycho.data.dataset import Dataset
 from ptycho.errors import DatasetError
@@ -125,19 +124,3 @@ class BatchSource:
         order = order[: self.per_epoch]
         for s in range(0, len(order), self.batch_size):
             yield self.batch(order[s : s + self.batch_size])
-
-    def signature(self):
-        N, C = self.N, self.table.C
-        counts = tf.TensorSpec((None, N, N, C), tf.float32)
-        if self.kind == "baseline":
-            return counts, tf.TensorSpec((None, N, N, 2), tf.float32)
-        x = {"counts": counts}
-        if self.table.offsets is not None:
-            x["offsets"] = tf.TensorSpec((None, C, 2), tf.float32)
-        return x, counts
-
-    def dataset(self) -> tf.data.Dataset:
-        """A re-iterable tf.data pipeline (each epoch calls the generator again: new permutation)."""
-        out = tf.data.Dataset.from_generator(self, output_signature=self.signature())
-        out = out.apply(tf.data.experimental.assert_cardinality(len(self)))
-        return out.prefetch(2)

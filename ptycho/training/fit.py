@@ -125,8 +125,9 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
         a0 = mean_transmission(stats["mean_counts_per_pattern"], ds.dose)
         model, loss_name = _build(arm_id, ds, gridsize, norm, tc, a0, len(train_src))
         label = f"{arm_id} [{train_path.name}]"
-        train_data, val_data = train_src.dataset(), val_src.dataset()
-        initial_loss = float(model.evaluate(val_data, verbose=0))
+        from ptycho.training import loop
+
+        initial_loss = loop.evaluate(model, val_src)
         log.info("%s: %d train / %d validation items, norm %.4g, initial val loss %.6g",
                  label, len(tr_idx), len(val_idx), norm, initial_loss)
         if not math.isfinite(initial_loss):
@@ -143,10 +144,9 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
             callbacks.insert(2, keras.callbacks.ReduceLROnPlateau(
                 monitor="val_loss", factor=0.5, patience=tc.plateau_patience, min_lr=1e-6))
         t_fit = time.perf_counter()
-        model.fit(train_data, validation_data=val_data, epochs=tc.epochs, callbacks=callbacks,
-                  shuffle=False, verbose=0)  # the pipeline shuffles, seeded
+        loop.fit(model, train_src, val_src, tc.epochs, callbacks)  # the source shuffles, seeded
         fit_time = time.perf_counter() - t_fit
-        final_loss = float(model.evaluate(val_data, verbose=0))
+        final_loss = loop.evaluate(model, val_src)
         rows = recorder.rows
         best = int(np.nanargmin([r["val_loss"] for r in rows])) + 1 if rows else 0
 

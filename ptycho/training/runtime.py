@@ -10,7 +10,8 @@ log = logging.getLogger(__name__)
 
 
 def configure_tensorflow(threads: int = 1) -> None:
-    """Limit TensorFlow's thread pools to the job's ``threads`` and enable GPU memory growth.
+    """Limit TensorFlow's thread pools to the job's ``threads``, make its ops deterministic and
+    enable GPU memory growth.
 
     Both settings only take effect before TensorFlow initialises its runtime; later calls in the same
     process (e.g. a second training in a test session) keep the first settings and log it.
@@ -23,6 +24,9 @@ def configure_tensorflow(threads: int = 1) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:
         log.debug("TensorFlow already initialised; keeping its thread settings")
+    # deterministic kernels: the same seed gives the same weights however busy the machine is
+    # (a multi-threaded reduction may otherwise add its partial sums in another order)
+    tf.config.experimental.enable_op_determinism()
     for gpu in tf.config.list_physical_devices("GPU"):
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
