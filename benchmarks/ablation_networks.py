@@ -95,7 +95,7 @@ def run_one(job: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix="ablation-") as tmp:
         arg = dict(job, dir=tmp)
         r = subprocess.run([sys.executable, "-c", CHILD, json.dumps(arg)], capture_output=True,
-                           text=True, cwd=REPO)
+                           check=False, text=True, cwd=REPO)
         if job.get("keep") and r.returncode == 0:
             keep = Path(job["keep"]) / job["cell"] / job["arm"] / f"{job['variant']}-{job['epochs']}"
             shutil.copytree(tmp, keep, dirs_exist_ok=True)

@@ -22,7 +22,7 @@ import yaml
 from ptycho.errors import ConfigError
 from ptycho.models.spec import check_backbone
 
-ARMS = ("pinn", "baseline", "iterative")
+ARMS = ("pinn", "adapted", "baseline", "iterative")
 SCALES = ("scaled", "full")
 
 
@@ -93,6 +93,14 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class AdaptationConfig:
+    """The ``adapted`` arm's fine-tuning on the test scan's counts (no labels)."""
+
+    epochs: int
+    learning_rate: float
+
+
+@dataclass(frozen=True)
 class IterativeConfig:
     iterations: int
     batch_size: int
@@ -109,6 +117,7 @@ class ScaleConfig:
     inference_batch_size: int
     training: TrainingConfig
     iterative: IterativeConfig
+    adaptation: AdaptationConfig
 
 
 @dataclass(frozen=True)
@@ -164,6 +173,7 @@ class StudyConfig:
     scan: ScanConfig
     stitching: StitchingConfig
     scales: dict[str, ScaleConfig]
+    adapted_gridsize: int | None = None
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -178,6 +188,15 @@ class StudyConfig:
                 )
         if "pinn" in d["arms"] and not d["gridsizes"]:
             raise ConfigError(f"{source}: 'gridsizes' must not be empty when the pinn arm is used")
+        adapted_g = None
+        if "adapted" in d["arms"]:
+            if "pinn" not in d["arms"]:
+                raise ConfigError(f"{source}: the 'adapted' arm fine-tunes a trained PINN on the "
+                                  "test scan; add 'pinn' to 'arms'")
+            adapted_g = d["adaptation"]["gridsize"] or max(d["gridsizes"])
+            if adapted_g not in d["gridsizes"]:
+                raise ConfigError(f"{source}: 'adaptation/gridsize' is {adapted_g}, but the study "
+                                  f"trains PINNs of gridsizes {d['gridsizes']} only")
         lo, hi = d["object"]["amplitude_range"]
         if lo > hi:
             raise ConfigError(f"{source}: 'object/amplitude_range' must be [min, max], got {[lo, hi]}")
@@ -210,6 +229,7 @@ class StudyConfig:
                 inference_batch_size=s["inference_batch_size"],
                 training=TrainingConfig(**s["training"]),
                 iterative=IterativeConfig(**s["iterative"]),
+                adaptation=AdaptationConfig(**s["adaptation"]),
             )
         o, p = d["object"], d["probe"]
         return cls(
@@ -230,6 +250,7 @@ class StudyConfig:
             scan=ScanConfig(**d["scan"]),
             stitching=StitchingConfig(**d["stitching"]),
             scales=scales,
+            adapted_gridsize=adapted_g,
         )
 
     @classmethod
@@ -269,20 +290,25 @@ class StudyConfig:
 
     @property
     def arm_ids(self) -> list[str]:
-        """Arm identifiers used in paths and tables: pinn_g1, pinn_g2, baseline, iterative."""
+        """Arm identifiers used in paths and tables: pinn_g1, pinn_g2, adapted_g2, baseline,
+        iterative (the order of ``arms``, PINN gridsizes expanded)."""
         out = []
         for arm in self.arms:
             if arm == "pinn":
                 out += [f"pinn_g{g}" for g in self.gridsizes]
+            elif arm == "adapted":
+                out.append(f"adapted_g{self.adapted_gridsize}")
             else:
                 out.append(arm)
         return out
 
 
 def arm_gridsize(arm_id: str) -> int:
-    """Gridsize of an arm id (pinn_g2 -> 2; baseline and iterative work on single patterns)."""
-    if arm_id.startswith("pinn_g"):
-        return int(arm_id[len("pinn_g"):])
+    """Gridsize of an arm id (pinn_g2 and adapted_g2 -> 2; baseline and iterative work on single
+    patterns)."""
+    for prefix in ("pinn_g", "adapted_g"):
+        if arm_id.startswith(prefix) and arm_id[len(prefix):].isdigit():
+            return int(arm_id[len(prefix):])
     if arm_id in ("baseline", "iterative"):
         return 1
     raise ConfigError(f"unknown arm id '{arm_id}'")

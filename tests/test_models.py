@@ -284,7 +284,9 @@ def test_builders_have_the_documented_shapes_and_no_shared_state():
 def _resunet_parameters(f: int, depth: int, support: float, N: int) -> int:
     """Closed-form trainable parameter count of the residual U-Net (see ptycho.models.backbones):
     convolutions k*k*cin*cout + cout, GroupNorm 2*channels."""
-    conv = lambda k, cin, cout: k * k * cin * cout + cout  # noqa: E731
+    def conv(k, cin, cout):
+        return k * k * cin * cout + cout
+
     def block(cin, c):
         return (conv(1, cin, c) if cin != c else 0) + 2 * cin + conv(3, cin, c) + 2 * c + conv(3, c, c)
     n = conv(3, 1, f)

@@ -28,11 +28,11 @@ Everything is built on call from explicit arguments; nothing is built at import 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import keras
 
 from ptycho.models.spec import BACKBONES, BackboneSpec, check_backbone
+
 
 def _logit(a0: float) -> float:
     a0 = min(max(float(a0), 0.02), 0.98)

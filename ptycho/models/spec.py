@@ -36,7 +36,7 @@ class BackboneSpec:
         check_backbone(N, self.kind, self.depth, self.support)
 
     def output_size(self, N: int) -> int:
-        return int(round(N * self.support))
+        return round(N * self.support)
 
 
 def check_backbone(N: int, kind: str, depth: int, support: float = 1.0, where: str = "") -> None:

@@ -153,3 +153,28 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
                               arm=arm, gridsize=g, dose=ds.dose,
                               overlap_view=str(bundle.get("overlap_view", view)), n_patterns=ds.n,
                               wall_time_s=wall, source=str(test_path), info=info)
+
+
+def reconstruct_with_study(model_path, bundle_path, test_path, study, scale_name: str,
+                           overlap_view: str, out_path, threads: int = 1, tmp_dir=None,
+                           extra_time_s: float = 0.0, extra_info: dict | None = None):
+    """``reconstruct_network`` with the study's inference batch size and stitching settings, then
+    ``write_reconstruction`` to ``out_path``; returns the ``Reconstruction``.
+
+    ``extra_time_s`` is added to the reconstruction's wall time (the adapted arm's fine-tuning on
+    the test scan is part of its reconstruction; the inference alone stays in
+    ``info['inference_s']``), ``extra_info`` is merged into its ``info``.
+    """
+    from ptycho.reconstruct.io import write_reconstruction
+
+    scale = study.scale(scale_name)
+    rec = reconstruct_network(model_path, bundle_path, test_path, scale.inference_batch_size,
+                              threads=threads, phase_sync=study.stitching.phase_sync,
+                              refine_iterations=study.stitching.refine_iterations,
+                              tmp_dir=tmp_dir)
+    rec.overlap_view = overlap_view
+    rec.info["inference_s"] = rec.wall_time_s
+    rec.wall_time_s += float(extra_time_s)
+    rec.info.update(extra_info or {})
+    write_reconstruction(out_path, rec)
+    return rec

@@ -27,11 +27,13 @@ REQUIRED_METRICS = {
 
 
 def arm_sort_key(arm: str) -> tuple:
-    """Canonical arm order: PINN by gridsize, then baseline, then iterative, then any other."""
+    """Canonical arm order: PINN by gridsize, adapted PINN, baseline, iterative, any other."""
     if arm.startswith("pinn_g") and arm[6:].isdigit():
         return (0, int(arm[6:]), arm)
+    if arm.startswith("adapted_g") and arm[9:].isdigit():
+        return (1, int(arm[9:]), arm)
     if arm == "baseline":
-        return (1, 0, arm)
-    if arm == "iterative":
         return (2, 0, arm)
-    return (3, 0, arm)
+    if arm == "iterative":
+        return (3, 0, arm)
+    return (4, 0, arm)

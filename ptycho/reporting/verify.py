@@ -232,10 +232,26 @@ def _loss_fell(path: Path) -> tuple[bool, str]:
         return False, f"non-finite {key}"
     start, what = None, "before training"
     bundle = path.parent / "bundle.json"
-    if key == "val_loss" and bundle.is_file():
+    info = {}
+    if bundle.is_file():
         try:
-            start = float(json.loads(bundle.read_text()).get("initial_loss"))
-        except (ValueError, TypeError, json.JSONDecodeError):
+            info = json.loads(bundle.read_text())
+        except json.JSONDecodeError:
+            info = {}
+    if isinstance(info, dict) and "adaptation" in info:
+        # an adapted PINN has no held-out data: its loss on a fixed subset of the scan it adapts
+        # to, before and after the adaptation (which keeps its best epoch: never worse)
+        try:
+            a, b = float(info["initial_loss"]), float(info["final_loss"])
+        except (KeyError, TypeError, ValueError):
+            return False, "adapted bundle without initial_loss/final_loss"
+        if b <= a:
+            return True, ""
+        return False, f"loss on the adaptation check subset {a:.6g} -> {b:.6g} (rose)"
+    if key == "val_loss" and isinstance(info, dict):
+        try:
+            start = float(info.get("initial_loss"))
+        except (ValueError, TypeError):
             start = None
     if start is None or not math.isfinite(start):
         if len(loss) < 2:

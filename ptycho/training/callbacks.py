@@ -69,3 +69,28 @@ class EpochRecorder(keras.callbacks.Callback):
         self.epoch_times.append(time.perf_counter() - self._t0)
         log.info("%s epoch %d: loss %.6g val_loss %.6g lr %.3g (%.1f s)", self.label, row["epoch"],
                  row["loss"], row["val_loss"], row["lr"], self.epoch_times[-1])
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Keep the weights with the lowest ``val_loss``, the weights before training included (with
+    their loss ``initial_loss``), and restore them when training ends; ``best_epoch`` is 0 when no
+    epoch improved on the start."""
+
+    def __init__(self, initial_loss: float):
+        super().__init__()
+        self.best = float(initial_loss)
+        self.best_epoch = 0
+        self._weights = None
+
+    def on_train_begin(self, logs=None):
+        self._weights = self.model.get_weights()
+
+    def on_epoch_end(self, epoch, logs=None):
+        v = (logs or {}).get("val_loss")
+        if v is not None and math.isfinite(float(v)) and float(v) < self.best:
+            self.best, self.best_epoch = float(v), epoch + 1
+            self._weights = self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self._weights is not None:
+            self.model.set_weights(self._weights)

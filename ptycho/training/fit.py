@@ -219,17 +219,22 @@ def _build(arm_id: str, ds: Dataset, gridsize: int, norm: float, tc, amplitude_i
 
 def learning_rate(tc, steps_per_epoch: int):
     """The learning rate of a ``TrainingConfig``: a constant (``plateau``: ReduceLROnPlateau halves
-    it during training) or, for ``cosine``, a linear warm-up over the first epoch followed by a
-    cosine decay to zero at the last step."""
+    it during training) or, for ``cosine``, ``cosine_schedule``."""
     if tc.schedule == "plateau":
         return tc.learning_rate
+    return cosine_schedule(tc.learning_rate, tc.epochs, steps_per_epoch)
+
+
+def cosine_schedule(peak: float, epochs: int, steps_per_epoch: int):
+    """A linear warm-up from 0 to ``peak`` over the first epoch, then a cosine decay to 0 at the
+    last step (Keras ``CosineDecay``)."""
     import keras
 
-    total = max(2, int(tc.epochs) * int(steps_per_epoch))
+    total = max(2, int(epochs) * int(steps_per_epoch))
     warmup = min(int(steps_per_epoch), total // 2)
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0, decay_steps=total - warmup, alpha=0.0,
-        warmup_target=tc.learning_rate, warmup_steps=warmup)
+        warmup_target=float(peak), warmup_steps=warmup)
 
 
 def write_outputs(model, bundle: dict, rows: list[dict], model_path, bundle_path, history_path,

@@ -31,9 +31,10 @@ def evaluate(model: keras.Model, source: BatchSource) -> float:
     return float(logs["loss"])
 
 
-def fit(model: keras.Model, train: BatchSource, validation: BatchSource, epochs: int,
+def fit(model: keras.Model, train: BatchSource, validation: BatchSource | None, epochs: int,
         callbacks=()) -> None:
-    """Train ``epochs`` epochs (fewer when a callback sets ``model.stop_training``).
+    """Train ``epochs`` epochs (fewer when a callback sets ``model.stop_training``); without a
+    ``validation`` source the epoch logs have no ``val_loss``.
 
     Callbacks get ``on_train_begin/end``, ``on_epoch_begin/end`` (logs ``loss``, ``val_loss``)
     and ``on_train_batch_end`` (logs ``loss``: the running mean of the epoch so far), as in
@@ -51,7 +52,9 @@ def fit(model: keras.Model, train: BatchSource, validation: BatchSource, epochs:
             cbs.on_train_batch_end(step, {"loss": float(logs["loss"])})
         if logs is None:
             raise ValueError("fit: the training source yields no batch")
-        epoch_logs = {"loss": float(logs["loss"]), "val_loss": evaluate(model, validation)}
+        epoch_logs = {"loss": float(logs["loss"])}
+        if validation is not None:
+            epoch_logs["val_loss"] = evaluate(model, validation)
         cbs.on_epoch_end(epoch, epoch_logs)
         if model.stop_training:
             break

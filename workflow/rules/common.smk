@@ -43,7 +43,13 @@ DOSES = STUDY.dose_labels
 OVERLAPS = list(STUDY.overlaps)
 ARMS = STUDY.arm_ids
 TRAINED_ARMS = [a for a in ARMS if a != "iterative"]
-PINN_ARMS = [a for a in ARMS if a.startswith("pinn_g")]
+# the rule that trains (or adapts) a network arm and reconstructs its test split
+NETWORK_RULES = {
+    "pinn_g": "train_pinn",
+    "adapted_g": "adapt_pinn",
+    "baseline": "train_baseline",
+}
+PINN_ARMS = [a for a in ARMS if a.startswith(("pinn_g", "adapted_g"))]
 CELLS = [f"{d}_{o}" for d in DOSES for o in OVERLAPS]
 
 
@@ -194,9 +200,11 @@ def benchmark_files(wildcards):
     r = f"{root(wildcards.scale)}/benchmarks"
     out = [f"{r}/simulate_dataset/{c}.tsv" for c in CELLS]
     for a in TRAINED_ARMS:
-        rule_name = "train_pinn" if a.startswith("pinn") else "train_baseline"
-        out += [f"{r}/{rule_name}/{a}/{c}.tsv" for c in CELLS]
+        out += [
+            f"{r}/{NETWORK_RULES[a.rstrip('0123456789')]}/{a}/{c}.tsv" for c in CELLS
+        ]
+    if "iterative" in ARMS:
+        out += [f"{r}/reconstruct/iterative/{c}.tsv" for c in CELLS]
     for a in ARMS:
-        out += [f"{r}/reconstruct/{a}/{c}.tsv" for c in CELLS]
         out += [f"{r}/evaluate_arm/{a}/{c}.tsv" for c in CELLS]
     return out

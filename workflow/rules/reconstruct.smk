@@ -1,52 +1,5 @@
-# Reconstruction of every cell's test split: network inference + stitching, and pty-chi LSQML.
-
-
-rule reconstruct_pinn:
-    input:
-        model=f"{ROOT}/models/pinn_g{{gridsize}}/{CELL}/model.keras",
-        bundle=f"{ROOT}/models/pinn_g{{gridsize}}/{CELL}/bundle.json",
-        test=f"{ROOT}/data/{CELL}/test.h5",
-    output:
-        recon=f"{ROOT}/recon/pinn_g{{gridsize}}/{CELL}.h5",
-    log:
-        f"{ROOT}/logs/reconstruct/pinn_g{{gridsize}}/{CELL}.log",
-    benchmark:
-        f"{ROOT}/benchmarks/reconstruct/pinn_g{{gridsize}}/{CELL}.tsv"
-    threads: job_threads
-    resources:
-        mem_mb=mem_mb(2000, 16000),
-        gpu=job_gpu,
-        runtime=lambda wildcards: 60 if is_full(wildcards) else 5,
-    params:
-        study=STUDY_DICT,
-        scale="{scale}",
-        overlap="{overlap}",
-    script:
-        "../scripts/reconstruct_network.py"
-
-
-rule reconstruct_baseline:
-    input:
-        model=f"{ROOT}/models/baseline/{CELL}/model.keras",
-        bundle=f"{ROOT}/models/baseline/{CELL}/bundle.json",
-        test=f"{ROOT}/data/{CELL}/test.h5",
-    output:
-        recon=f"{ROOT}/recon/baseline/{CELL}.h5",
-    log:
-        f"{ROOT}/logs/reconstruct/baseline/{CELL}.log",
-    benchmark:
-        f"{ROOT}/benchmarks/reconstruct/baseline/{CELL}.tsv"
-    threads: job_threads
-    resources:
-        mem_mb=mem_mb(2000, 16000),
-        gpu=job_gpu,
-        runtime=lambda wildcards: 60 if is_full(wildcards) else 5,
-    params:
-        study=STUDY_DICT,
-        scale="{scale}",
-        overlap="{overlap}",
-    script:
-        "../scripts/reconstruct_network.py"
+# The iterative reconstruction of every cell's test split (pty-chi LSQML). The network arms'
+# reconstructions are written by their training jobs (train.smk).
 
 
 rule reconstruct_iterative:

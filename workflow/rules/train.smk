@@ -1,9 +1,13 @@
-# Phase E (PINN) and Phase F (supervised baseline) training, one job per arm x cell.
+# Phase E (PINN, adapted PINN) and Phase F (supervised baseline): one job per arm x cell trains the
+# network and reconstructs the cell's test split with it (inference, phase synchronisation,
+# stitching), so TensorFlow starts and traces once per arm and cell. The reconstruction's wall time
+# is its own (inference + stitching; model loading excluded), recorded in the recon file.
 
 
 rule train_pinn:
     input:
         train=f"{ROOT}/data/{CELL}/train.h5",
+        test=f"{ROOT}/data/{CELL}/test.h5",
     output:
         model=f"{ROOT}/models/pinn_g{{gridsize}}/{CELL}/model.keras",
         bundle=f"{ROOT}/models/pinn_g{{gridsize}}/{CELL}/bundle.json",
@@ -19,6 +23,7 @@ rule train_pinn:
                 "overlap": "{overlap}",
             },
         ),
+        recon=f"{ROOT}/recon/pinn_g{{gridsize}}/{CELL}.h5",
     log:
         f"{ROOT}/logs/train_pinn/pinn_g{{gridsize}}/{CELL}.log",
     benchmark:
@@ -27,11 +32,12 @@ rule train_pinn:
     resources:
         mem_mb=mem_mb(2500, 24000),
         gpu=job_gpu,
-        runtime=lambda wildcards: 720 if is_full(wildcards) else 15,
+        runtime=lambda wildcards: 780 if is_full(wildcards) else 20,
     params:
         study=STUDY_DICT,
         scale="{scale}",
         arm="pinn_g{gridsize}",
+        overlap="{overlap}",
     script:
         "../scripts/train.py"
 
@@ -39,6 +45,7 @@ rule train_pinn:
 rule train_baseline:
     input:
         train=f"{ROOT}/data/{CELL}/train.h5",
+        test=f"{ROOT}/data/{CELL}/test.h5",
     output:
         model=f"{ROOT}/models/baseline/{CELL}/model.keras",
         bundle=f"{ROOT}/models/baseline/{CELL}/bundle.json",
@@ -50,6 +57,7 @@ rule train_baseline:
             subcategory="baseline",
             labels={"arm": "baseline", "dose": "{dose}", "overlap": "{overlap}"},
         ),
+        recon=f"{ROOT}/recon/baseline/{CELL}.h5",
     log:
         f"{ROOT}/logs/train_baseline/baseline/{CELL}.log",
     benchmark:
@@ -58,10 +66,49 @@ rule train_baseline:
     resources:
         mem_mb=mem_mb(2500, 24000),
         gpu=job_gpu,
-        runtime=lambda wildcards: 720 if is_full(wildcards) else 15,
+        runtime=lambda wildcards: 780 if is_full(wildcards) else 20,
     params:
         study=STUDY_DICT,
         scale="{scale}",
         arm="baseline",
+        overlap="{overlap}",
     script:
         "../scripts/train.py"
+
+
+rule adapt_pinn:
+    input:
+        model=f"{ROOT}/models/pinn_g{{gridsize}}/{CELL}/model.keras",
+        bundle=f"{ROOT}/models/pinn_g{{gridsize}}/{CELL}/bundle.json",
+        test=f"{ROOT}/data/{CELL}/test.h5",
+    output:
+        model=f"{ROOT}/models/adapted_g{{gridsize}}/{CELL}/model.keras",
+        bundle=f"{ROOT}/models/adapted_g{{gridsize}}/{CELL}/bundle.json",
+        history=f"{ROOT}/models/adapted_g{{gridsize}}/{CELL}/history.csv",
+        curve=report(
+            f"{ROOT}/models/adapted_g{{gridsize}}/{CELL}/loss.png",
+            caption="../report/loss.rst",
+            category="Training",
+            subcategory="adapted_g{gridsize}",
+            labels={
+                "arm": "adapted_g{gridsize}",
+                "dose": "{dose}",
+                "overlap": "{overlap}",
+            },
+        ),
+        recon=f"{ROOT}/recon/adapted_g{{gridsize}}/{CELL}.h5",
+    log:
+        f"{ROOT}/logs/adapt_pinn/adapted_g{{gridsize}}/{CELL}.log",
+    benchmark:
+        f"{ROOT}/benchmarks/adapt_pinn/adapted_g{{gridsize}}/{CELL}.tsv"
+    threads: job_threads
+    resources:
+        mem_mb=mem_mb(2500, 24000),
+        gpu=job_gpu,
+        runtime=lambda wildcards: 240 if is_full(wildcards) else 15,
+    params:
+        study=STUDY_DICT,
+        scale="{scale}",
+        overlap="{overlap}",
+    script:
+        "../scripts/adapt.py"

@@ -1,0 +1,151 @@
+"""The ``adapted`` arm: a trained PINN fine-tuned, without labels, on the counts of the scan it then
+reconstructs (self-supervised test-time adaptation).
+
+A PINN is trained on counts alone, so nothing stops it from also fitting the test scan's own counts
+before reconstructing them: the same Poisson likelihood, the same physics layer and known probe, the
+same groups that inference stitches (for gridsize 2 the overlap constraint then couples neighbouring
+test patterns, as in ptychography). It never sees a label, and it is its own arm (``adapted_g<g>``,
+never mixed into ``pinn_g<g>``): the adaptation is part of its reconstruction time, like an
+iterative solver's iterations.
+
+The loss is watched on a fixed, seeded tenth of the scan's groups (the "check" subset, fitted like
+the rest: there is nothing held out, and nothing needs to be -- the objective is the fit to this
+scan); the weights of the epoch with the lowest check loss are kept, the unadapted PINN's included
+(``best_epoch`` 0), so a step size that makes the fit worse cannot make the arm worse than its
+start.
+
+Outputs (written atomically, only after a successful adaptation): the adapted ``model.keras``, a
+``bundle.json`` (arm ``adapted_g<g>``, the source bundle, the adaptation settings, check loss
+before and after, the kept epoch, wall time), ``history.csv`` (epoch, loss = running mean over the
+epoch's batches, val_loss = check loss after the epoch, lr) and the loss curve.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ptycho.config import AdaptationConfig
+from ptycho.data.dataset import Dataset
+from ptycho.errors import DatasetError, TrainingError
+from ptycho.rng import int_seed, rng_for
+
+log = logging.getLogger(__name__)
+
+ADAPT_CHECK_FRACTION = 0.1  # groups whose loss is compared before and after the adaptation
+
+
+def adapted_arm_id(source_arm: str) -> str:
+    """``pinn_g2`` -> ``adapted_g2``."""
+    if not source_arm.startswith("pinn_g"):
+        raise TrainingError(f"only a PINN can be adapted without labels, got arm '{source_arm}'")
+    return "adapted_g" + source_arm[len("pinn_g"):]
+
+
+def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_size: int,
+              seed: int, out_model, out_bundle, out_history, out_curve, threads: int = 1) -> dict:
+    """Fine-tune the PINN of ``model_path``/``bundle_path`` on the counts of ``test_path`` for
+    ``cfg.epochs`` epochs (Adam, warmed up to ``cfg.learning_rate`` over one epoch and decayed to
+    zero by a cosine; batches of ``batch_size`` patterns, an
+    epoch draws 1/C of the groups as in training) and write the adapted bundle. Returns it.
+
+    Raises TrainingError for a source that is not a PINN or does not match the data (N, dose),
+    DatasetError for unreadable data or NaN/inf/negative counts; no output is left on failure.
+    """
+    from ptycho.reconstruct.inference import load_model, read_bundle
+    from ptycho.training.data import BatchSource, count_statistics
+    from ptycho.training.fit import (
+        cell_labels,
+        cosine_schedule,
+        group_table,
+        grouping_rng,
+        write_outputs,
+    )
+    from ptycho.training.runtime import configure_tensorflow, package_versions
+
+    t0 = time.perf_counter()
+    source = read_bundle(bundle_path)
+    arm = adapted_arm_id(str(source["arm"]))
+    g, N = int(source["gridsize"]), int(source["N"])
+    test_path = Path(test_path)
+    with Dataset(test_path, require_object=False) as ds:
+        if ds.N != N:
+            raise TrainingError(f"{bundle_path}: model trained on N = {N} patterns, but {test_path} "
+                                f"holds {ds.N} x {ds.N} patterns")
+        if not math.isclose(ds.dose, float(source["dose"]), rel_tol=1e-6):
+            raise TrainingError(f"{bundle_path}: the PINN's physics layer is at dose "
+                                f"{source['dose']:g}, {test_path} at {ds.dose:g}")
+        if ds.n == 0:
+            raise DatasetError(f"{test_path}: no diffraction patterns to adapt to")
+        count_statistics(ds)
+        configure_tensorflow(threads)
+        import keras
+
+        from ptycho.models.physics_layer import PoissonNLL
+        from ptycho.training import loop
+        from ptycho.training.callbacks import EpochRecorder, KeepBest, NaNGuard
+
+        dose_lbl, view = cell_labels(ds)
+        tf_seed = int_seed(seed, arm, dose_lbl, view)
+        keras.utils.set_random_seed(tf_seed)
+        model = load_model(model_path, source, bundle_path)
+        # the groups inference stitches (same grouping stream), so the adapted model is fitted to
+        # exactly the inputs it then reconstructs
+        table = group_table(ds.positions, g, int(source["config"]["neighbours"]), N,
+                            grouping_rng(int(source["seeds"]["grouping"]), "test", dose_lbl, view))
+        per_batch = max(1, batch_size // table.C)
+        per_epoch = max(1, math.ceil(len(table) / table.C))
+        rng = rng_for(seed, "adapt", arm, dose_lbl, view)
+        everything = np.arange(len(table))
+        train = BatchSource(ds, table, everything, per_batch, "pinn", rng, per_epoch=per_epoch)
+        # a fresh Adam at full step size would first knock the trained weights off (its first
+        # steps are ~lr per weight whatever the gradient): warm up over one epoch, then decay to 0
+        model.compile(optimizer=keras.optimizers.Adam(
+            cosine_schedule(cfg.learning_rate, cfg.epochs, len(train))), loss=PoissonNLL())
+        n_check = max(1, round(ADAPT_CHECK_FRACTION * len(table)))
+        check = BatchSource(ds, table, np.sort(rng.permutation(len(table))[:n_check]),
+                            per_batch, "pinn")
+        initial_loss = loop.evaluate(model, check)
+        label = f"{arm} [{test_path.name}]"
+        recorder = EpochRecorder(label)
+        keep = KeepBest(initial_loss)
+        t_fit = time.perf_counter()
+        loop.fit(model, train, check, cfg.epochs, [NaNGuard(label), recorder, keep])
+        fit_time = time.perf_counter() - t_fit
+        final_loss = loop.evaluate(model, check)
+        bundle = dict(source)
+        bundle.update({
+            "arm": arm,
+            "source_arm": source["arm"],
+            "source_bundle": str(bundle_path),
+            "source_train_path": source.get("train_path"),
+            "adaptation": {"epochs": int(cfg.epochs), "learning_rate": float(cfg.learning_rate),
+                           "schedule": "one warm-up epoch, cosine decay to 0",
+                           "batch_size_patterns": int(batch_size), "groups_per_epoch": per_epoch,
+                           "data": str(test_path), "labels_used": False,
+                           "check_groups": n_check},
+            "seeds": {**source["seeds"], "adaptation": int(seed), "adaptation_tensorflow": tf_seed},
+            "versions": package_versions(),
+            "epochs_run": len(recorder.rows),
+            "best_epoch": keep.best_epoch,
+            "initial_loss": initial_loss,
+            "final_loss": final_loss,
+            "fit_time_s": fit_time,
+            "epoch_times_s": [round(t, 3) for t in recorder.epoch_times],
+            "threads": int(threads),
+        })
+        bundle["wall_time_s"] = time.perf_counter() - t0
+        if not math.isfinite(final_loss):
+            raise TrainingError(f"{label}: loss after adaptation is {final_loss}; no model written")
+        write_outputs(model, bundle, recorder.rows, out_model, out_bundle, out_history, out_curve)
+        log.info("%s: %d epochs in %.1f s, loss on %d check groups %.6g -> %.6g", label,
+                 len(recorder.rows), fit_time, n_check, initial_loss, final_loss)
+        return json.loads(json.dumps(bundle))
+
+
+__all__ = ["adapt_arm", "adapted_arm_id"]
