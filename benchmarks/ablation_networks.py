@@ -12,8 +12,11 @@ code path, in a fresh subprocess with one thread (as a scaled job runs). Each fi
 one JSON line to ``--out`` (so a long ablation can be resumed: runs already there are skipped) and
 the table of all runs is printed at the end.
 
-A variant is ``<backbone>-<filters>-<depth>[-s<support>][-lr<rate>][-cos][-b<batch>]``, e.g.
-``resunet-16-2-s0.5-lr0.002-cos``; everything else comes from the study's scale.
+A variant is ``<backbone>-<filters>-<depth>[-s<support>][-lr<rate>][-slr<rate>][-cos][-b<batch>][-a<epochs>]
+[-alr<rate>]``, e.g. ``resunet-16-2-s0.5-lr0.002-cos``; ``-a``/``-alr`` set the adaptation epochs
+and learning rate of the ``adapted_g<g>`` arms (which train ``pinn_g<g>`` first, then fine-tune it
+on the test split's counts; their fit time is the sum); everything else comes from the study's
+scale.
 """
 
 from __future__ import annotations
@@ -49,12 +52,27 @@ CHILD = textwrap.dedent(
     from ptycho.evaluation import evaluate_reconstruction
     d, cell = Path(a["dir"]), Path(a["cell_dir"])
     t0 = time.perf_counter()
-    b = train_arm(a["arm"], cell / "train.h5", study, a["scale"], d / "model.keras",
+    adapted = a["arm"].startswith("adapted_g")
+    arm = "pinn_g" + a["arm"][len("adapted_g"):] if adapted else a["arm"]
+    b = train_arm(arm, cell / "train.h5", study, a["scale"], d / "model.keras",
                   d / "bundle.json", d / "history.csv", d / "loss.png", threads=1)
-    rec = reconstruct_network(d / "model.keras", d / "bundle.json", cell / "test.h5",
+    extra = 0.0
+    if adapted:
+        from ptycho.training.adapt import adapt_arm
+        cfg = dataclasses.replace(scale.adaptation, **a["adaptation"])
+        ab = adapt_arm(d / "model.keras", d / "bundle.json", cell / "test.h5", cfg, tc.batch_size,
+                       study.seeds.training, d / "adapted.keras", d / "adapted.json",
+                       d / "adapted.csv", d / "adapted.png", threads=1)
+        b["fit_time_s"] += ab["fit_time_s"]
+        extra = ab["fit_time_s"]
+        d_model, d_bundle = d / "adapted.keras", d / "adapted.json"
+    else:
+        d_model, d_bundle = d / "model.keras", d / "bundle.json"
+    rec = reconstruct_network(d_model, d_bundle, cell / "test.h5",
                               scale.inference_batch_size, threads=1,
                               phase_sync=study.stitching.phase_sync,
                               refine_iterations=study.stitching.refine_iterations, tmp_dir=d)
+    rec.wall_time_s += extra
     write_reconstruction(d / "recon.h5", rec)
     m = evaluate_reconstruction(d / "recon.h5", cell / "test.h5", d / "metrics.json", d / "al.h5")
     M = m["metrics"]
@@ -80,12 +98,18 @@ def parse_variant(v: str) -> dict:
     for p in parts[3:]:
         if p.startswith("s"):
             out["support"] = float(p[1:])
+        elif p.startswith("slr"):
+            out["supervised_learning_rate"] = float(p[3:])
         elif p.startswith("lr"):
             out["learning_rate"] = float(p[2:])
         elif p == "cos":
             out["schedule"] = "cosine"
         elif p.startswith("b"):
             out["batch_size"] = int(p[1:])
+        elif p.startswith("alr"):
+            out.setdefault("adaptation", {})["learning_rate"] = float(p[3:])
+        elif p.startswith("a"):
+            out.setdefault("adaptation", {})["epochs"] = int(p[1:])
         else:
             raise SystemExit(f"variant {v!r}: unknown option {p!r}")
     return out
@@ -136,8 +160,10 @@ def main() -> None:
                     if (cell, arm, v, ep) in done:
                         continue
                     training = dict(parse_variant(v), epochs=ep, patience=a.patience)
+                    adaptation = training.pop("adaptation", {})
                     jobs.append({"cell": cell, "arm": arm, "variant": v, "epochs": ep,
-                                 "training": training, "study": str(Path(a.study).resolve()),
+                                 "training": training, "adaptation": adaptation,
+                                 "study": str(Path(a.study).resolve()),
                                  "scale": a.scale, "keep": a.keep,
                                  "cell_dir": str((Path(a.results) / "data" / cell).resolve())})
     print(f"{len(jobs)} runs ({len(done)} already in {out})", flush=True)

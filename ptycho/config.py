@@ -90,6 +90,13 @@ class TrainingConfig:
     backbone: str = "cnn"
     support: float = 1.0
     schedule: str = "plateau"
+    supervised_learning_rate: float | None = None
+
+    def rate(self, arm_id: str) -> float:
+        """The learning rate of an arm: ``supervised_learning_rate`` for the baseline when set."""
+        if arm_id == "baseline" and self.supervised_learning_rate is not None:
+            return self.supervised_learning_rate
+        return self.learning_rate
 
 
 @dataclass(frozen=True)

@@ -24,3 +24,28 @@ def build_baseline(N: int, norm: float, spec: BackboneSpec,
     amp, phase = amplitude_phase(x, spec, N, amplitude_init)
     out = keras.layers.Concatenate(axis=-1, name="amp_phase")([amp, phase])
     return keras.Model(counts, out, name="baseline")
+
+
+@keras.saving.register_keras_serializable(package="ptycho")
+class SupportMAE(keras.losses.Loss):
+    """Mean absolute error of amplitude and phase over the centred ``size`` x ``size`` square of
+    the patch (the network's support; the whole patch when ``size`` = N).
+
+    Outside its support the network outputs a constant flat object, so errors there carry no
+    gradient; leaving them out of the mean keeps the loss value a measure of what the network
+    learns (with support 1/2, three quarters of a patch would otherwise be a constant floor)."""
+
+    def __init__(self, N: int, size: int, name: str = "support_mae", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.N, self.size = int(N), int(size)
+
+    def call(self, y_true, y_pred):
+        a = (self.N - self.size) // 2
+        sl = slice(a, a + self.size)
+        err = keras.ops.abs(y_true[:, sl, sl, :] - y_pred[:, sl, sl, :])
+        return keras.ops.mean(keras.ops.reshape(err, (keras.ops.shape(err)[0], -1)), axis=-1)
+
+    def get_config(self):
+        cfg = super().get_config()
+        cfg.update(N=self.N, size=self.size)
+        return cfg

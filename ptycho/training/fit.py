@@ -202,13 +202,17 @@ def _build(arm_id: str, ds: Dataset, gridsize: int, norm: float, tc, amplitude_i
     from ptycho.models.spec import BackboneSpec
 
     spec = BackboneSpec.from_training(tc)
-    optimizer = keras.optimizers.Adam(learning_rate(tc, steps_per_epoch))
+    optimizer = keras.optimizers.Adam(learning_rate(tc, steps_per_epoch, arm_id))
     if arm_id == "baseline":
         from ptycho.models.baseline import build_baseline
 
+        from ptycho.models.baseline import SupportMAE
+
         model = build_baseline(ds.N, norm, spec, amplitude_init)
-        model.compile(optimizer=optimizer, loss=keras.losses.MeanAbsoluteError())
-        return model, "mae(amplitude, phase)"
+        S = spec.output_size(ds.N)
+        model.compile(optimizer=optimizer, loss=SupportMAE(ds.N, S))
+        where = "the patch" if S == ds.N else f"the centred {S} x {S} support"
+        return model, f"mae(amplitude, phase) over {where}"
     from ptycho.models.physics_layer import PoissonNLL
     from ptycho.models.pinn import build_pinn
 
@@ -217,12 +221,13 @@ def _build(arm_id: str, ds: Dataset, gridsize: int, norm: float, tc, amplitude_i
     return model, "poisson_nll (shifted by the saturated NLL, per pixel)"
 
 
-def learning_rate(tc, steps_per_epoch: int):
-    """The learning rate of a ``TrainingConfig``: a constant (``plateau``: ReduceLROnPlateau halves
-    it during training) or, for ``cosine``, ``cosine_schedule``."""
+def learning_rate(tc, steps_per_epoch: int, arm_id: str = "pinn_g1"):
+    """The learning rate of an arm under a ``TrainingConfig``: a constant (``plateau``:
+    ReduceLROnPlateau halves it during training) or, for ``cosine``, ``cosine_schedule``."""
+    peak = tc.rate(arm_id)
     if tc.schedule == "plateau":
-        return tc.learning_rate
-    return cosine_schedule(tc.learning_rate, tc.epochs, steps_per_epoch)
+        return peak
+    return cosine_schedule(peak, tc.epochs, steps_per_epoch)
 
 
 def cosine_schedule(peak: float, epochs: int, steps_per_epoch: int):
