@@ -162,6 +162,7 @@ def test_full_scale_plans_with_gpu_resources(tmp_path):
     r = snakemake(wd, "-n", "phase_g_full", "--cores", "16", "--resources", "gpu=1", timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout + r.stderr
-    for rule, count in (("simulate_dataset", 6), ("train_pinn", 12), ("train_baseline", 6),
-                        ("reconstruct_iterative", 6), ("evaluate_arm", 24), ("verify_study", 1)):
+    for rule, count in (("simulate_dataset", 6), ("train_pinn", 12), ("adapt_pinn", 6),
+                        ("train_baseline", 6), ("reconstruct_iterative", 6),
+                        ("evaluate_arm", 30), ("verify_study", 1)):
         assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), rule
