@@ -22,8 +22,12 @@ import yaml
 from ptycho.errors import ConfigError
 from ptycho.models.spec import check_backbone
 
-ARMS = ("pinn", "adapted", "baseline", "iterative")
+ARMS = ("pinn", "adapted", "baseline", "iterative", "hybrid")
 SCALES = ("scaled", "full")
+# Arms whose reconstruction is a pty-chi LSQML solve (flat start / network start); the others are
+# trained networks.
+SOLVER_ARMS = ("iterative", "hybrid")
+SNAPSHOT_STEPS = (1, 2, 5)  # default snapshot epochs: 1, 2, 5, 10, 20, 50, ... up to the budget
 
 
 def schema_path(name: str = "study") -> Path:
@@ -109,10 +113,45 @@ class AdaptationConfig:
 
 @dataclass(frozen=True)
 class IterativeConfig:
+    """pty-chi LSQML settings of one scale (the iterative and hybrid arms share them).
+
+    ``snapshots``: epochs at which the solve records its object and cumulative wall time (None:
+    the default 1-2-5 sequence); :func:`snapshot_epochs` resolves them, final epoch included."""
+
     iterations: int
     batch_size: int
     noise_model: str
     refine_probe: bool
+    snapshots: tuple[int, ...] | None = None
+
+
+def snapshot_epochs(iterations: int, requested=None, where: str = "'iterative/snapshots'"
+                    ) -> tuple[int, ...]:
+    """Sorted epochs at which the solver records its object: ``requested`` (each in
+    1..``iterations``) or, when None, 1, 2, 5, 10, 20, 50, ... below the budget; the final epoch
+    ``iterations`` is always included. Raises ConfigError naming ``where`` and the bad epoch."""
+    iterations = int(iterations)
+    if requested is None:
+        out, decade = set(), 1
+        while decade < iterations:
+            out.update(s * decade for s in SNAPSHOT_STEPS if s * decade < iterations)
+            decade *= 10
+    else:
+        out = set()
+        for e in requested:
+            if isinstance(e, bool) or not isinstance(e, int) or not 1 <= e <= iterations:
+                raise ConfigError(f"{where}: epoch {e!r} is outside 1..{iterations} (the "
+                                  "iteration budget)")
+            out.add(int(e))
+    out.add(iterations)
+    return tuple(sorted(out))
+
+
+@dataclass(frozen=True)
+class HybridConfig:
+    """The network-initialised iterative arm: which network arm's reconstruction starts it."""
+
+    start_from: str
 
 
 @dataclass(frozen=True)
@@ -181,6 +220,7 @@ class StudyConfig:
     stitching: StitchingConfig
     scales: dict[str, ScaleConfig]
     adapted_gridsize: int | None = None
+    hybrid: HybridConfig | None = None
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -228,6 +268,9 @@ class StudyConfig:
             tr = s["training"]
             check_backbone(N, tr["backbone"], tr["depth"], float(tr["support"]),
                            where=f"{source}: 'scales/{name}/training'")
+            it = dict(s["iterative"])
+            it["snapshots"] = snapshot_epochs(it["iterations"], it.get("snapshots"),
+                                              f"{source}: 'scales/{name}/iterative/snapshots'")
             scales[name] = ScaleConfig(
                 name=name,
                 N=N,
@@ -235,7 +278,7 @@ class StudyConfig:
                 chunk_size=s["chunk_size"],
                 inference_batch_size=s["inference_batch_size"],
                 training=TrainingConfig(**s["training"]),
-                iterative=IterativeConfig(**s["iterative"]),
+                iterative=IterativeConfig(**it),
                 adaptation=AdaptationConfig(**s["adaptation"]),
             )
         o, p = d["object"], d["probe"]
@@ -258,6 +301,7 @@ class StudyConfig:
             stitching=StitchingConfig(**d["stitching"]),
             scales=scales,
             adapted_gridsize=adapted_g,
+            hybrid=_hybrid_config(d, source, adapted_g),
         )
 
     @classmethod
@@ -298,7 +342,7 @@ class StudyConfig:
     @property
     def arm_ids(self) -> list[str]:
         """Arm identifiers used in paths and tables: pinn_g1, pinn_g2, adapted_g2, baseline,
-        iterative (the order of ``arms``, PINN gridsizes expanded)."""
+        iterative, hybrid (the order of ``arms``, PINN gridsizes expanded)."""
         out = []
         for arm in self.arms:
             if arm == "pinn":
@@ -310,13 +354,45 @@ class StudyConfig:
         return out
 
 
+def _network_arm_ids(d: dict, adapted_g: int | None) -> list[str]:
+    out = [f"pinn_g{g}" for g in d["gridsizes"]] if "pinn" in d["arms"] else []
+    out += [f"adapted_g{adapted_g}"] if adapted_g is not None else []
+    return out + (["baseline"] if "baseline" in d["arms"] else [])
+
+
+def _hybrid_config(d: dict, source: str, adapted_g: int | None = None) -> HybridConfig | None:
+    """The hybrid arm's start network: the named one, which must be a network arm of the study,
+    or by default pinn_g2 when the study has gridsize 2, else pinn_g1 (a fixed rule that looks at
+    no result). None when the study has no hybrid arm."""
+    if "hybrid" not in d["arms"]:
+        return None
+    networks = _network_arm_ids(d, adapted_g)
+    start = (d.get("hybrid") or {}).get("start_from")
+    if start is None:
+        pinns = [a for a in ("pinn_g2", "pinn_g1") if a in networks]
+        if not pinns:
+            raise ConfigError(f"{source}: the hybrid arm starts from a network arm, but the study "
+                              f"has no PINN arm to default to; set 'hybrid/start_from' to one of "
+                              f"{networks} or add the pinn arm")
+        start = pinns[0]
+    elif start not in networks:
+        raise ConfigError(f"{source}: 'hybrid/start_from' is {start!r}, which is not a network arm "
+                          f"of this study; expected one of {networks}")
+    return HybridConfig(start_from=start)
+
+
+def is_solver_arm(arm_id: str) -> bool:
+    """True for the pty-chi arms (iterative, hybrid), False for the trained networks."""
+    return arm_id in SOLVER_ARMS
+
+
 def arm_gridsize(arm_id: str) -> int:
-    """Gridsize of an arm id (pinn_g2 and adapted_g2 -> 2; baseline and iterative work on single
-    patterns)."""
+    """Gridsize of an arm id (pinn_g2 and adapted_g2 -> 2; baseline, iterative and hybrid work
+    on single patterns)."""
     for prefix in ("pinn_g", "adapted_g"):
         if arm_id.startswith(prefix) and arm_id[len(prefix):].isdigit():
             return int(arm_id[len(prefix):])
-    if arm_id in ("baseline", "iterative"):
+    if arm_id in ("baseline",) + SOLVER_ARMS:
         return 1
     raise ConfigError(f"unknown arm id '{arm_id}'")
 

@@ -12,7 +12,12 @@ recovery    noise-free (expected counts at dose 1e9), dense (f = 0.7) scan of a 
             N = 32, simulated probe; LSQML from a flat start; phase SSIM in the evaluation region.
 orientation an object without mirror or transpose symmetry; registration shift and correlation
             with the truth and with its flipped / transposed / rotated versions.
-script      workflow/scripts/reconstruct_iterative.py with a stand-in ``snakemake`` object.
+snapshots   the recovery solve's convergence snapshots (default epochs) and their file; the same
+            30-epoch solve paused at other epochs gives the same object.
+hybrid      LSQML started from a stand-in network reconstruction (an unrelated object, arm
+            pinn_g1) on the recovery data, beside the flat start's first snapshots.
+script      workflow/scripts/reconstruct_iterative.py with a stand-in ``snakemake`` object, flat and
+            network-started (input ``start``).
 install     ptychi_check.ensure_ptychi() on this installation (its own subprocess, in a thread).
 """
 
@@ -37,6 +42,8 @@ N = 32
 DOSE = 1e9  # noise-free: expected counts are written as the data
 EPOCHS = 100  # recovery case (about 17 s on one core)
 ORIENTATION_EPOCHS = 30
+HYBRID_EPOCHS = 5
+NETWORK_WALL_S = 2.5  # inference time recorded in the stand-in network reconstruction
 SCRIPT_EPOCHS = 3
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,14 +142,14 @@ def case_forward(obj, probe, out):
     }
 
 
-def reconstruct(path: Path, epochs: int):
+def reconstruct(path: Path, epochs: int, snapshots=None, start=None, name="recon"):
     from ptycho.reconstruct.io import read_reconstruction, write_reconstruction
     from ptycho.reconstruct.iterative import reconstruct_iterative
 
     cfg = IterativeConfig(iterations=epochs, batch_size=64, noise_model="gaussian",
-                          refine_probe=False)
-    rec = reconstruct_iterative(path, cfg, threads=1, device="cpu")
-    out = path.with_suffix(".recon.h5")
+                          refine_probe=False, snapshots=snapshots)
+    rec = reconstruct_iterative(path, cfg, threads=1, device="cpu", start=start)
+    out = path.with_suffix(f".{name}.h5")
     write_reconstruction(out, rec)
     return read_reconstruction(out)
 
@@ -169,6 +176,14 @@ def case_recovery(obj, probe, tmp: Path, out):
         "arm": rec.arm, "gridsize": rec.gridsize, "dose": rec.dose,
         "overlap_view": rec.overlap_view, "n_patterns_attr": rec.n_patterns,
         "elapsed_s": time.perf_counter() - t0,
+    }
+    snap = rec.snapshots
+    out["snapshots"] = {
+        "test": str(path), "recon": str(path.with_suffix(".recon.h5")),
+        "epochs": snap.epochs.tolist(), "wall_time_s": snap.wall_time_s.tolist(),
+        "info_epochs": rec.info["snapshot_epochs"], "wall_time_attr": rec.wall_time_s,
+        "last_equals_object": bool(np.array_equal(snap.objects[-1], rec.object)),
+        "phase_ssim": [phase_ssim(o, obj, mask) for o in snap.objects],
     }
 
 
@@ -206,6 +221,46 @@ def case_orientation(tmp: Path, out):
         "truth_self_corr_variants": {k: correlation(t, v, mask) for k, v in variants.items()},
         "phase_ssim": phase_ssim(rec.object, obj, mask),
     }
+    paused = reconstruct(path, ORIENTATION_EPOCHS, snapshots=(1, 3, 7, ORIENTATION_EPOCHS),
+                         name="paused")
+    out["snapshots"]["pause_max_abs_diff"] = float(np.abs(paused.object - rec.object).max())
+    out["snapshots"]["paused_epochs"] = paused.snapshots.epochs.tolist()
+
+
+def case_hybrid(obj, probe, tmp: Path, out):
+    """Start from a stand-in network output that is unrelated to the truth (another object),
+    so only the start can make the first epoch resemble it."""
+    from ptycho.reconstruct.io import Reconstruction, write_reconstruction
+    from ptycho.reconstruct.iterative import illumination_map, load_network_start
+
+    path = tmp / "dense_noise_free.h5"
+    pos = dense_positions(obj.shape, probe)
+    weight = illumination_map(probe, pos, obj.shape)
+    net = np.where(weight > 0, asymmetric_object(obj.shape), 0).astype(np.complex64)
+    net_path = tmp / "network.recon.h5"
+    write_reconstruction(net_path, Reconstruction(
+        object=net, weight=weight.astype(np.float32), arm="pinn_g1", gridsize=1, dose=DOSE,
+        overlap_view="dense", n_patterns=len(pos), wall_time_s=NETWORK_WALL_S, source=str(path)))
+    start = load_network_start(net_path, "pinn_g1")
+    hyb = reconstruct(path, HYBRID_EPOCHS, snapshots=(1,), start=start, name="hybrid")
+    flat = reconstruct(path, HYBRID_EPOCHS, snapshots=(1,), name="flat5")
+    lit = weight >= 0.1 * weight.max()
+
+    def dist(a, b):
+        return float(np.linalg.norm((np.asarray(a) - b)[lit]) / np.sqrt(lit.sum()))
+
+    h1, f1 = hyb.snapshots.objects[0], flat.snapshots.objects[0]
+    out["hybrid"] = {
+        "network_recon": str(net_path), "recon": str(path.with_suffix(".hybrid.h5")),
+        "test": str(path), "arm": hyb.arm, "info": hyb.info, "wall_time_s": hyb.wall_time_s,
+        "snapshot_wall_time_s": hyb.snapshots.wall_time_s.tolist(),
+        "epochs": hyb.snapshots.epochs.tolist(),
+        "first_to_network": dist(h1, net), "first_to_flat": dist(h1, 1.0),
+        "first_to_truth": dist(h1, obj),
+        "flat_first_to_network": dist(f1, net), "flat_first_to_flat": dist(f1, 1.0),
+        "flat_info_start": flat.info["initial_object"],
+        "flat_start_sha256": flat.info["start_object_sha256"],
+    }
 
 
 def case_script(tmp: Path, out):
@@ -231,7 +286,29 @@ def case_script(tmp: Path, out):
     rec = read_reconstruction(recon)
     out["script"] = {"exists": recon.is_file(), "overlap_view": rec.overlap_view, "arm": rec.arm,
                      "iterations": rec.info["iterations"],
-                     "n_costs": len(rec.info["cost_history"]), "shape": list(rec.object.shape)}
+                     "n_costs": len(rec.info["cost_history"]), "shape": list(rec.object.shape),
+                     "snapshot_epochs": rec.snapshots.epochs.tolist()}
+    # the hybrid rule: the same script with a network reconstruction as input 'start'
+    net_recon = tmp / "asymmetric.paused.h5"  # stands in for a network file: relabel a copy
+    import shutil
+
+    import h5py
+
+    fake = tmp / "script" / "pinn_g2.h5"
+    shutil.copy(net_recon, fake)
+    with h5py.File(fake, "a") as f:
+        f.attrs["arm"] = "pinn_g2"
+        del f["snapshots"]
+    smk.input.start = str(fake)
+    smk.params.start_arm = "pinn_g2"
+    smk.output.recon = str(tmp / "script" / "hybrid.h5")
+    runpy.run_path(str(ROOT / "workflow" / "scripts" / "reconstruct_iterative.py"),
+                   init_globals={"snakemake": smk}, run_name="__main__")
+    hyb = read_reconstruction(smk.output.recon)
+    out["script"]["hybrid"] = {"arm": hyb.arm, "start_arm": hyb.info["start_arm"],
+                               "start_source": hyb.info["start_source"],
+                               "start_sha256": hyb.info["start_object_sha256"],
+                               "network_recon": str(fake)}
 
 
 def start_install_check(out):
@@ -263,6 +340,7 @@ def main(argv) -> int:
     case_forward(obj, probe, out)
     case_recovery(obj, probe, tmp, out)
     case_orientation(tmp, out)
+    case_hybrid(obj, probe, tmp, out)
     case_script(tmp, out)
     check.join()
     out["total_s"] = time.perf_counter() - t0

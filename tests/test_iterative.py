@@ -91,6 +91,83 @@ def test_workflow_script_writes_reconstruction(worker):
     assert s["overlap_view"] == "sparse"  # taken from params.overlap
     assert s["iterations"] == s["n_costs"] == 3
     assert s["shape"] == [80, 80]
+    assert s["snapshot_epochs"] == [1, 2, 3]  # the default 1-2-5 sequence below a 3-epoch budget
+
+
+# ----------------------------------------------------------------------------- snapshots
+@needs_ptychi
+def test_snapshots_at_requested_epochs_during_one_solve(worker):
+    s = worker["snapshots"]
+    assert s["epochs"] == s["info_epochs"] == [1, 2, 5, 10, 20, 50, 100]
+    assert all(b > a for a, b in zip(s["wall_time_s"], s["wall_time_s"][1:]))
+    assert s["wall_time_s"][-1] == s["wall_time_attr"]  # the last snapshot is the final object
+    assert s["last_equals_object"]
+    # noise-free dense data: the flat start converges (phase SSIM 0.12 after 1 epoch, 0.99 at 100)
+    assert s["phase_ssim"][0] < 0.3 and s["phase_ssim"][-1] > 0.95
+    assert s["phase_ssim"][-1] > s["phase_ssim"][3] > s["phase_ssim"][0]
+    # pausing the solve at other epochs does not change it
+    assert s["paused_epochs"] == [1, 3, 7, 30]
+    assert s["pause_max_abs_diff"] == 0.0
+
+
+@needs_ptychi
+def test_last_snapshot_metrics_equal_final_object_metrics(worker, tmp_path):
+    from ptycho.evaluation import evaluate_reconstruction
+
+    s = worker["snapshots"]
+    m = evaluate_reconstruction(s["recon"], s["test"], tmp_path / "m.json", tmp_path / "a.h5")
+    snaps = m["snapshots"]
+    assert [x["epoch"] for x in snaps] == s["epochs"]
+    assert [x["wall_time_s"] for x in snaps] == s["wall_time_s"]
+    assert snaps[-1]["metrics"] == m["metrics"]  # identical numbers, same code path
+    assert snaps[0]["metrics"]["phase"]["ssim"] < snaps[-1]["metrics"]["phase"]["ssim"] - 0.5
+    assert json.loads((tmp_path / "m.json").read_text())["snapshots"][-1]["epoch"] == 100
+
+
+# ----------------------------------------------------------------------------- hybrid start
+@needs_ptychi
+def test_hybrid_first_epoch_is_closer_to_the_network_output_than_to_flat(worker):
+    h = worker["hybrid"]
+    assert h["arm"] == "hybrid" and h["epochs"] == [1, 5]
+    # the stand-in network output is an unrelated object: only the start explains closeness to it
+    # (measured: 0.108 to the network output, 0.384 to flat; the flat start's epoch 1: 0.256)
+    assert h["first_to_network"] < 0.5 * h["first_to_flat"]
+    assert h["first_to_network"] < 0.5 * h["flat_first_to_network"]
+    assert h["first_to_network"] < 0.5 * h["first_to_truth"]
+
+
+@needs_ptychi
+def test_hybrid_records_its_start_and_includes_network_time(worker):
+    from ptycho.reconstruct.io import fill_unlit, object_sha256, read_reconstruction
+
+    h = worker["hybrid"]
+    info = h["info"]
+    net = read_reconstruction(h["network_recon"])
+    assert info["start_arm"] == "pinn_g1" and info["start_source"] == h["network_recon"]
+    assert info["initial_object"] == "network reconstruction (pinn_g1)"
+    assert info["start_object_sha256"] == object_sha256(fill_unlit(net.object, net.weight))
+    with h5py.File(h["test"], "r") as f:
+        truth = f["object"][()]
+    assert info["start_object_sha256"] != object_sha256(truth)
+    assert info["start_object_sha256"] != object_sha256(fill_unlit(truth, net.weight))
+    # wall time = the network's inference (2.5 s recorded in its file) + the solve
+    assert info["start_wall_time_s"] == 2.5
+    assert h["wall_time_s"] == pytest.approx(2.5 + info["solve_wall_time_s"], abs=1e-9)
+    assert h["snapshot_wall_time_s"][0] > 2.5 and h["snapshot_wall_time_s"][-1] == h["wall_time_s"]
+    # the flat arm records the flat start it used
+    assert h["flat_info_start"] == "flat (ones)"
+    assert h["flat_start_sha256"] == object_sha256(np.ones(truth.shape, np.complex64))
+
+
+@needs_ptychi
+def test_workflow_script_hybrid_starts_from_input_network(worker):
+    from ptycho.reconstruct.io import fill_unlit, object_sha256, read_reconstruction
+
+    s = worker["script"]["hybrid"]
+    net = read_reconstruction(s["network_recon"])
+    assert s["arm"] == "hybrid" and s["start_arm"] == "pinn_g2"
+    assert s["start_source"] == s["network_recon"]
+    assert s["start_sha256"] == object_sha256(fill_unlit(net.object, net.weight))
 
 
 # ----------------------------------------------------------------------------- bad input (no pty-chi)
@@ -143,6 +220,56 @@ def test_dataset_without_probe_or_positions_names_the_file(tmp_path, key):
     with pytest.raises(DatasetError) as err:
         reconstruct_iterative(path, _cfg())
     assert str(path) in str(err.value) and f"/{key}" in str(err.value)
+
+
+def test_snapshot_epochs_outside_budget_are_rejected(tmp_path):
+    from ptycho.reconstruct.iterative import reconstruct_iterative
+
+    path = _tiny_dataset(tmp_path / "test.h5")
+    with pytest.raises(ConfigError, match=r"epoch 9 is outside 1\.\.5"):
+        reconstruct_iterative(path, _cfg(5, snapshots=(1, 9)))
+
+
+def _network_recon(path: Path, arm: str, shape=(40, 40), dose=1e3) -> Path:
+    from ptycho.reconstruct.io import Reconstruction, write_reconstruction
+
+    weight = np.zeros(shape, np.float32)
+    weight[4:-4, 4:-4] = 1.0
+    obj = np.where(weight > 0, 0.5 * np.exp(0.3j), 0).astype(np.complex64)
+    write_reconstruction(path, Reconstruction(
+        object=obj, weight=weight, arm=arm, gridsize=1, dose=dose, overlap_view="dense",
+        n_patterns=4, wall_time_s=1.0, source="test.h5"))
+    return path
+
+
+def test_network_start_fills_unlit_pixels_with_ones(tmp_path):
+    from ptycho.reconstruct.iterative import load_network_start
+
+    start = load_network_start(_network_recon(tmp_path / "net.h5", "pinn_g2"), "pinn_g2")
+    assert start.arm == "pinn_g2" and start.wall_time_s == 1.0
+    assert np.all(start.object[:4] == 1) and np.all(start.object[:, -4:] == 1)
+    assert np.allclose(start.object[4:-4, 4:-4], 0.5 * np.exp(0.3j))
+
+
+@pytest.mark.parametrize("arm,expected", [("iterative", None), ("baseline", "pinn_g1")])
+def test_network_start_from_wrong_arm_is_rejected(tmp_path, arm, expected):
+    from ptycho.reconstruct.iterative import load_network_start
+
+    path = _network_recon(tmp_path / "rec.h5", arm)
+    with pytest.raises(DatasetError, match=str(path)):
+        load_network_start(path, expected)
+
+
+def test_network_start_on_another_grid_or_dose_is_rejected(tmp_path):
+    from ptycho.reconstruct.iterative import load_network_start, reconstruct_iterative
+
+    test = _tiny_dataset(tmp_path / "test.h5")
+    bad_grid = load_network_start(_network_recon(tmp_path / "g.h5", "pinn_g1", shape=(48, 40)))
+    with pytest.raises(DatasetError, match=r"\(48, 40\)"):
+        reconstruct_iterative(test, _cfg(), start=bad_grid)
+    bad_dose = load_network_start(_network_recon(tmp_path / "d.h5", "pinn_g1", dose=1e4))
+    with pytest.raises(DatasetError, match="dose"):
+        reconstruct_iterative(test, _cfg(), start=bad_dose)
 
 
 def test_missing_dataset_file_names_the_file(tmp_path):

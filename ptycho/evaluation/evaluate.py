@@ -26,15 +26,20 @@ REGION_EROSION_PX = 2
 UPSAMPLE = 20
 
 
+def score(obj: np.ndarray, truth: np.ndarray, mask: np.ndarray, illum: np.ndarray, peak: float):
+    """(alignment, metrics, FRC curves) of one object: the one alignment and metric path every
+    arm, snapshot and reference goes through."""
+    al = align_to_truth(obj, truth, mask, upsample=UPSAMPLE, max_shift=MAX_SHIFT_PX,
+                        illumination=illum / peak)
+    metrics, curves = metrics_and_curves(al.aligned, truth, mask)
+    return al, metrics, curves
+
+
 def flat_reference(truth: np.ndarray, mask: np.ndarray, illum: np.ndarray, peak: float) -> dict:
     """Metrics of a flat object (1 wherever the test scan illuminates), aligned and scored exactly
     like an arm: the floor a reconstruction has to beat to show it learned anything. SSIM on a
     nearly uniform region rewards flatness, so this floor is far from zero."""
-    flat = (illum > 0).astype(np.complex128)
-    al = align_to_truth(flat, truth, mask, upsample=UPSAMPLE, max_shift=MAX_SHIFT_PX,
-                        illumination=illum / peak)
-    metrics, _ = metrics_and_curves(al.aligned, truth, mask)
-    return metrics
+    return score((illum > 0).astype(np.complex128), truth, mask, illum, peak)[1]
 
 
 def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path) -> dict:
@@ -60,6 +65,10 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path) -
          "frc": {"amplitude": {"freq": [cycles/px], "frc": [...]}, "phase": {...}},
          "recon_wall_time_s": float, "recon_info": dict,
          "reference": {"flat_object": {"amplitude": {...}, "phase": {...}, "complex": {...}}},
+         "snapshots": [{"epoch": int, "wall_time_s": float, "shift": [dy, dx],
+                        "metrics": {same as "metrics"}}, ...]   (solver arms only: every
+                        convergence snapshot scored like the final object; the last one is the
+                        final object, so its metrics equal "metrics")
          "evaluation": {"region_threshold", "region_erosion_px", "registration_upsample",
                         "max_shift_px", "psnr_data_range" (text), "psnr_cap_db"}}
 
@@ -81,9 +90,7 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path) -
     peak = probe_peak_intensity(probe)
     illum = illumination_map(truth.shape, positions, probe)
     mask = region_from_illumination(illum, peak, REGION_THRESHOLD, REGION_EROSION_PX)
-    al = align_to_truth(rec.object, truth, mask, upsample=UPSAMPLE, max_shift=MAX_SHIFT_PX,
-                        illumination=illum / peak)
-    metrics, curves = metrics_and_curves(al.aligned, truth, mask)
+    al, metrics, curves = score(rec.object, truth, mask, illum, peak)
     out = {
         "arm": rec.arm,
         "gridsize": int(rec.gridsize),
@@ -112,6 +119,8 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path) -
             "psnr_cap_db": PSNR_CAP_DB,
         },
     }
+    if rec.snapshots is not None:
+        out["snapshots"] = _score_snapshots(rec.snapshots, truth, mask, illum, peak, recon_path)
     with atomic_path(aligned_path, ".h5") as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("aligned", data=al.aligned.astype(np.complex64), track_times=False)
         f.create_dataset("truth", data=np.asarray(truth, np.complex64), track_times=False)
@@ -119,4 +128,16 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path) -
         f.attrs["arm"] = rec.arm
         f.attrs["source"] = str(Path(recon_path))
     write_json(metrics_path, out)
+    return out
+
+
+def _score_snapshots(snaps, truth, mask, illum, peak, recon_path) -> list[dict]:
+    if snaps.objects.shape[1:] != truth.shape:
+        raise DatasetError(f"{recon_path}: snapshots are {snaps.objects.shape[1:]}, the ground "
+                           f"truth is {truth.shape}")
+    out = []
+    for epoch, t, obj in zip(snaps.epochs, snaps.wall_time_s, snaps.objects):
+        al, metrics, _ = score(obj, truth, mask, illum, peak)
+        out.append({"epoch": int(epoch), "wall_time_s": float(t),
+                    "shift": [al.shift[0], al.shift[1]], "metrics": metrics})
     return out

@@ -6,10 +6,18 @@
                            the iterative arm stores its probe illumination map here
 root attributes: arm, gridsize, dose, overlap_view, n_patterns, wall_time_s, source (test
 dataset path) and info (JSON: arm-specific details, e.g. iterations and cost history).
+
+The solver arms (iterative, hybrid) also write their convergence snapshots, taken during the one
+solve at the study's snapshot epochs (the last is the final epoch, equal to /object):
+/snapshots/epochs       (S,) int32       epochs completed (1-based)
+/snapshots/wall_time_s  (S,) float64     cumulative wall time at each snapshot (s); the hybrid
+                                         arm's includes its start network's inference time
+/snapshots/objects      (S, H, W) complex64  the object at each snapshot, masked like /object
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +27,29 @@ import numpy as np
 
 from ptycho.data.io import atomic_path
 from ptycho.errors import DatasetError
+
+
+@dataclass
+class Snapshots:
+    """Objects recorded during one iterative solve: ``epochs`` (S,) ascending, ``wall_time_s``
+    (S,) cumulative seconds, ``objects`` (S, H, W) complex."""
+
+    epochs: np.ndarray
+    wall_time_s: np.ndarray
+    objects: np.ndarray
+
+    def __post_init__(self):
+        self.epochs = np.asarray(self.epochs, dtype=np.int32).reshape(-1)
+        self.wall_time_s = np.asarray(self.wall_time_s, dtype=np.float64).reshape(-1)
+        self.objects = np.asarray(self.objects)
+        S = self.epochs.size
+        if (self.wall_time_s.size != S or self.objects.ndim != 3 or self.objects.shape[0] != S
+                or S < 1):
+            raise DatasetError(f"snapshots: {S} epochs, {self.wall_time_s.size} wall times and "
+                               f"objects of shape {self.objects.shape} do not match")
+        if np.any(np.diff(self.epochs) <= 0) or self.epochs[0] < 1:
+            raise DatasetError(f"snapshots: epochs {self.epochs.tolist()} must be >= 1 and "
+                               "strictly increasing")
 
 
 @dataclass
@@ -33,6 +64,20 @@ class Reconstruction:
     wall_time_s: float
     source: str
     info: dict = field(default_factory=dict)
+    snapshots: Snapshots | None = None
+
+
+def object_sha256(obj) -> str:
+    """SHA-256 of an object as C-ordered complex64 bytes (how a start object is identified)."""
+    a = np.ascontiguousarray(np.asarray(obj), dtype=np.complex64)
+    return hashlib.sha256(a.tobytes()).hexdigest()
+
+
+def fill_unlit(obj, weight) -> np.ndarray:
+    """A reconstruction as a solver start: pixels no pattern reached (``weight`` <= 0, stored as
+    0) become 1, like the flat start; complex64 (H, W)."""
+    obj = np.asarray(obj)
+    return np.where(np.asarray(weight) > 0, obj, 1).astype(np.complex64)
 
 
 def write_reconstruction(path, rec: Reconstruction) -> None:
@@ -53,6 +98,16 @@ def write_reconstruction(path, rec: Reconstruction) -> None:
         f.attrs["wall_time_s"] = float(rec.wall_time_s)
         f.attrs["source"] = str(rec.source)
         f.attrs["info"] = json.dumps(rec.info, sort_keys=True, default=float)
+        snap = rec.snapshots
+        if snap is not None:
+            if snap.objects.shape[1:] != obj.shape or not np.all(np.isfinite(snap.objects)):
+                raise DatasetError(f"{path}: snapshots {snap.objects.shape} must be finite objects "
+                                   f"of the reconstruction's shape {obj.shape}")
+            g = f.create_group("snapshots")
+            g.create_dataset("epochs", data=snap.epochs, track_times=False)
+            g.create_dataset("wall_time_s", data=snap.wall_time_s, track_times=False)
+            g.create_dataset("objects", data=snap.objects.astype(np.complex64),
+                             chunks=(1,) + obj.shape, track_times=False)
 
 
 def read_reconstruction(path) -> Reconstruction:
@@ -71,8 +126,23 @@ def read_reconstruction(path) -> Reconstruction:
                 overlap_view=str(a["overlap_view"]), n_patterns=int(a["n_patterns"]),
                 wall_time_s=float(a["wall_time_s"]), source=str(a["source"]),
                 info=json.loads(a.get("info", "{}")),
+                snapshots=_read_snapshots(f, path),
             )
     except DatasetError:
         raise
     except Exception as exc:
         raise DatasetError(f"{path}: cannot read reconstruction ({type(exc).__name__}: {exc})") from exc
+
+
+def _read_snapshots(f, path) -> Snapshots | None:
+    if "snapshots" not in f:
+        return None
+    g = f["snapshots"]
+    for key in ("epochs", "wall_time_s", "objects"):
+        if key not in g:
+            raise DatasetError(f"{path}: missing dataset '/snapshots/{key}'")
+    try:
+        return Snapshots(epochs=g["epochs"][()], wall_time_s=g["wall_time_s"][()],
+                         objects=g["objects"][()])
+    except DatasetError as exc:
+        raise DatasetError(f"{path}: {exc}") from exc

@@ -1,4 +1,7 @@
-"""The iterative reference arm: pty-chi LSQML on the test split (known probe, flat start).
+"""The solver arms: pty-chi LSQML on the test split with the known probe, started from a flat
+object (arm ``iterative``) or from a network arm's stitched test reconstruction (arm ``hybrid``).
+Both record convergence snapshots (object and cumulative wall time) at the study's snapshot epochs
+during their one solve.
 
 Conventions of pty-chi 2.2 (read from its source) and how ours map onto them
 ------------------------------------------------------------------------------
@@ -34,15 +37,22 @@ import os
 import sys
 import time
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ptycho.config import IterativeConfig
+from ptycho.config import IterativeConfig, is_solver_arm, snapshot_epochs
 from ptycho.data.dataset import Dataset
 from ptycho.errors import ConfigError, DatasetError, PtychoError
 from ptycho.physics.forward import check_positions, patch_corners
-from ptycho.reconstruct.io import Reconstruction
+from ptycho.reconstruct.io import (
+    Reconstruction,
+    Snapshots,
+    fill_unlit,
+    object_sha256,
+    read_reconstruction,
+)
 
 log = logging.getLogger("ptycho.iterative")
 
@@ -77,6 +87,34 @@ def validate_config(cfg: IterativeConfig) -> None:
         raise ConfigError(
             f"iterative: noise_model must be one of {NOISE_MODELS}, got {cfg.noise_model!r}"
         )
+    snapshot_epochs(it, cfg.snapshots)
+
+
+@dataclass(frozen=True)
+class NetworkStart:
+    """The hybrid arm's start: a network arm's stitched test reconstruction with the pixels it
+    left unlit set to 1 (like the flat start). ``wall_time_s`` is that network's inference and
+    stitching time, which the hybrid's wall time includes."""
+
+    arm: str
+    source: str
+    object: np.ndarray
+    dose: float
+    wall_time_s: float
+
+
+def load_network_start(recon_path, arm: str | None = None) -> NetworkStart:
+    """Read a network arm's reconstruction file as a solver start; ``arm`` (optional) is the arm
+    it must come from. Raises DatasetError when the file is missing, comes from another arm or
+    from a solver arm (never a flat or ground-truth object)."""
+    rec = read_reconstruction(recon_path)
+    if is_solver_arm(rec.arm):
+        raise DatasetError(f"{recon_path}: a hybrid start must be a network arm's reconstruction, "
+                           f"this one is from the {rec.arm!r} arm")
+    if arm is not None and rec.arm != arm:
+        raise DatasetError(f"{recon_path}: reconstruction of arm {rec.arm!r}, expected {arm!r}")
+    return NetworkStart(arm=rec.arm, source=str(recon_path), object=fill_unlit(rec.object, rec.weight),
+                        dose=float(rec.dose), wall_time_s=float(rec.wall_time_s))
 
 
 def illumination_map(probe: np.ndarray, positions: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -294,22 +332,28 @@ def ptychi_expected_counts(obj, probe, positions, dose) -> np.ndarray:
 
 
 def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
-                          device: str = "auto") -> Reconstruction:
-    """pty-chi LSQML reconstruction of a test split (arm ``iterative``, gridsize 1).
+                          device: str = "auto", start: NetworkStart | None = None) -> Reconstruction:
+    """pty-chi LSQML reconstruction of a test split (arm ``iterative``, or ``hybrid`` with a
+    ``start``; gridsize 1).
 
     Parameters
     ----------
     test_path : the test dataset file (counts in photons, positions in object pixels, probe).
     cfg : iterations (epochs, >= 1), batch_size, noise_model ('gaussian' | 'poisson'),
-        refine_probe (the known probe is the start; refined only if True).
+        refine_probe (the known probe is the start; refined only if True), snapshots (epochs at
+        which the object is recorded, see :func:`ptycho.config.snapshot_epochs`).
     threads : torch intra-op threads.
     device : 'auto' (CUDA when torch sees it), 'cpu' or 'cuda'.
+    start : None for a flat start (ones, never the ground truth); a :class:`NetworkStart` for the
+        hybrid arm (its object on the same grid and dose as the test split).
 
     Returns the complex object on the ground-truth grid (H, W) with our position convention
     (0 where no pattern reached), ``weight`` = sum of |P|^2 over the positions (the dataset's
-    probe, unscaled), and ``info`` with the budget, noise model, wall time, device and the
-    per-epoch cost history (pty-chi's displayed cost: mean squared error of sqrt intensities).
-    The start is a flat object (ones), never the ground truth.
+    probe, unscaled), ``snapshots`` taken during the one solve (the last is the final object), and
+    ``info`` with the budget, noise model, start (``initial_object``, ``start_object_sha256``;
+    for the hybrid ``start_arm``, ``start_source``, ``start_wall_time_s``), wall time, device and
+    the per-epoch cost history (pty-chi's displayed cost: mean squared error of sqrt intensities).
+    Wall times exclude the pty-chi import; the hybrid's include the start network's inference.
     """
     validate_config(cfg)
     if device not in DEVICES:
@@ -318,6 +362,9 @@ def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
     counts, positions, probe, shape, dose, view = _read_inputs(test_path)
     n, N = counts.shape[0], counts.shape[1]
     H, W = shape
+    guess = _start_object(start, shape, dose, test_path)
+    epochs = snapshot_epochs(cfg.iterations, cfg.snapshots)
+    weight = illumination_map(probe, positions, shape)
 
     t_import = time.perf_counter()
     torch, _, _ = _import_ptychi()
@@ -327,33 +374,32 @@ def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
     torch.set_num_threads(max(1, int(threads)))
     batch = int(min(cfg.batch_size, n))
     log.info("pty-chi LSQML: %d patterns of %d x %d, object %d x %d, %d epochs, batch %d, "
-             "noise %s, refine_probe %s, device %s, %d threads", n, N, N, H, W, cfg.iterations,
-             batch, cfg.noise_model, cfg.refine_probe, dev, torch.get_num_threads())
+             "noise %s, refine_probe %s, device %s, %d threads, start %s, snapshots at %s", n, N,
+             N, H, W, cfg.iterations, batch, cfg.noise_model, cfg.refine_probe, dev,
+             torch.get_num_threads(), "flat" if start is None else start.arm, list(epochs))
     costs: list[float] = []
-    with _ptychi_task(cfg, counts, positions, probe, shape, dose, dev) as task:
+    snaps, times = [], []
+    with _ptychi_task(cfg, counts, positions, probe, shape, dose, dev, guess) as task:
         total = int(cfg.iterations)
         chunk = max(1, math.ceil(total / 10))
+        # one solve, paused at every progress report and snapshot epoch (pty-chi keeps its state
+        # between run() calls, so the pauses do not change the result)
         done = 0
-        while done < total:
-            k = min(chunk, total - done)
-            task.run(n_epochs=k)
-            done += k
+        for stop in sorted(set(range(chunk, total, chunk)) | set(epochs)):
+            task.run(n_epochs=stop - done)
+            done = stop
             costs = [float(v) for v in task.reconstructor.loss_tracker.table["loss"]]
             log.info("LSQML epoch %d/%d: cost %.6g", done, total, costs[-1])
             if not math.isfinite(costs[-1]):
                 raise PtychoError(f"{test_path}: LSQML diverged (cost {costs[-1]}) at epoch {done}")
-        buf = task.get_data_to_cpu("object", as_numpy=True)[0]
+            if done in epochs:
+                buf = task.get_data_to_cpu("object", as_numpy=True)[0]
+                snaps.append(_grid_object(buf, shape, weight, test_path))
+                times.append(time.perf_counter() - t0)
         probe_out = task.get_data_to_cpu("probe", as_numpy=True)[0, 0]
-    wall = time.perf_counter() - t0
-
-    if buf.shape != (H + 2 * MARGIN, W + 2 * MARGIN):
-        raise PtychoError(f"pty-chi returned an object buffer of shape {buf.shape}, expected "
-                          f"{(H + 2 * MARGIN, W + 2 * MARGIN)}")
-    obj = buf[MARGIN : MARGIN + H, MARGIN : MARGIN + W]
-    if not np.all(np.isfinite(obj)):
-        raise PtychoError(f"{test_path}: LSQML produced NaN or inf in the object")
-    weight = illumination_map(probe, positions, shape)
-    obj = np.where(weight > 0, obj, 0).astype(np.complex64)
+    wall = times[-1]
+    obj = snaps[-1]
+    offset = 0.0 if start is None else start.wall_time_s
 
     scale = probe_scale(probe, dose)
     info = {
@@ -363,11 +409,14 @@ def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
         "batch_size": batch,
         "noise_model": cfg.noise_model,
         "refine_probe": bool(cfg.refine_probe),
-        "initial_object": "flat (ones)",
+        "initial_object": "flat (ones)" if start is None else f"network reconstruction ({start.arm})",
+        "start_object_sha256": object_sha256(guess),
         "device": dev,
         "threads": int(torch.get_num_threads()),
-        "wall_time_s": wall,
+        "wall_time_s": wall + offset,
+        "solve_wall_time_s": wall,
         "import_s": import_s,
+        "snapshot_epochs": list(epochs),
         "cost_history": costs,
         "cost": "pty-chi displayed cost per epoch: mean squared error of sqrt(counts)",
         "probe_scale": scale,
@@ -378,18 +427,58 @@ def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
         "gaussian_noise_std": GAUSSIAN_NOISE_STD,
         "seed": SEED,
     }
+    if start is not None:
+        info.update({
+            "start_arm": start.arm,
+            "start_source": start.source,
+            "start_wall_time_s": start.wall_time_s,
+            "start_fill": "pixels the network left unlit (weight 0) set to 1, like the flat start",
+        })
     if cfg.refine_probe:
         # power of the refined probe relative to the known one (pty-chi's dose scale divided out)
         info["refined_probe_power_ratio"] = float(
             np.sum(np.abs(probe_out) ** 2) / (scale**2 * np.sum(np.abs(probe) ** 2))
         )
-    log.info("pty-chi LSQML finished in %.1f s (+%.1f s import), final cost %.6g", wall, import_s,
+    log.info("pty-chi LSQML finished in %.1f s (+%.1f s import%s), final cost %.6g", wall,
+             import_s, "" if start is None else f", +{offset:.1f} s {start.arm} inference",
              costs[-1])
     return Reconstruction(
-        object=obj, weight=weight.astype(np.float32), arm="iterative", gridsize=1,
-        dose=float(dose), overlap_view=view, n_patterns=int(n), wall_time_s=wall,
-        source=str(test_path), info=info,
+        object=obj, weight=weight.astype(np.float32),
+        arm="iterative" if start is None else "hybrid", gridsize=1, dose=float(dose),
+        overlap_view=view, n_patterns=int(n), wall_time_s=wall + offset, source=str(test_path),
+        info=info,
+        snapshots=Snapshots(epochs=epochs, wall_time_s=np.asarray(times) + offset,
+                            objects=np.stack(snaps)),
     )
+
+
+def _start_object(start: NetworkStart | None, shape, dose: float, test_path) -> np.ndarray:
+    """The (H, W) start object: ones (flat), or the network's filled reconstruction after checking
+    that it belongs to this test split (grid and dose)."""
+    if start is None:
+        return np.ones(shape, dtype=np.complex64)
+    obj = np.asarray(start.object, dtype=np.complex64)
+    if obj.shape != tuple(shape):
+        raise DatasetError(f"{start.source}: start object is {obj.shape}, the object grid of "
+                           f"{test_path} is {tuple(shape)}")
+    if not math.isclose(start.dose, float(dose), rel_tol=1e-6):
+        raise DatasetError(f"{start.source}: dose {start.dose} differs from the test split's dose "
+                           f"{dose} ({test_path})")
+    if not np.all(np.isfinite(obj)):
+        raise DatasetError(f"{start.source}: start object contains NaN or inf")
+    return obj
+
+
+def _grid_object(buf: np.ndarray, shape, weight: np.ndarray, test_path) -> np.ndarray:
+    """Our (H, W) grid out of pty-chi's object buffer, 0 where no pattern reached."""
+    H, W = shape
+    if buf.shape != (H + 2 * MARGIN, W + 2 * MARGIN):
+        raise PtychoError(f"pty-chi returned an object buffer of shape {buf.shape}, expected "
+                          f"{(H + 2 * MARGIN, W + 2 * MARGIN)}")
+    obj = buf[MARGIN : MARGIN + H, MARGIN : MARGIN + W]
+    if not np.all(np.isfinite(obj)):
+        raise PtychoError(f"{test_path}: LSQML produced NaN or inf in the object")
+    return np.where(weight > 0, obj, 0).astype(np.complex64)
 
 
 def _ptychi_version() -> str:
@@ -402,7 +491,9 @@ def _ptychi_version() -> str:
 
 
 __all__ = [
+    "NetworkStart",
     "illumination_map",
+    "load_network_start",
     "probe_scale",
     "ptychi_expected_counts",
     "reconstruct_iterative",
