@@ -3,7 +3,7 @@
 import pytest
 from conftest import small_study_dict
 
-from ptycho.config import StudyConfig, dose_label
+from ptycho.config import StudyConfig, dose_label, snapshot_epochs
 from ptycho.errors import ConfigError
 
 
@@ -12,7 +12,10 @@ def test_default_study_loads(repo):
     assert s.doses == (1e3, 1e4, 1e5)
     assert s.overlaps == {"dense": 0.7, "sparse": 0.2}
     assert s.gridsizes == (1, 2) and s.neighbours == 7
-    assert s.arm_ids == ["pinn_g1", "pinn_g2", "adapted_g2", "baseline", "iterative"]
+    assert s.arm_ids == ["pinn_g1", "pinn_g2", "adapted_g2", "baseline", "iterative", "hybrid"]
+    assert s.hybrid.start_from == "pinn_g2"
+    assert s.scale("scaled").iterative.snapshots == (1, 2, 5, 10, 20, 50, 100)
+    assert s.scale("full").iterative.snapshots == (1, 2, 5, 10, 20, 50, 100, 200)
     assert s.scale("full").N == 128 and s.scale("scaled").N < 128
     assert s.dose_labels == ["1e3", "1e4", "1e5"]
 
@@ -48,6 +51,21 @@ def test_dose_label(value, label):
          "'adaptation/gridsize' is 2"),
         ({"scales": {"scaled": {"N": 64, "object_size": [96, 80]}, "full": {"N": 32, "object_size": [160, 160]}}},
          "too large"),
+        ({"arms": ["pinn", "hybrid"], "gridsizes": [1], "hybrid": {"start_from": "pinn_g2"}},
+         r"'hybrid/start_from' is 'pinn_g2', which is not a network arm.*\['pinn_g1'\]"),
+        ({"arms": ["pinn", "hybrid"], "hybrid": {"start_from": "baseline"}}, "hybrid/start_from"),
+        ({"arms": ["baseline", "hybrid"]}, "no PINN arm to default to"),
+        ({"arms": ["pinn", "hybrid"], "hybrid": {"start_from": "iterative"}},
+         "hybrid/start_from"),
+        ({"hybrid": {"strat_from": "pinn_g1"}}, "strat_from"),
+        ({"scales": {"scaled": {"N": 16, "object_size": [96, 80],
+                                "iterative": {"iterations": 50, "snapshots": [1, 60]}},
+                     "full": {"N": 32, "object_size": [160, 160]}}},
+         r"scales/scaled/iterative/snapshots': epoch 60 is outside 1\.\.50"),
+        ({"scales": {"scaled": {"N": 16, "object_size": [96, 80],
+                                "iterative": {"snapshots": [0]}},
+                     "full": {"N": 32, "object_size": [160, 160]}}},
+         "iterative/snapshots/0"),
     ],
 )
 def test_bad_study_errors(over, match):
@@ -68,3 +86,31 @@ def test_adapted_arm_id_follows_the_largest_gridsize_or_the_option():
     from ptycho.config import arm_gridsize
 
     assert arm_gridsize("adapted_g2") == 2 and arm_gridsize("pinn_g1") == 1
+
+
+@pytest.mark.parametrize("gridsizes,arms,start", [([1, 2], ["pinn", "baseline"], "pinn_g2"),
+                                                  ([1], ["pinn", "baseline"], "pinn_g1"),
+                                                  ([2], ["pinn"], "pinn_g2")])
+def test_hybrid_default_start_is_the_largest_pinn_gridsize(gridsizes, arms, start):
+    s = StudyConfig.from_dict(small_study_dict(arms=arms + ["iterative", "hybrid"],
+                                               gridsizes=gridsizes))
+    assert s.hybrid.start_from == start
+    assert s.arm_ids[-1] == "hybrid"
+
+
+def test_hybrid_named_start_and_no_hybrid():
+    s = StudyConfig.from_dict(small_study_dict(arms=["pinn", "baseline", "hybrid"],
+                                               hybrid={"start_from": "baseline"}))
+    assert s.hybrid.start_from == "baseline"
+    assert StudyConfig.from_dict(small_study_dict()).hybrid is None
+
+
+@pytest.mark.parametrize("iterations,requested,expected", [
+    (100, None, (1, 2, 5, 10, 20, 50, 100)),
+    (20, None, (1, 2, 5, 10, 20)),
+    (1, None, (1,)),
+    (200, [50, 1], (1, 50, 200)),  # sorted, final epoch added
+    (30, [30], (30,)),
+])
+def test_snapshot_epochs(iterations, requested, expected):
+    assert snapshot_epochs(iterations, requested) == expected

@@ -456,7 +456,8 @@ def test_scripts_tables_verify_and_assert(tree, monkeypatch):
     R = tree["R"]
     rep = R / "report"
     _run_script("report_tables.py", monkeypatch, input={"metrics": tree["metrics"]},
-                output={"csv": str(rep / "metrics.csv"), "md": str(rep / "summary.md")},
+                output={"csv": str(rep / "metrics.csv"), "md": str(rep / "summary.md"),
+                        "quality_time": str(rep / "quality_time.csv")},
                 params={"study": tree["study"], "scale": "scaled"})
     assert len(read_metrics_csv(rep / "metrics.csv")) == 4 * 2 * 17
     assert "pinn_g1" in (rep / "summary.md").read_text()

@@ -53,15 +53,43 @@ def test_tiny_study_end_to_end(tiny_run):
     rows = list(csv.DictReader(open(root / "report" / "metrics.csv")))
     cells = {(r["dose"], r["overlap"]) for r in rows}
     arms = {r["arm"] for r in rows}
-    assert len(cells) == 2 and arms == {"pinn_g1", "pinn_g2", "baseline", "iterative"}
+    assert len(cells) == 2 and arms == {"pinn_g1", "pinn_g2", "baseline", "iterative", "hybrid"}
     for arm in arms:
         for cell in cells:
             sub = [r for r in rows if r["arm"] == arm and (r["dose"], r["overlap"]) == cell]
             ssim = {r["quantity"]: float(r["value"]) for r in sub if r["metric"] == "ssim"}
             assert set(ssim) == {"amplitude", "phase"} and all(-1 <= v <= 1 for v in ssim.values())
     assert (root / "report" / "verified.ok").exists()
-    for fig in ("ssim_grid", "ms_ssim_grid", "delta_grid", "metric_vs_dose", "frc", "losses"):
+    for fig in ("ssim_grid", "ms_ssim_grid", "delta_grid", "metric_vs_dose", "frc", "losses",
+                "quality_time"):
         assert (root / "report" / "figures" / f"{fig}.png").stat().st_size > 10_000
+    passed = {c["name"] for c in report["checks"] if c["passed"]}
+    assert {"hybrid_network_start", "snapshots_scored", "iterative_flat_start"} <= passed
+
+
+@pytest.mark.slow
+def test_tiny_study_quality_time(tiny_run):
+    root = tiny_run
+    for arm in ("iterative", "hybrid"):
+        m = json.loads((root / "eval" / arm / "1e5_dense" / "metrics.json").read_text())
+        assert [s["epoch"] for s in m["snapshots"]] == [1, 5, 10, 20]
+        assert m["snapshots"][-1]["metrics"] == m["metrics"]
+    hyb = json.loads((root / "eval" / "hybrid" / "1e5_dense" / "metrics.json").read_text())
+    net = json.loads((root / "eval" / "pinn_g2" / "1e5_dense" / "metrics.json").read_text())
+    info = hyb["recon_info"]
+    assert info["start_arm"] == "pinn_g2"  # the default rule: the study has gridsize 2
+    assert Path(info["start_source"]).resolve() == (root / "recon/pinn_g2/1e5_dense.h5").resolve()
+    assert hyb["recon_wall_time_s"] > net["recon_wall_time_s"] == info["start_wall_time_s"]
+    rows = list(csv.DictReader((root / "report" / "quality_time.csv").open()))
+    # 2 cells x 2 quantities x (3 networks + hybrid)
+    assert len(rows) == 16 and {r["arm"] for r in rows} == {"pinn_g1", "pinn_g2", "baseline",
+                                                            "hybrid"}
+    for r in rows:
+        assert r["iterative_reached"] in ("true", "false")
+        assert (r["iterative_time_s"] == "") == (r["iterative_reached"] == "false")
+    summary = (root / "report" / "summary.md").read_text()
+    assert "## Quality against time: matched quality" in summary
+    assert "## Quality against time: iterations a network start saves" in summary
 
 
 @pytest.mark.slow
@@ -105,7 +133,7 @@ def _reverify(V, root: Path, wd: Path) -> dict:
     inv = root / "report" / "artifact_inventory.txt"
     expected = [p for p in _inventory_paths(inv, root)] + [root / "eval/baseline/1e5_dense/metrics.json"]
     cells = ["1e3_dense", "1e5_dense"]
-    arms = ["pinn_g1", "pinn_g2", "baseline", "iterative"]
+    arms = ["pinn_g1", "pinn_g2", "baseline", "iterative", "hybrid"]
     return V.verify_study(
         study, "scaled", str(root),
         expected_files=[str(p) for p in expected],
@@ -137,6 +165,10 @@ def _tiny(**over):
         ({"dosse": [1000]}, "dosse"),
         ({"overlaps": {"dense": 1.5}}, "overlaps/dense"),
         ({"doses": [-10]}, "doses/0"),
+        ({"gridsizes": [1], "hybrid": {"start_from": "pinn_g2"}},
+         "'hybrid/start_from' is 'pinn_g2', which is not a network arm of this study"),
+        ({"arms": ["baseline", "iterative", "hybrid"]}, "no PINN arm to default to"),
+        ({"hybrid": {"start_from": "iterative"}}, "hybrid/start_from"),
     ],
 )
 def test_bad_study_fails_before_any_job(tmp_path, over, message):
@@ -164,5 +196,5 @@ def test_full_scale_plans_with_gpu_resources(tmp_path):
     out = r.stdout + r.stderr
     for rule, count in (("simulate_dataset", 6), ("train_pinn", 12), ("adapt_pinn", 6),
                         ("train_baseline", 6), ("reconstruct_iterative", 6),
-                        ("evaluate_arm", 30), ("verify_study", 1)):
+                        ("reconstruct_hybrid", 6), ("evaluate_arm", 36), ("verify_study", 1)):
         assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), rule

@@ -63,7 +63,7 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path) -
                                    frc50_px, frc17_px},
                      "phase": {same keys}, "complex": {"nce": float}},
          "frc": {"amplitude": {"freq": [cycles/px], "frc": [...]}, "phase": {...}},
-         "recon_wall_time_s": float, "recon_info": dict,
+         "recon_wall_time_s": float, "recon_info": dict, "recon_path": str, "test_path": str,
          "reference": {"flat_object": {"amplitude": {...}, "phase": {...}, "complex": {...}}},
          "snapshots": [{"epoch": int, "wall_time_s": float, "shift": [dy, dx],
                         "metrics": {same as "metrics"}}, ...]   (solver arms only: every
@@ -109,6 +109,8 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path) -
         "frc": curves,
         "recon_wall_time_s": float(rec.wall_time_s),
         "recon_info": rec.info,
+        "recon_path": str(recon_path),
+        "test_path": str(test_path),
         "reference": {"flat_object": flat_reference(truth, mask, illum, peak)},
         "evaluation": {
             "region_threshold": REGION_THRESHOLD,

@@ -8,6 +8,8 @@ never imports TensorFlow or PyTorch):
   ``metrics.csv``), ``collect_timing``, ``write_summary_md``
 - ``grids``: SSIM / MS-SSIM grids, PINN-minus-other delta grids, metric-versus-dose lines, FRC and
   training-loss curves
+- ``frontier``: quality against wall time (solver snapshots, network points), the matched-quality
+  and iterations-saved table (``quality_time.csv``) and its figure
 - ``comparison``: one cell's ground truth, reconstructions and error maps side by side
 - ``dataset_figure``: the summary figure of one simulated dataset pair
 - ``inventory``: ``build_inventory`` / ``write_inventory`` / ``read_inventory`` / ``check_inventory``
@@ -27,7 +29,8 @@ REQUIRED_METRICS = {
 
 
 def arm_sort_key(arm: str) -> tuple:
-    """Canonical arm order: PINN by gridsize, adapted PINN, baseline, iterative, any other."""
+    """Canonical arm order: PINN by gridsize, adapted PINN, baseline, iterative, hybrid, any
+    other."""
     if arm.startswith("pinn_g") and arm[6:].isdigit():
         return (0, int(arm[6:]), arm)
     if arm.startswith("adapted_g") and arm[9:].isdigit():
@@ -36,4 +39,6 @@ def arm_sort_key(arm: str) -> tuple:
         return (2, 0, arm)
     if arm == "iterative":
         return (3, 0, arm)
+    if arm == "hybrid":
+        return (3, 1, arm)
     return (4, 0, arm)

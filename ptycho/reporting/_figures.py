@@ -9,8 +9,8 @@ from ptycho.reporting import arm_sort_key
 
 DPI = 110
 _BASE_COLOURS = {"pinn_g1": "tab:blue", "pinn_g2": "tab:orange", "pinn_g3": "tab:purple",
-                 "baseline": "tab:green", "iterative": "tab:red"}
-_EXTRA = ("tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
+                 "baseline": "tab:green", "iterative": "tab:red", "hybrid": "tab:brown"}
+_EXTRA = ("tab:pink", "tab:gray", "tab:olive", "tab:cyan")
 
 
 def pyplot():

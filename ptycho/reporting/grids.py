@@ -126,12 +126,12 @@ def plot_metric_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict 
 
 def _comparisons(arms) -> list[tuple[str, str]]:
     pinns = [a for a in arms if a.startswith("pinn_g")]
-    others = [a for a in ("baseline", "iterative") if a in arms]
+    others = [a for a in ("baseline", "iterative", "hybrid") if a in arms]
     return [(p, o) for p in pinns for o in others]
 
 
 def plot_delta_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict | None = None) -> None:
-    """PINN minus baseline and PINN minus iterative ``metric`` (default SSIM), for each PINN
+    """PINN minus baseline, iterative and hybrid ``metric`` (default SSIM), for each PINN
     gridsize, amplitude and phase rows, diverging colour map centred at 0 (blue: PINN better).
     Comparisons whose arm is absent from the table are skipped."""
     plt = pyplot()
@@ -143,7 +143,7 @@ def plot_delta_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict |
     if not comps:
         message_figure(png, f"{name} differences: study {t.study}, {t.scale} scale",
                        f"No comparison possible: the study's arms are {', '.join(t.arms)}\n"
-                       "(needs a PINN arm and a baseline or iterative arm).")
+                       "(needs a PINN arm and a baseline, iterative or hybrid arm).")
         return
     deltas = {(q, p, o): t.matrix(p, q, metric) - t.matrix(o, q, metric)
               for q in ("amplitude", "phase") for p, o in comps}
@@ -166,7 +166,8 @@ def plot_delta_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict |
             _label_grid_axes(ax, i, j)
     cb = fig.colorbar(im, ax=axes, shrink=0.8)
     cb.set_label(f"Δ {name} (PINN − other; > 0: PINN better)")
-    fig.suptitle(f"{name} difference, PINN minus baseline / iterative\nstudy {t.study}, "
+    fig.suptitle(f"{name} difference, PINN minus {' / '.join(dict.fromkeys(o for _, o in comps))}"
+                 f"\nstudy {t.study}, "
                  f"{t.scale} scale; blue: PINN better, red: PINN worse")
     save(fig, png)
 

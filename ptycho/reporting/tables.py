@@ -198,7 +198,8 @@ _MD_COLUMNS = (
 )
 
 
-def summary_markdown(rows, timing=None, title: str | None = None, references=None) -> str:
+def summary_markdown(rows, timing=None, title: str | None = None, references=None,
+                     sections=None) -> str:
     """The Markdown text of ``write_summary_md``."""
     references = references or {}
     table, doses, overlaps, arms = _index(rows)
@@ -249,6 +250,7 @@ def summary_markdown(rows, timing=None, title: str | None = None, references=Non
         lines += _margin_markdown(table, doses, overlaps, arms, references)
     if timing:
         lines += _timing_markdown(timing)
+    lines += [s for s in (sections or ()) if s]
     return "\n".join(lines)
 
 
@@ -297,7 +299,8 @@ def _timing_markdown(timing) -> list[str]:
     ratio = "iterative" in arms and "pinn_g1" in arms
     lines = ["## Reconstruction wall time", ""]
     text = ("Wall time (s) of reconstructing the test split of each cell: network inference and "
-            "stitching for the trained arms, the whole solve for the iterative arm.")
+            "stitching for the trained arms, the whole solve for the iterative arm (and for the "
+            "hybrid arm, plus the inference of the network it starts from).")
     if ratio:
         text += " The last column is the speed ratio iterative / pinn_g1 inference (>1: PINN is faster)."
     if iters:
@@ -322,14 +325,16 @@ def _timing_markdown(timing) -> list[str]:
     return lines
 
 
-def write_summary_md(rows, timing, path, title: str | None = None, references=None) -> None:
+def write_summary_md(rows, timing, path, title: str | None = None, references=None,
+                     sections=None) -> None:
     """Markdown summary: one row per cell x arm (amplitude/phase SSIM, MS-SSIM, PSNR, MAE,
     FRC 1/7, complex NCE) plus the flat-object reference row of each cell and the SSIM margins
     over it (``references``: ``collect_references(...)`` output, or None to omit them), then the
     reconstruction wall time per arm and cell with the speed ratio iterative / pinn_g1.
-    ``timing`` is ``collect_timing(...)`` output (or None to omit it)."""
+    ``timing`` is ``collect_timing(...)`` output (or None to omit it); ``sections``: further
+    Markdown texts appended in order (e.g. the quality-time tables)."""
     with atomic_path(path, ".md") as tmp:
-        tmp.write_text(summary_markdown(rows, timing, title, references))
+        tmp.write_text(summary_markdown(rows, timing, title, references, sections))
 
 
 __all__ = [

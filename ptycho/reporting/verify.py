@@ -9,17 +9,29 @@ What the iterative check reads: the reconstruction ``info`` of every iterative c
 ``metrics.json`` as ``recon_info``, else read from ``recon/iterative/{cell}.h5``) must say that the
 solve started from a flat object -- ``"initial_object": "flat"`` (any string containing ``flat``,
 or ``"constant"``/``"ones"``/``"uniform"``), or ``"flat_start": true`` -- and ran
-``"iterations" >= 1``.
+``"iterations" >= 1``; when it records ``start_object_sha256``, that must be the hash of a
+flat object (ones) on the test split's grid.
+
+The hybrid check (``hybrid_network_start``) re-reads the network reconstruction each hybrid cell
+names (``recon_info.start_source``): it must be the configured start arm's file for the same dose
+and overlap under ``recon/<arm>/``, its filled object must hash to the recorded
+``start_object_sha256``, and that hash must differ from the ground truth's and a flat object's.
+The snapshot check (``snapshots_scored``) wants every solver arm scored at the study's snapshot
+epochs, with increasing wall times and the last snapshot's metrics equal to the final object's.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
 
-from ptycho.config import StudyConfig, arm_gridsize, dose_label
+import numpy as np
+
+from ptycho.config import StudyConfig, arm_gridsize, dose_label, is_solver_arm, snapshot_epochs
 from ptycho.errors import PtychoError
+from ptycho.reconstruct.io import object_sha256
 from ptycho.reporting import REQUIRED_METRICS
 from ptycho.reporting.inventory import check_inventory
 from ptycho.reporting.tables import read_history, read_metrics_csv, read_metrics_json
@@ -201,7 +213,7 @@ def check_overlap(dataset_pairs, tol: float = OVERLAP_TOLERANCE) -> tuple[bool, 
 
 
 def check_loss_fell(histories, study: StudyConfig | None = None) -> tuple[bool, str]:
-    trained = [a for a in (study.arm_ids if study else []) if a != "iterative"]
+    trained = [a for a in (study.arm_ids if study else []) if not is_solver_arm(a)]
     if not histories:
         if trained:
             return False, f"no training histories given although the study trains {trained}"
@@ -306,6 +318,11 @@ def check_iterative(study: StudyConfig, metric_paths, root) -> tuple[bool, str]:
         if not _is_flat_start(info):
             problems.append("no flat-object start recorded (info keys: "
                             f"{sorted(info) if info else 'none'})")
+        elif "start_object_sha256" in info:
+            flat = object_sha256(np.ones(_test_grid(m), np.complex64))
+            if info["start_object_sha256"] != flat:
+                problems.append("the recorded start object is not a flat object (sha256 "
+                                f"{str(info['start_object_sha256'])[:12]}..., flat {flat[:12]}...)")
         if not isinstance(it, (int, float)) or not it >= 1:
             problems.append(f"iterations = {it!r}")
         if problems:
@@ -315,6 +332,103 @@ def check_iterative(study: StudyConfig, metric_paths, root) -> tuple[bool, str]:
     if bad:
         return False, _listing(bad, "iterative reconstructions not shown to start flat")
     return True, f"{seen} iterative reconstructions started from a flat object with >= 1 iteration"
+
+
+def _test_grid(m: dict) -> tuple[int, int]:
+    """The object grid (H, W) of the test split a metrics file was scored on."""
+    from ptycho.data.dataset import Dataset
+
+    if not m.get("test_path"):
+        raise PtychoError(f"metrics of {m['arm']} {m['dose']:g} {m['overlap_view']} do not name "
+                          "their test split ('test_path')")
+    with Dataset(m["test_path"]) as ds:
+        return tuple(int(v) for v in ds.object_shape)
+
+
+def _hybrid_problems(study: StudyConfig, m: dict, root) -> list[str]:
+    from ptycho.data.dataset import Dataset
+    from ptycho.reconstruct.io import fill_unlit, read_reconstruction
+
+    info = m.get("recon_info") or {}
+    start_arm, source, sha = (info.get("start_arm"), info.get("start_source"),
+                              info.get("start_object_sha256"))
+    if not (start_arm and source and sha):
+        return [(f"no network start recorded (start_arm {start_arm!r}, start_source "
+                 f"{source!r}, start_object_sha256 {sha!r})")]
+    problems = []
+    if start_arm != study.hybrid.start_from:
+        problems.append(f"started from {start_arm}, the study says {study.hybrid.start_from}")
+    src = Path(source).resolve()
+    if src.parent != (Path(root) / "recon" / start_arm).resolve():
+        problems.append(f"start file {source} is not in this study's recon/{start_arm}/")
+    net = read_reconstruction(source)
+    if net.arm != start_arm or dose_label(net.dose) != dose_label(m["dose"]) \
+            or net.overlap_view != m["overlap_view"]:
+        problems.append(f"start file {source} holds {net.arm} {net.dose:g} {net.overlap_view}, "
+                        f"not {start_arm} {m['dose']:g} {m['overlap_view']}")
+    if object_sha256(fill_unlit(net.object, net.weight)) != sha:
+        problems.append(f"the recorded start object is not {source}'s reconstruction")
+    with Dataset(m["test_path"]) as ds:
+        truth = ds.object
+    if sha in (object_sha256(truth), object_sha256(fill_unlit(truth, net.weight))):
+        problems.append("the start object is the ground truth")
+    if sha == object_sha256(np.ones(truth.shape, np.complex64)):
+        problems.append("the start object is flat")
+    t_net = info.get("start_wall_time_s")
+    if t_net != net.wall_time_s or not float(m.get("recon_wall_time_s") or 0) >= net.wall_time_s:
+        problems.append(f"wall time {m.get('recon_wall_time_s')} s does not include the network's "
+                        f"{net.wall_time_s} s (recorded {t_net})")
+    return problems
+
+
+def check_hybrid(study: StudyConfig, metric_paths, root) -> tuple[bool, str]:
+    if "hybrid" not in study.arm_ids:
+        return True, "the study has no hybrid arm"
+    seen, bad = 0, []
+    for p in metric_paths:
+        m = read_metrics_json(p)
+        if m["arm"] != "hybrid":
+            continue
+        seen += 1
+        problems = _hybrid_problems(study, m, root)
+        if problems:
+            bad.append(f"{dose_label(m['dose'])}_{m['overlap_view']}: {'; '.join(problems)}")
+    if not seen:
+        return False, "the study has a hybrid arm but no hybrid metrics were given"
+    if bad:
+        return False, _listing(bad, "hybrid reconstructions not shown to start from their network")
+    return True, (f"{seen} hybrid reconstructions started from {study.hybrid.start_from}'s "
+                  "reconstruction (sha256 re-checked), not from the ground truth or a flat object")
+
+
+def check_snapshots(study: StudyConfig, scale: str, metric_paths) -> tuple[bool, str]:
+    solvers = [a for a in study.arm_ids if is_solver_arm(a)]
+    if not solvers:
+        return True, "the study has no solver arm"
+    cfg = study.scale(scale).iterative
+    want = list(snapshot_epochs(cfg.iterations, cfg.snapshots))
+    seen, bad = 0, []
+    for p in metric_paths:
+        m = read_metrics_json(p)
+        if not is_solver_arm(m["arm"]):
+            continue
+        seen += 1
+        where = f"{dose_label(m['dose'])}_{m['overlap_view']}/{m['arm']}"
+        snaps = m.get("snapshots") or []
+        epochs = [s.get("epoch") for s in snaps]
+        times = [float(s.get("wall_time_s", math.nan)) for s in snaps]
+        if epochs != want:
+            bad.append(f"{where}: snapshot epochs {epochs}, expected {want}")
+        elif not all(b > a for a, b in itertools.pairwise(times)):
+            bad.append(f"{where}: snapshot wall times {times} do not increase")
+        elif snaps[-1].get("metrics") != m["metrics"]:
+            bad.append(f"{where}: the last snapshot's metrics differ from the final object's")
+    if not seen:
+        return False, f"the study has {solvers} but no solver-arm metrics were given"
+    if bad:
+        return False, _listing(bad, "solver reconstructions without consistent snapshots")
+    return True, (f"{seen} solver reconstructions scored at epochs {want}; each last snapshot "
+                  "equals its final object's metrics")
 
 
 def check_inventory_disk(inventory_path, root) -> tuple[bool, str]:
@@ -399,6 +513,9 @@ def verify_study(study_dict: dict, scale: str, root, expected_files, dataset_pai
     run("overlap_on_target", check_overlap, dataset_pairs, overlap_tolerance)
     run("loss_fell", check_loss_fell, histories, study)
     run("iterative_flat_start", lambda: (need(study), check_iterative(study, metric_paths, root))[1])
+    run("hybrid_network_start", lambda: (need(study), check_hybrid(study, metric_paths, root))[1])
+    run("snapshots_scored",
+        lambda: (need(study), check_snapshots(study, scale, metric_paths))[1])
     run("inventory_matches_disk", check_inventory_disk, inventory_path, root)
     run("study_matches_results",
         lambda: (need(study, rows), check_study_matches(study, scale, dataset_pairs, rows))[1])

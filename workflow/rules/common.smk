@@ -8,7 +8,13 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from ptycho.config import StudyConfig, arm_gridsize, load_schema, validate_with_defaults
+from ptycho.config import (
+    StudyConfig,
+    arm_gridsize,
+    is_solver_arm,
+    load_schema,
+    validate_with_defaults,
+)
 from ptycho.errors import ConfigError
 
 validate(config, "../schemas/config.schema.yaml")
@@ -31,10 +37,12 @@ except ConfigError as _exc:
     raise WorkflowError(str(_exc))
 validate(STUDY_DICT, "../schemas/study.schema.yaml")
 
-if "iterative" in STUDY.arms and importlib.util.find_spec("ptychi") is None:
+_SOLVERS = [a for a in STUDY.arms if is_solver_arm(a)]
+if _SOLVERS and importlib.util.find_spec("ptychi") is None:
     raise WorkflowError(
-        f"{STUDY_FILE}: the study names the 'iterative' arm but pty-chi is not installed; "
-        'install it with:  pip install -e ".[iterative]"  (or remove iterative from arms)'
+        f"{STUDY_FILE}: the study names the {' and '.join(repr(a) for a in _SOLVERS)} arm but "
+        'pty-chi is not installed; install it with:  pip install -e ".[iterative]"  (or remove '
+        f"{' and '.join(_SOLVERS)} from arms)"
     )
 
 STUDY_NAME = STUDY.study
@@ -42,7 +50,7 @@ SCALES = ("scaled", "full")
 DOSES = STUDY.dose_labels
 OVERLAPS = list(STUDY.overlaps)
 ARMS = STUDY.arm_ids
-TRAINED_ARMS = [a for a in ARMS if a != "iterative"]
+TRAINED_ARMS = [a for a in ARMS if not is_solver_arm(a)]
 # the rule that trains (or adapts) a network arm and reconstructs its test split
 NETWORK_RULES = {
     "pinn_g": "train_pinn",
@@ -50,6 +58,8 @@ NETWORK_RULES = {
     "baseline": "train_baseline",
 }
 PINN_ARMS = [a for a in ARMS if a.startswith(("pinn_g", "adapted_g"))]
+# the network arm whose test reconstruction starts the hybrid arm (None without a hybrid arm)
+HYBRID_START = STUDY.hybrid.start_from if STUDY.hybrid else None
 CELLS = [f"{d}_{o}" for d in DOSES for o in OVERLAPS]
 
 
@@ -176,9 +186,10 @@ def report_outputs(scale):
         "metric_vs_dose",
         "frc",
         "losses",
+        "quality_time",
     ]
     return (
-        [f"{r}/metrics.csv", f"{r}/summary.md"]
+        [f"{r}/metrics.csv", f"{r}/summary.md", f"{r}/quality_time.csv"]
         + [f"{r}/figures/{f}.png" for f in figs]
         + [f"{r}/comparisons/{c}.png" for c in CELLS]
     )
@@ -203,8 +214,8 @@ def benchmark_files(wildcards):
         out += [
             f"{r}/{NETWORK_RULES[a.rstrip('0123456789')]}/{a}/{c}.tsv" for c in CELLS
         ]
-    if "iterative" in ARMS:
-        out += [f"{r}/reconstruct/iterative/{c}.tsv" for c in CELLS]
+    for a in [a for a in ARMS if is_solver_arm(a)]:
+        out += [f"{r}/reconstruct/{a}/{c}.tsv" for c in CELLS]
     for a in ARMS:
         out += [f"{r}/evaluate_arm/{a}/{c}.tsv" for c in CELLS]
     return out

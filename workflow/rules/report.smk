@@ -17,6 +17,12 @@ rule build_metrics_table:
             category="Tables",
             labels={"table": "summary (Markdown)"},
         ),
+        quality_time=report(
+            f"{ROOT}/report/quality_time.csv",
+            caption="../report/quality_time_table.rst",
+            category="Tables",
+            labels={"table": "quality against time (CSV)"},
+        ),
     log:
         f"{ROOT}/logs/build_metrics_table.log",
     params:
@@ -75,6 +81,22 @@ rule build_ssim_grid:
         study=STUDY_DICT,
     script:
         "../scripts/report_grids.py"
+
+
+rule plot_quality_time:
+    input:
+        metrics=metric_files,
+    output:
+        png=report(
+            f"{ROOT}/report/figures/quality_time.png",
+            caption="../report/quality_time.rst",
+            category="Curves",
+            labels={"figure": "quality against wall time"},
+        ),
+    log:
+        f"{ROOT}/logs/plot_quality_time.log",
+    script:
+        "../scripts/plot_quality_time.py"
 
 
 rule plot_comparison:

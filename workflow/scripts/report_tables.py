@@ -1,7 +1,7 @@
-"""Tidy metrics table and Markdown summary of a study.
+"""Tidy metrics table, the quality-time table and the Markdown summary of a study.
 
 input:  metrics (list of metrics.json)
-output: csv (metrics.csv), md (summary.md)
+output: csv (metrics.csv), md (summary.md), quality_time (quality_time.csv)
 params: study (the study dict), scale
 """
 
@@ -9,6 +9,12 @@ from ptycho.runner import run_job
 
 
 def main(smk):
+    from ptycho.reporting.frontier import (
+        collect_cells,
+        frontier_markdown,
+        matched_quality,
+        write_quality_time_csv,
+    )
     from ptycho.reporting.tables import (
         collect_metrics,
         collect_references,
@@ -18,10 +24,14 @@ def main(smk):
     )
 
     metrics = list(smk.input.metrics)
-    rows = collect_metrics(metrics, smk.params.study["study"], smk.params.scale)
+    study = smk.params.study["study"]
+    rows = collect_metrics(metrics, study, smk.params.scale)
+    frontier = matched_quality(collect_cells(metrics))
     write_metrics_csv(rows, smk.output.csv)
+    write_quality_time_csv(frontier, smk.output.quality_time, study, smk.params.scale)
     write_summary_md(rows, collect_timing(metrics), smk.output.md,
-                     references=collect_references(metrics))
+                     references=collect_references(metrics),
+                     sections=[frontier_markdown(frontier)])
 
 
 run_job(snakemake, main)  # noqa: F821
