@@ -381,18 +381,24 @@ def _hybrid_problems(study: StudyConfig, m: dict, root) -> list[str]:
     return problems
 
 
+def _arm_problems(metric_paths, keep, problems_of) -> tuple[int, list[str]]:
+    """(how many metrics files have an arm that passes ``keep``, one '<cell>/<arm>: problems'
+    line for each whose ``problems_of(metrics)`` is not empty)."""
+    found = [m for m in map(read_metrics_json, metric_paths) if keep(m["arm"])]
+    bad = []
+    for m in found:
+        problems = problems_of(m)
+        if problems:
+            bad.append(f"{dose_label(m['dose'])}_{m['overlap_view']}/{m['arm']}: "
+                       + "; ".join(problems))
+    return len(found), bad
+
+
 def check_hybrid(study: StudyConfig, metric_paths, root) -> tuple[bool, str]:
     if "hybrid" not in study.arm_ids:
         return True, "the study has no hybrid arm"
-    seen, bad = 0, []
-    for p in metric_paths:
-        m = read_metrics_json(p)
-        if m["arm"] != "hybrid":
-            continue
-        seen += 1
-        problems = _hybrid_problems(study, m, root)
-        if problems:
-            bad.append(f"{dose_label(m['dose'])}_{m['overlap_view']}: {'; '.join(problems)}")
+    seen, bad = _arm_problems(metric_paths, lambda a: a == "hybrid",
+                              lambda m: _hybrid_problems(study, m, root))
     if not seen:
         return False, "the study has a hybrid arm but no hybrid metrics were given"
     if bad:
@@ -401,28 +407,26 @@ def check_hybrid(study: StudyConfig, metric_paths, root) -> tuple[bool, str]:
                   "reconstruction (sha256 re-checked), not from the ground truth or a flat object")
 
 
+def _snapshot_problems(m: dict, want: list[int]) -> list[str]:
+    snaps = m.get("snapshots") or []
+    epochs = [s.get("epoch") for s in snaps]
+    times = [float(s.get("wall_time_s", math.nan)) for s in snaps]
+    if epochs != want:
+        return [f"snapshot epochs {epochs}, expected {want}"]
+    if not all(b > a for a, b in itertools.pairwise(times)):
+        return [f"snapshot wall times {times} do not increase"]
+    if snaps[-1].get("metrics") != m["metrics"]:
+        return ["the last snapshot's metrics differ from the final object's"]
+    return []
+
+
 def check_snapshots(study: StudyConfig, scale: str, metric_paths) -> tuple[bool, str]:
     solvers = [a for a in study.arm_ids if is_solver_arm(a)]
     if not solvers:
         return True, "the study has no solver arm"
     cfg = study.scale(scale).iterative
     want = list(snapshot_epochs(cfg.iterations, cfg.snapshots))
-    seen, bad = 0, []
-    for p in metric_paths:
-        m = read_metrics_json(p)
-        if not is_solver_arm(m["arm"]):
-            continue
-        seen += 1
-        where = f"{dose_label(m['dose'])}_{m['overlap_view']}/{m['arm']}"
-        snaps = m.get("snapshots") or []
-        epochs = [s.get("epoch") for s in snaps]
-        times = [float(s.get("wall_time_s", math.nan)) for s in snaps]
-        if epochs != want:
-            bad.append(f"{where}: snapshot epochs {epochs}, expected {want}")
-        elif not all(b > a for a, b in itertools.pairwise(times)):
-            bad.append(f"{where}: snapshot wall times {times} do not increase")
-        elif snaps[-1].get("metrics") != m["metrics"]:
-            bad.append(f"{where}: the last snapshot's metrics differ from the final object's")
+    seen, bad = _arm_problems(metric_paths, is_solver_arm, lambda m: _snapshot_problems(m, want))
     if not seen:
         return False, f"the study has {solvers} but no solver-arm metrics were given"
     if bad:
