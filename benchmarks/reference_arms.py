@@ -37,7 +37,7 @@ def main() -> None:
                     help="overlap view whose trained models also reconstruct each cell")
     a = ap.parse_args()
 
-    from ptycho.config import StudyConfig
+    from ptycho.config import StudyConfig, is_solver_arm
     from ptycho.data.dataset import Dataset
     from ptycho.evaluation import evaluate_reconstruction
     from ptycho.reconstruct.inference import reconstruct_network
@@ -50,7 +50,7 @@ def main() -> None:
         study, scales={**study.scales, a.scale: dataclasses.replace(
             scale, training=dataclasses.replace(scale.training, epochs=0))})
     root = Path(a.results)
-    arms = [x for x in study.arm_ids if x != "iterative"]
+    arms = [x for x in study.arm_ids if not is_solver_arm(x)]
     print(f"{'cell':<12} {'arm':<10} {'trained amp':>11} {'untrained amp':>13} {'trained phase':>13} "
           f"{'untrained phase':>15}")
 
