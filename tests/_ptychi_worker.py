@@ -272,7 +272,6 @@ def case_script(tmp: Path, out):
 
     raw = yaml.safe_load((ROOT / "studies" / "dose_overlap" / "study.yaml").read_text())
     raw["scales"]["scaled"]["iterative"]["iterations"] = SCRIPT_EPOCHS
-    raw["scales"]["scaled"]["iterative"]["snapshots"] = None  # the default below the budget
     recon = tmp / "script" / "recon.h5"
     smk = types.SimpleNamespace(
         input=types.SimpleNamespace(test=str(tmp / "asymmetric.h5")),

@@ -294,7 +294,6 @@ runpy.run_path(a["script"], init_globals={"snakemake": smk}, run_name="__main__"
 def _run_script(test_path: Path, recon: Path, iterations: int) -> subprocess.CompletedProcess:
     raw = yaml.safe_load((ROOT / "studies" / "dose_overlap" / "study.yaml").read_text())
     raw["scales"]["scaled"]["iterative"]["iterations"] = iterations
-    raw["scales"]["scaled"]["iterative"]["snapshots"] = None  # the default below the budget
     args = json.dumps({"test": str(test_path), "recon": str(recon), "study": raw,
                        "script": str(SCRIPT)})
     return subprocess.run([sys.executable, "-c", _STUB, args], cwd=ROOT, capture_output=True,
