@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import itertools
 import json
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def test_first_crossing_on_a_monotone_curve():
     assert first_crossing(x, y, y[3]) == pytest.approx(5.0)  # a snapshot's own value: its x
     assert first_crossing(x, y, -0.5) == 0.0  # the start already reaches it
     hits = [first_crossing(x, y, t) for t in np.linspace(0.05, 0.99, 20)]
-    assert all(b > a for a, b in zip(hits, hits[1:]))  # higher quality takes longer
+    assert all(b > a for a, b in itertools.pairwise(hits))  # higher quality takes longer
 
 
 def test_first_crossing_not_reached_is_none_not_a_number():
@@ -273,7 +274,7 @@ def test_hybrid_check_without_hybrid_metrics_fails(tmp_path):
 
 
 def test_flat_start_check_reads_the_recorded_start_hash(tmp_path):
-    R, path, m = _hybrid_tree(tmp_path)
+    R, _, m = _hybrid_tree(tmp_path)
     flat = dict(m, arm="iterative", recon_info={
         "initial_object": "flat (ones)", "iterations": 20,
         "start_object_sha256": object_sha256(np.ones(SHAPE, np.complex64))})

@@ -232,13 +232,13 @@ def frontier_markdown(rows) -> str:
         return ""
     net = [r for r in rows if r["arm"] != "hybrid"]
     hyb = [r for r in rows if r["arm"] == "hybrid"]
-    lines = ["## Quality against time: matched quality", "",
-             "How long the flat-start solver (pty-chi LSQML, arm iterative) needs to reach each "
+    intro = ("How long the flat-start solver (pty-chi LSQML, arm iterative) needs to reach each "
              "network's SSIM: seconds (epochs), interpolated linearly between its convergence "
              "snapshots, whose first point is the flat start at 0 s. *Speed-up* is that time "
              "divided by the network's reconstruction time (> 1: the network is faster at equal "
              "quality); *not reached*: no snapshot reaches the network's SSIM. Figure: "
-             "`figures/quality_time.png`; all numbers: `quality_time.csv`.", ""]
+             "`figures/quality_time.png`; all numbers: `quality_time.csv`.")
+    lines = ["## Quality against time: matched quality", "", intro, ""]
     header = ("| Dose (photons) | Overlap | Arm | Arm time (s) | Phase SSIM | LSQML to match, s "
               "(epochs) | Speed-up | Amp SSIM | LSQML to match, s (epochs) | Speed-up |")
     lines += [header, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
@@ -251,16 +251,16 @@ def frontier_markdown(rows) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     if hyb:
-        lines += ["## Quality against time: iterations a network start saves", "",
-                  "The hybrid arm runs the same LSQML schedule from a network's reconstruction "
-                  f"({', '.join(sorted({str(r['start_arm']) for r in hyb}))}) instead of a flat "
-                  "object. Target: the flat-start solver's final SSIM. Epochs and seconds to "
-                  "first reach it (the hybrid's seconds include the network's inference); "
-                  "*saved* = flat-start epochs - hybrid epochs; *time ratio* = flat-start "
-                  "seconds / hybrid seconds.", ""]
-        lines += ["| Dose (photons) | Overlap | Quantity | Target SSIM | LSQML flat start, s "
-                  "(epochs) | Hybrid, s (epochs) | Epochs saved | Time ratio |",
-                  "|---|---|---|---:|---:|---:|---:|---:|"]
+        starts = ", ".join(sorted({str(r["start_arm"]) for r in hyb}))
+        intro = (f"The hybrid arm runs the same LSQML schedule from a network's reconstruction "
+                 f"({starts}) instead of a flat object. Target: the flat-start solver's final "
+                 "SSIM. Epochs and seconds to first reach it (the hybrid's seconds include the "
+                 "network's inference); *saved* = flat-start epochs - hybrid epochs; *time ratio* "
+                 "= flat-start seconds / hybrid seconds.")
+        header = ("| Dose (photons) | Overlap | Quantity | Target SSIM | LSQML flat start, s "
+                  "(epochs) | Hybrid, s (epochs) | Epochs saved | Time ratio |")
+        lines += ["## Quality against time: iterations a network start saves", "", intro, "",
+                  header, "|---|---|---|---:|---:|---:|---:|---:|"]
         for r in hyb:
             h = ("not reached" if r["arm_epochs"] is None
                  else f"{r['arm_time_s']:.2f} ({r['arm_epochs']:.1f})")
