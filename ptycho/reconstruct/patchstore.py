@@ -31,8 +31,23 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ptycho.errors import DatasetError
+from ptycho.errors import ConfigError, DatasetError
 from ptycho.reconstruct.stitch import DEFAULT_THRESHOLD, StitchAccumulator, to_grid
+from ptycho.reconstruct.sync import (
+    Tile,
+    coarse_phases,
+    components,
+    coupling,
+    gather,
+    leading_phases,
+    partition,
+    phase_of,
+    power_refine,
+    scatter_add,
+)
+
+SYNC_METHODS = ("blocks", "global")
+DEFAULT_BLOCK_PATCHES = 512  # patches per spatial block of the block solver
 
 
 def sync_window(weight: np.ndarray, threshold: float) -> tuple[int, int]:
@@ -71,6 +86,7 @@ class PatchStore:
         self.win = sync_window(self.weight, sync_threshold)
         self.corners = np.zeros((self.n, 2), np.int64)  # (n, 2) ints: small beside the patches
         self.count = 0
+        self._layout = None  # the block solver's piece order (``_sort_by_blocks``)
         self._tmp = tempfile.TemporaryDirectory(prefix="ptycho-stitch-", dir=directory)
         self._f = h5py.File(Path(self._tmp.name) / "patches.h5", "w")
         rows = max(1, min(self.batch, self.n))
@@ -117,11 +133,14 @@ class PatchStore:
         self._w_win[a:b] = win_w.astype(np.float32)
         self.count = b
 
+    def _check_complete(self) -> None:
+        if self.count != self.n:
+            raise DatasetError(f"stitching: {self.count} of {self.n} patches were added")
+
     def _batches(self, window: bool):
         """(first index, block corners on the object grid, patches, weights) per batch; with
         ``window`` the central windows, the patches already multiplied by their weights."""
-        if self.count != self.n:
-            raise DatasetError(f"stitching: {self.count} of {self.n} patches were added")
+        self._check_complete()
         s0 = self.win[0] if window else 0
         pd, wd = (self._wp_win, self._w_win) if window else (self._patch, self._w)
         for a in range(0, self.n, self.batch):
@@ -178,36 +197,144 @@ class PatchStore:
         degree = apply(np.ones(self.n), magnitude=True).real
         return apply, degree
 
-    def synchronise(self, refine_iterations: int = 10) -> tuple[np.ndarray, dict]:
-        """Unit phase factors (n,) that make overlapping patches agree, and a summary dict."""
-        import scipy.sparse.linalg as sla
+    def synchronise(self, refine_iterations: int = 10, method: str = "blocks",
+                    block_patches: int = DEFAULT_BLOCK_PATCHES) -> tuple[np.ndarray, dict]:
+        """Unit phase factors (n,) that make overlapping patches agree, and a summary dict.
 
-        matvec, degree = self._operator()
-        info = {"method": "angular synchronisation: Lanczos leading eigenvector of the "
-                          "degree-normalised overlap operator + projected power iterations",
-                "refine_iterations": int(refine_iterations), "window": list(self.win)}
-        connected = degree > 1e-12 * degree.max()
-        if self.n >= 3 and connected.sum() >= 3:
-            # D^-1/2 M D^-1/2: without the normalisation the leading eigenvector concentrates on
-            # the best-covered patches and its phases elsewhere are numerical noise
-            scale = np.where(connected, 1.0 / np.sqrt(np.where(connected, degree, 1.0)), 0.0)
-            op = sla.LinearOperator((self.n, self.n), dtype=np.complex128,
-                                    matvec=lambda u: scale * matvec(scale * np.ravel(u)))
-            _, vec = sla.eigsh(op, k=1, which="LA", v0=np.sqrt(np.maximum(degree, 0)) + 0j,
-                               tol=1e-4, maxiter=100 * self.n)
-            vec = vec[:, 0] * scale
-            v = np.where(np.abs(vec) > 0, np.exp(1j * np.angle(vec)), 1.0)
+        ``method``: "blocks" (default; time linear in n, ``ptycho.reconstruct.sync``) or "global"
+        (one Lanczos solve of the whole operator, the solver before 2026-11; its time grows like
+        n^1.3). Both end with ``refine_iterations`` projected power iterations of the whole
+        operator and fix the global phase so that the factors sum to a positive real.
+        """
+        if method == "global":
+            v, info = self._synchronise_global(refine_iterations)
+        elif method == "blocks":
+            v, info = self._synchronise_blocks(refine_iterations, int(block_patches))
         else:
-            v = np.ones(self.n, np.complex128)
-        for _ in range(int(refine_iterations)):
-            mv = matvec(v)
-            v = np.where(np.abs(mv) > 0, np.exp(1j * np.angle(mv)), v)
+            raise ConfigError(f"stitching: synchronisation method must be one of {SYNC_METHODS}, "
+                              f"got '{method}'")
+        info.update(solver=method, refine_iterations=int(refine_iterations), window=list(self.win),
+                    offset_std_rad=float(np.std(np.angle(v))))
+        return v, info
+
+    def _synchronise_global(self, refine_iterations: int) -> tuple[np.ndarray, dict]:
+        matvec, degree = self._operator()
+        v = power_refine(matvec, leading_phases(matvec, degree), refine_iterations)
         v *= np.exp(-1j * np.angle(v.sum())) if abs(v.sum()) > 0 else 1.0
         consistency = float(np.real(np.vdot(v, matvec(v))))
         plain = float(np.real(np.vdot(np.ones(self.n), matvec(np.ones(self.n)))))
-        info.update(objective=consistency, objective_without=plain,
-                    offset_std_rad=float(np.std(np.angle(v))))
-        return v, info
+        return v, {"method": "angular synchronisation: Lanczos leading eigenvector of the "
+                             "degree-normalised overlap operator + projected power iterations",
+                   "objective": consistency, "objective_without": plain}
+
+    # -- the block solver (ptycho.reconstruct.sync): block-sorted copies of the windows
+    def _sort_by_blocks(self, block_patches: int) -> None:
+        """Partition the patches into pieces and copy the window records in piece order into
+        contiguous datasets (one streaming pass; a piece is then one contiguous read)."""
+        if self._layout is not None and self._layout["block"] == block_patches:
+            return
+        self._check_complete()
+        L = self.win[1] - self.win[0]
+        corners = self.corners + self.win[0] + 1  # window corners on the bordered canvas
+        order, starts, strips = partition(corners + L / 2, block_patches)
+        pieces, chunks = [], []  # piece row ranges; chunks: row ranges within one strip
+        for b in range(len(starts) - 1):
+            rows = order[starts[b] : starts[b + 1]]
+            lab = components(corners[rows], L)
+            keep = np.argsort(lab, kind="stable")
+            order[starts[b] : starts[b + 1]] = rows[keep]
+            cuts = np.flatnonzero(np.diff(lab[keep])) + 1 + starts[b]
+            pieces.append(np.concatenate([[starts[b]], cuts, [starts[b + 1]]]))
+        strip_starts = np.concatenate([starts[:-1][np.r_[True, np.diff(strips) != 0]], [self.n]])
+        for a, b in zip(strip_starts[:-1], strip_starts[1:]):
+            chunks += [(s, min(s + self.batch, b)) for s in range(a, b, self.batch)]
+        for name in ("sorted_window_weighted_patch", "sorted_window_weight"):
+            if name in self._f:
+                del self._f[name]
+        wp = self._f.create_dataset("sorted_window_weighted_patch", (self.n, L, L), np.complex64)
+        w = self._f.create_dataset("sorted_window_weight", (self.n, L, L), np.float32)
+        rank = np.empty(self.n, np.int64)
+        rank[order] = np.arange(self.n)
+        for a in range(0, self.n, self.batch):
+            b = min(a + self.batch, self.n)
+            dest = rank[a:b]
+            src = np.argsort(dest)
+            recs_wp, recs_w = self._wp_win[a:b][src], self._w_win[a:b][src]
+            dest = dest[src]
+            runs = np.split(np.arange(len(dest)), np.flatnonzero(np.diff(dest) != 1) + 1)
+            for r in runs:  # consecutive destination rows: one write each
+                wp[dest[r[0]] : dest[r[-1]] + 1] = recs_wp[r]
+                w[dest[r[0]] : dest[r[-1]] + 1] = recs_w[r]
+        self._layout = {"block": block_patches, "order": order, "corners": corners[order],
+                        "blocks": [(int(p[0]), int(p[-1])) for p in pieces],
+                        "pieces": [np.asarray(p, np.int64) for p in pieces],
+                        "chunks": chunks, "wp": wp, "w": w}
+
+    def _sorted_chunks(self, weights: bool = False):
+        """(rows, canvas corners, weighted windows complex128[, weights]) per chunk, piece order."""
+        lay = self._layout
+        for a, b in lay["chunks"]:
+            wp = lay["wp"][a:b].astype(np.complex128)
+            if weights:
+                yield slice(a, b), lay["corners"][a:b], wp, lay["w"][a:b].astype(np.float64)
+            else:
+                yield slice(a, b), lay["corners"][a:b], wp
+
+    def _synchronise_blocks(self, refine_iterations: int, block_patches: int):
+        if block_patches < 1:
+            raise ConfigError(f"stitching: block_patches must be >= 1, got {block_patches}")
+        self._sort_by_blocks(block_patches)
+        lay = self._layout
+        L = self.win[1] - self.win[0]
+        den = np.zeros(self._canvas_shape)
+        plain = np.zeros(self._canvas_shape, np.complex128)  # sum_k a_k: the objective without
+        for _, c, wp, w in self._sorted_chunks(weights=True):
+            scatter_add(den, c, w)
+            scatter_add(plain, c, wp)
+        inv = np.zeros_like(den)
+        ok = den > DEFAULT_THRESHOLD * self.weight.max()
+        inv[ok] = 1.0 / den[ok]
+        # 1. every piece on its own (a block is one contiguous read, its pieces are slices of it)
+        v = np.ones(self.n, np.complex128)
+        tiles, sums, piece_of = [], [], np.empty(self.n, np.int64)
+        for (a, b), cuts in zip(lay["blocks"], lay["pieces"]):
+            recs = lay["wp"][a:b].astype(np.complex128)
+            for p0, p1 in zip(cuts[:-1], cuts[1:]):
+                tile = Tile(lay["corners"][p0:p1], recs[p0 - a : p1 - a], inv)
+                v[p0:p1] = tile.solve(refine_iterations)
+                piece_of[p0:p1] = len(tiles)
+                tiles.append(tile)
+                sums.append(tile.sum(v[p0:p1]))
+                del tile.A, tile.M  # only the sum is needed from here on
+        # 2. one phase per piece from the pieces' couplings
+        B = coupling(tiles, sums, inv)
+        u = coarse_phases(B, refine_iterations)
+        v *= u[piece_of]
+        canvas = np.zeros(self._canvas_shape, np.complex128)
+        for tile, s, up in zip(tiles, sums, u):
+            y0, x0, y1, x1 = tile.box()
+            canvas[y0:y1, x0:x1] += up * s
+        del sums
+        # 3. projected power iterations of the whole operator, one streaming pass each: gather
+        # M v from the current sum, scatter the new factors into the next one
+        for _ in range(int(refine_iterations)):
+            obj = canvas * inv
+            canvas = np.zeros_like(canvas)
+            for rows, c, wp in self._sorted_chunks():
+                mv = np.sum(np.conj(wp) * gather(obj, c, L), axis=(1, 2))
+                v[rows] = phase_of(mv, v[rows])
+                scatter_add(canvas, c, v[rows, None, None] * wp)
+        v *= np.exp(-1j * np.angle(v.sum())) if abs(v.sum()) > 0 else 1.0
+        factors = np.empty(self.n, np.complex128)
+        factors[lay["order"]] = v
+        info = {"method": "angular synchronisation on spatial blocks: Lanczos leading eigenvector "
+                          "per block piece, one phase per piece from the pieces' couplings, then "
+                          "projected power iterations of the whole overlap operator",
+                "objective": float(np.sum(np.abs(canvas) ** 2 * inv)),
+                "objective_without": float(np.sum(np.abs(plain) ** 2 * inv)),
+                "block_patches": int(block_patches), "n_blocks": len(lay["blocks"]),
+                "n_pieces": len(tiles)}
+        return factors, info
 
     # -- the result
     def stitch(self, factors: np.ndarray | None = None,
