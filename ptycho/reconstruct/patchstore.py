@@ -39,6 +39,7 @@ from ptycho.reconstruct.sync import (
     components,
     coupling,
     gather,
+    inner,
     leading_phases,
     partition,
     phase_of,
@@ -321,7 +322,7 @@ class PatchStore:
             obj = canvas * inv
             canvas = np.zeros_like(canvas)
             for rows, c, wp in self._sorted_chunks():
-                mv = np.sum(np.conj(wp) * gather(obj, c, L), axis=(1, 2))
+                mv = inner(wp, gather(obj, c, L))
                 v[rows] = phase_of(mv, v[rows])
                 scatter_add(canvas, c, v[rows, None, None] * wp)
         v *= np.exp(-1j * np.angle(v.sum())) if abs(v.sum()) > 0 else 1.0

@@ -17,6 +17,7 @@ def main(smk) -> None:
                               scale.inference_batch_size, threads=smk.threads,
                               phase_sync=study.stitching.phase_sync,
                               refine_iterations=study.stitching.refine_iterations,
+                              sync_method=study.stitching.sync_method,
                               tmp_dir=getattr(smk.resources, "tmpdir", None))
     rec.overlap_view = smk.params.overlap
     write_reconstruction(smk.output.recon, rec)
