@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+from itertools import pairwise
 from pathlib import Path
 
 import h5py
@@ -247,7 +248,7 @@ class PatchStore:
             cuts = np.flatnonzero(np.diff(lab[keep])) + 1 + starts[b]
             pieces.append(np.concatenate([[starts[b]], cuts, [starts[b + 1]]]))
         strip_starts = np.concatenate([starts[:-1][np.r_[True, np.diff(strips) != 0]], [self.n]])
-        for a, b in zip(strip_starts[:-1], strip_starts[1:]):
+        for a, b in pairwise(strip_starts):
             chunks += [(s, min(s + self.batch, b)) for s in range(a, b, self.batch)]
         for name in ("sorted_window_weighted_patch", "sorted_window_weight"):
             if name in self._f:
@@ -300,7 +301,7 @@ class PatchStore:
         tiles, sums, piece_of = [], [], np.empty(self.n, np.int64)
         for (a, b), cuts in zip(lay["blocks"], lay["pieces"]):
             recs = lay["wp"][a:b].astype(np.complex128)
-            for p0, p1 in zip(cuts[:-1], cuts[1:]):
+            for p0, p1 in pairwise(cuts):
                 tile = Tile(lay["corners"][p0:p1], recs[p0 - a : p1 - a], inv)
                 v[p0:p1] = tile.solve(refine_iterations)
                 piece_of[p0:p1] = len(tiles)
