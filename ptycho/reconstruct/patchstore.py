@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import tempfile
-from itertools import pairwise
 from pathlib import Path
 
 import h5py
@@ -35,21 +34,20 @@ import numpy as np
 from ptycho.errors import ConfigError, DatasetError
 from ptycho.reconstruct.stitch import DEFAULT_THRESHOLD, StitchAccumulator, to_grid
 from ptycho.reconstruct.sync import (
+    BlockGrid,
+    CoarseProblem,
     Tile,
-    coarse_phases,
     components,
-    coupling,
     gather,
     inner,
     leading_phases,
-    partition,
     phase_of,
     power_refine,
     scatter_add,
 )
 
 SYNC_METHODS = ("blocks", "global")
-DEFAULT_BLOCK_PATCHES = 512  # patches per spatial block of the block solver
+DEFAULT_CELL_PATCHES = 128  # patches per cell of the block solver (a block: 2 x 2 cells)
 
 
 def sync_window(weight: np.ndarray, threshold: float) -> tuple[int, int]:
@@ -200,7 +198,7 @@ class PatchStore:
         return apply, degree
 
     def synchronise(self, refine_iterations: int = 10, method: str = "blocks",
-                    block_patches: int = DEFAULT_BLOCK_PATCHES) -> tuple[np.ndarray, dict]:
+                    cell_patches: int = DEFAULT_CELL_PATCHES) -> tuple[np.ndarray, dict]:
         """Unit phase factors (n,) that make overlapping patches agree, and a summary dict.
 
         ``method``: "blocks" (default; time linear in n, ``ptycho.reconstruct.sync``) or "global"
@@ -211,7 +209,7 @@ class PatchStore:
         if method == "global":
             v, info = self._synchronise_global(refine_iterations)
         elif method == "blocks":
-            v, info = self._synchronise_blocks(refine_iterations, int(block_patches))
+            v, info = self._synchronise_blocks(refine_iterations, int(cell_patches))
         else:
             raise ConfigError(f"stitching: synchronisation method must be one of {SYNC_METHODS}, "
                               f"got '{method}'")
@@ -229,26 +227,23 @@ class PatchStore:
                              "degree-normalised overlap operator + projected power iterations",
                    "objective": consistency, "objective_without": plain}
 
-    # -- the block solver (ptycho.reconstruct.sync): block-sorted copies of the windows
-    def _sort_by_blocks(self, block_patches: int) -> None:
-        """Partition the patches into pieces and copy the window records in piece order into
-        contiguous datasets (one streaming pass; a piece is then one contiguous read)."""
-        if self._layout is not None and self._layout["block"] == block_patches:
+    # -- the block solver (ptycho.reconstruct.sync): cell-sorted copies of the windows
+    def _sort_by_cells(self, cell_patches: int) -> None:
+        """Lay a ``BlockGrid`` over the windows' centres and copy the window records cell by cell
+        (row by row of cells, scan order within a cell) into contiguous datasets, in one
+        streaming pass: a row of cells is then one contiguous read."""
+        if self._layout is not None and self._layout["cell_patches"] == cell_patches:
             return
         self._check_complete()
         L = self.win[1] - self.win[0]
         corners = self.corners + self.win[0] + 1  # window corners on the bordered canvas
-        order, starts, strips = partition(corners + L / 2, block_patches)
-        pieces, chunks = [], []  # piece row ranges; chunks: row ranges within one strip
-        for b in range(len(starts) - 1):
-            rows = order[starts[b] : starts[b + 1]]
-            lab = components(corners[rows], L)
-            keep = np.argsort(lab, kind="stable")
-            order[starts[b] : starts[b + 1]] = rows[keep]
-            cuts = np.flatnonzero(np.diff(lab[keep])) + 1 + starts[b]
-            pieces.append(np.concatenate([[starts[b]], cuts, [starts[b + 1]]]))
-        strip_starts = np.concatenate([starts[:-1][np.r_[True, np.diff(strips) != 0]], [self.n]])
-        for a, b in pairwise(strip_starts):
+        grid = BlockGrid.for_points(corners + L / 2, cell_patches)
+        cell = grid.cell_of(corners + L / 2)
+        order = np.argsort(cell, kind="stable")
+        starts = np.searchsorted(cell[order], np.arange(grid.shape[0] * grid.shape[1] + 1))
+        chunks = []  # row ranges within one row of cells: compact bounding boxes
+        for y in range(grid.shape[0]):
+            a, b = starts[y * grid.shape[1]], starts[(y + 1) * grid.shape[1]]
             chunks += [(s, min(s + self.batch, b)) for s in range(a, b, self.batch)]
         for name in ("sorted_window_weighted_patch", "sorted_window_weight"):
             if name in self._f:
@@ -267,13 +262,12 @@ class PatchStore:
             for r in runs:  # consecutive destination rows: one write each
                 wp[dest[r[0]] : dest[r[-1]] + 1] = recs_wp[r]
                 w[dest[r[0]] : dest[r[-1]] + 1] = recs_w[r]
-        self._layout = {"block": block_patches, "order": order, "corners": corners[order],
-                        "blocks": [(int(p[0]), int(p[-1])) for p in pieces],
-                        "pieces": [np.asarray(p, np.int64) for p in pieces],
-                        "chunks": chunks, "wp": wp, "w": w}
+        self._layout = {"cell_patches": cell_patches, "grid": grid, "order": order,
+                        "corners": corners[order], "cell_starts": starts, "chunks": chunks,
+                        "wp": wp, "w": w}
 
     def _sorted_chunks(self, weights: bool = False):
-        """(rows, canvas corners, weighted windows complex128[, weights]) per chunk, piece order."""
+        """(rows, canvas corners, weighted windows complex128[, weights]) per chunk, cell order."""
         lay = self._layout
         for a, b in lay["chunks"]:
             wp = lay["wp"][a:b].astype(np.complex128)
@@ -282,60 +276,76 @@ class PatchStore:
             else:
                 yield slice(a, b), lay["corners"][a:b], wp
 
-    def _synchronise_blocks(self, refine_iterations: int, block_patches: int):
-        if block_patches < 1:
-            raise ConfigError(f"stitching: block_patches must be >= 1, got {block_patches}")
-        self._sort_by_blocks(block_patches)
+    def _synchronise_blocks(self, refine_iterations: int, cell_patches: int):
+        if cell_patches < 1:
+            raise ConfigError(f"stitching: cell_patches must be >= 1, got {cell_patches}")
+        self._sort_by_cells(cell_patches)
         lay = self._layout
-        L = self.win[1] - self.win[0]
+        grid, corners, L = lay["grid"], lay["corners"], self.win[1] - self.win[0]
         den = np.zeros(self._canvas_shape)
         plain = np.zeros(self._canvas_shape, np.complex128)  # sum_k a_k: the objective without
+        mag = np.zeros(self._canvas_shape)  # sum_k |a_k|: the degrees
         for _, c, wp, w in self._sorted_chunks(weights=True):
             scatter_add(den, c, w)
             scatter_add(plain, c, wp)
+            scatter_add(mag, c, np.abs(wp))
         inv = np.zeros_like(den)
         ok = den > DEFAULT_THRESHOLD * self.weight.max()
         inv[ok] = 1.0 / den[ok]
-        # 1. every piece on its own (a block is one contiguous read, its pieces are slices of it)
-        v = np.ones(self.n, np.complex128)
-        tiles, sums, piece_of = [], [], np.empty(self.n, np.int64)
-        for (a, b), cuts in zip(lay["blocks"], lay["pieces"]):
-            recs = lay["wp"][a:b].astype(np.complex128)
-            for p0, p1 in pairwise(cuts):
-                tile = Tile(lay["corners"][p0:p1], recs[p0 - a : p1 - a], inv)
-                v[p0:p1] = tile.solve(refine_iterations)
-                piece_of[p0:p1] = len(tiles)
-                tiles.append(tile)
-                sums.append(tile.sum(v[p0:p1]))
-                del tile.A, tile.M  # only the sum is needed from here on
-        # 2. one phase per piece from the pieces' couplings
-        B = coupling(tiles, sums, inv)
-        u = coarse_phases(B, refine_iterations)
-        v *= u[piece_of]
+        mag *= inv
+        # 2-3. every vertex's support on its own, and the coarse problem on the way
+        vid, phi = grid.hats(corners + L / 2)
+        local = np.zeros(vid.shape, np.complex64)  # w_j(k) for each patch's four vertices
+        fid = np.full(vid.shape, -1, np.int64)  # the coarse function of each of them
+        coarse = CoarseProblem(grid, inv, reach=1 + math.ceil(L / grid.side))
+        starts = lay["cell_starts"]
+        for j in range(int(vid.max()) + 1):
+            ranges = [(starts[c0], starts[c1 + 1]) for c0, c1 in grid.vertex_cells(j)]
+            rows = np.concatenate([np.arange(a, b) for a, b in ranges] or [np.zeros(0, int)])
+            slot = np.argmax(vid[rows] == j, axis=1)
+            keep = phi[rows, slot] > 0
+            if not keep.any():
+                continue
+            recs = np.concatenate([lay["wp"][a:b] for a, b in ranges]).astype(np.complex128)
+            rows, slot, recs = rows[keep], slot[keep], recs[keep]
+            labels = components(corners[rows], L)
+            for lab in range(labels.max() + 1):
+                sel = labels == lab
+                r, sl, a = rows[sel], slot[sel], recs[sel]
+                tile = Tile(corners[r], a, inv)
+                w_loc = tile.solve(refine_iterations)
+                hat = phi[r, sl]
+                degree = inner(np.abs(a), gather(mag, corners[r], L)).real
+                f = coarse.add(j, tile.box(), tile.sum(hat * w_loc).astype(np.complex64),
+                               float(np.sum(hat * degree)))
+                local[r, sl], fid[r, sl] = w_loc, f
+        c = coarse.solve()
+        del coarse
+        # the local solutions blended by the hats, weighted by the coarse vector
+        v = phase_of(np.sum(np.where(fid >= 0, phi * local * c[np.maximum(fid, 0)], 0), axis=1))
+        del local, fid, vid, phi
         canvas = np.zeros(self._canvas_shape, np.complex128)
-        for tile, s, up in zip(tiles, sums, u):
-            y0, x0, y1, x1 = tile.box()
-            canvas[y0:y1, x0:x1] += up * s
-        del sums
-        # 3. projected power iterations of the whole operator, one streaming pass each: gather
+        for rows, c_, wp in self._sorted_chunks():
+            scatter_add(canvas, c_, v[rows, None, None] * wp)
+        # 4. projected power iterations of the whole operator, one streaming pass each: gather
         # M v from the current sum, scatter the new factors into the next one
         for _ in range(int(refine_iterations)):
             obj = canvas * inv
             canvas = np.zeros_like(canvas)
-            for rows, c, wp in self._sorted_chunks():
-                mv = inner(wp, gather(obj, c, L))
-                v[rows] = phase_of(mv, v[rows])
-                scatter_add(canvas, c, v[rows, None, None] * wp)
+            for rows, c_, wp in self._sorted_chunks():
+                v[rows] = phase_of(inner(wp, gather(obj, c_, L)), v[rows])
+                scatter_add(canvas, c_, v[rows, None, None] * wp)
         v *= np.exp(-1j * np.angle(v.sum())) if abs(v.sum()) > 0 else 1.0
         factors = np.empty(self.n, np.complex128)
         factors[lay["order"]] = v
-        info = {"method": "angular synchronisation on spatial blocks: Lanczos leading eigenvector "
-                          "per block piece, one phase per piece from the pieces' couplings, then "
-                          "projected power iterations of the whole overlap operator",
+        info = {"method": "angular synchronisation on overlapping blocks: Lanczos leading "
+                          "eigenvector per block, the blocks blended by a coarse Rayleigh-Ritz "
+                          "problem on bilinear hat functions, then projected power iterations "
+                          "of the whole overlap operator",
                 "objective": float(np.sum(np.abs(canvas) ** 2 * inv)),
                 "objective_without": float(np.sum(np.abs(plain) ** 2 * inv)),
-                "block_patches": int(block_patches), "n_blocks": len(lay["blocks"]),
-                "n_pieces": len(tiles)}
+                "cell_patches": int(cell_patches), "cells": list(grid.shape),
+                "n_coarse": len(c)}
         return factors, info
 
     # -- the result

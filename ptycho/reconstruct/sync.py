@@ -4,28 +4,33 @@ The synchronisation maximises ``v^H M v`` over unit phase factors v (one per pat
 
     (M v)_k = sum_u conj(a_k(u)) sum_l v_l a_l(u) / den(u),    a_k = w_k O_k,  den = sum_k w_k
 
-(``ptycho.reconstruct.patchstore`` explains why). M couples only patches whose windows overlap,
-so it is local, but a global Lanczos solve needs more iterations the wider the scan (its spectral
-gap shrinks like 1 / extent^2): the time grew like n^1.3-1.5. The block solver here keeps every
-step linear in n:
+(``ptycho.reconstruct.patchstore`` explains why), starting from the leading eigenvector of the
+degree-normalised D^-1/2 M D^-1/2. M couples only patches whose windows overlap, but one Lanczos
+solve of the whole scan needs more iterations the wider the scan (its spectral gap shrinks like
+1 / extent^2): the time grew like n^1.3-1.5. The block solver keeps every step linear in n with a
+two-level (partition-of-unity) Rayleigh-Ritz approximation of that eigenvector:
 
-1. ``partition``: equal-count spatial blocks (strips along y, tiles along x within a strip) of at
-   most ``block`` patches, each split into the connected components of its window-overlap graph
-   (``components``): the *pieces*.
-2. ``leading_phases`` on each piece alone (its rows and columns of M, the same degree-normalised
-   Lanczos start and projected power iterations as the global solve): a bounded problem per piece.
-3. ``coarse_phases``: one phase per piece from the pieces' couplings
-   ``B_pq = sum_u conj(S_p(u)) S_q(u) / den(u)`` (``S_p = sum_{k in p} v_k a_k``, the piece's
-   synchronised sum): a problem with n / block unknowns.
-4. projected power iterations of the whole M (streamed), which mend the pieces' seams.
+1. ``BlockGrid``: square cells of about ``cell_patches`` patches; every patch gets bilinear "hat"
+   weights phi_j (summing to 1) on the four vertices of its cell.
+2. For each vertex j, the patches of its four cells (the support of phi_j, split into connected
+   components, ``components``) are synchronised on their own: ``leading_vector`` of their rows
+   and columns of M (``Tile``) and projected power iterations give local phases w_j: bounded
+   problems, each patch in four of them.
+3. Coarse functions psi_j = phi_j w_j; the coarse problem is M and D projected on them,
+   ``A = Psi^H M Psi`` (``couplings``: sums over the supports' overlaps) with the lumped degrees
+   ``sum_k phi_j(k) d_k``; its leading vector c (one unknown per vertex) gives
+   ``v = exp(i arg(sum_j phi_j w_j c_j))``: the local solutions blended smoothly, so no seam is
+   left where two of them meet.
+4. Projected power iterations of the whole M (streamed), as after the global solve.
 
 For consistent patches (cut from one object) every step is exact: M is then a phase-conjugated
-non-negative matrix whose Perron vector carries the true phases, and so is B.
+non-negative matrix whose Perron vector carries the true phases.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -38,13 +43,13 @@ def phase_of(x: np.ndarray, fallback: np.ndarray | complex = 1.0) -> np.ndarray:
     return np.where(np.abs(x) > 0, np.exp(1j * np.angle(x)), fallback)
 
 
-def leading_phases(apply, degree: np.ndarray, tol: float = 1e-4, dense_max: int = 0) -> np.ndarray:
-    """Phases of the leading eigenvector of D^-1/2 M D^-1/2 (D = diag(degree)), unit factors (n,).
+def leading_vector(apply, degree: np.ndarray, tol: float = 1e-4, dense_max: int = 0) -> np.ndarray:
+    """Leading eigenvector x of D^-1/2 M D^-1/2 (D = diag(degree)) mapped back, D^-1/2 x, (n,).
 
     ``apply`` maps a vector (n,) to M v. Without the normalisation the eigenvector concentrates on
     the best-covered patches and its phases elsewhere are numerical noise. Lanczos
     (``scipy.sparse.linalg.eigsh``) from the fixed start sqrt(degree), so runs are reproducible;
-    fewer than 3 connected patches give ones; up to ``dense_max`` unknowns the matrix is assembled
+    fewer than 3 connected unknowns give ones; up to ``dense_max`` unknowns the matrix is assembled
     (n products) and diagonalised exactly instead.
     """
     import scipy.sparse.linalg as sla
@@ -62,7 +67,12 @@ def leading_phases(apply, degree: np.ndarray, tol: float = 1e-4, dense_max: int 
                                 matvec=lambda u: scale * apply(scale * np.ravel(u)))
         _, vec = sla.eigsh(op, k=1, which="LA", v0=np.sqrt(np.maximum(degree, 0)) + 0j, tol=tol,
                            maxiter=100 * n)
-    return phase_of(vec[:, 0] * scale)
+    return vec[:, 0] * scale
+
+
+def leading_phases(apply, degree: np.ndarray, tol: float = 1e-4, dense_max: int = 0) -> np.ndarray:
+    """Unit factors (n,): the phases of ``leading_vector``."""
+    return phase_of(leading_vector(apply, degree, tol, dense_max))
 
 
 def power_refine(apply, v: np.ndarray, iterations: int) -> np.ndarray:
@@ -91,28 +101,52 @@ def inner(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("kij,kij->k", np.conj(a), b)
 
 
-def partition(points: np.ndarray, block: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Equal-count spatial blocks of at most ``block`` points (y, x).
+@dataclass(frozen=True)
+class BlockGrid:
+    """Square cells of side ``side`` px from ``origin`` (y, x), ``shape`` (cells along y, x), and
+    their (shape[0] + 1) x (shape[1] + 1) vertices, numbered row by row."""
 
-    Returns (order (n,): point indices block by block, ascending within a block; block_starts (nb + 1,): block b is
-    order[block_starts[b]:block_starts[b + 1]]; strip_of_block (nb,)). Strips along y hold equal
-    counts, as do the tiles along x within a strip; their number follows the points' aspect ratio,
-    so blocks are about square. Ties are broken by the point index: the result is deterministic.
-    """
-    n = len(points)
-    idx = np.arange(n)
-    nb = max(1, math.ceil(n / block))
-    ext = np.ptp(points, axis=0) + 1.0
-    n_strips = int(np.clip(round(math.sqrt(nb * ext[0] / ext[1])), 1, nb))
-    by_y = np.lexsort((idx, points[:, 1], points[:, 0]))
-    order, starts, strips = [], [0], []
-    for s, rows in enumerate(np.array_split(by_y, n_strips)):
-        rows = rows[np.lexsort((rows, points[rows, 0], points[rows, 1]))]
-        for tile in np.array_split(rows, max(1, math.ceil(len(rows) / block))):
-            order.append(np.sort(tile))  # index order within a block: runs of the scan order
-            starts.append(starts[-1] + len(tile))
-            strips.append(s)
-    return np.concatenate(order), np.asarray(starts), np.asarray(strips)
+    origin: tuple[float, float]
+    side: float
+    shape: tuple[int, int]
+
+    @classmethod
+    def for_points(cls, points: np.ndarray, cell_points: int) -> BlockGrid:
+        """Cells holding about ``cell_points`` of ``points`` (n, 2) on average over their extent."""
+        lo = points.min(axis=0)
+        ext = np.ptp(points, axis=0) + 1.0
+        side = max(1.0, math.sqrt(cell_points * ext[0] * ext[1] / len(points)))
+        shape = np.maximum(1, np.ceil(ext / side)).astype(int)
+        return cls((float(lo[0]), float(lo[1])), side, (int(shape[0]), int(shape[1])))
+
+    def _local(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = (points - np.asarray(self.origin)) / self.side
+        cell = np.clip(np.floor(t).astype(np.int64), 0, np.asarray(self.shape) - 1)
+        return cell, np.clip(t - cell, 0.0, 1.0)
+
+    def cell_of(self, points: np.ndarray) -> np.ndarray:
+        """Cell number (n,), row by row."""
+        cell, _ = self._local(points)
+        return cell[:, 0] * self.shape[1] + cell[:, 1]
+
+    def hats(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(vertex numbers (n, 4), bilinear weights (n, 4) summing to 1) of each point's cell."""
+        cell, t = self._local(points)
+        nx = self.shape[1] + 1
+        vid, wts = [], []
+        for dy in (0, 1):
+            for dx in (0, 1):
+                vid.append((cell[:, 0] + dy) * nx + cell[:, 1] + dx)
+                wts.append(np.abs(1 - dy - t[:, 0]) * np.abs(1 - dx - t[:, 1]))
+        return np.stack(vid, 1), np.stack(wts, 1)
+
+    def vertex_cells(self, vertex: int) -> list[tuple[int, int]]:
+        """[first, last] cell numbers of each row of cells around ``vertex`` (the support of its
+        hat function): up to two rows of up to two consecutive cells."""
+        ny, nx = self.shape
+        vy, vx = divmod(vertex, nx + 1)
+        xs = [x for x in (vx - 1, vx) if 0 <= x < nx]
+        return [(y * nx + xs[0], y * nx + xs[-1]) for y in (vy - 1, vy) if 0 <= y < ny and xs]
 
 
 def components(corners: np.ndarray, L: int) -> np.ndarray:
@@ -167,36 +201,57 @@ class Tile:
         return y0, x0, y0 + self.shape[0], x0 + self.shape[1]
 
 
-def coupling(tiles: list[Tile], sums: list[np.ndarray], inv_den: np.ndarray):
-    """Sparse Hermitian (np, np) B_pq = sum_u conj(S_p) S_q / den over the pieces' overlaps; the
-    candidate pairs come from a k-d tree on the tiles' centres (no all-pairs test)."""
-    from scipy.sparse import coo_matrix
-    from scipy.spatial import cKDTree
+class CoarseProblem:
+    """The coarse problem of step 3, assembled as the coarse functions arrive vertex by vertex
+    (row by row): ``A_fg = sum_u conj(G_f(u)) G_g(u) / den(u)`` with ``G_f = sum_k psi_f(k) a_k``
+    on the function's tile. A function's tile reaches ``reach`` vertex steps, so it is compared
+    only with the functions of those vertices, and tiles of rows that no later function reaches
+    are dropped: memory is a few rows of tiles, not the whole scan."""
 
-    boxes = np.array([t.box() for t in tiles], np.float64).reshape(-1, 4)
-    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
-    half = (boxes[:, 2:] - boxes[:, :2]).max() / 2 if len(boxes) else 0.0
-    pairs = cKDTree(centre).query_pairs(2 * half + 1, p=np.inf, output_type="ndarray")
-    pairs = np.concatenate([np.repeat(np.arange(len(tiles))[:, None], 2, 1), pairs])
-    rows, cols, vals = [], [], []
-    for p, q in pairs:
-        (py0, px0, py1, px1), (qy0, qx0, qy1, qx1) = tiles[p].box(), tiles[q].box()
-        y0, x0, y1, x1 = max(py0, qy0), max(px0, qx0), min(py1, qy1), min(px1, qx1)
+    def __init__(self, grid: BlockGrid, inv_den: np.ndarray, reach: int):
+        self.nx = grid.shape[1] + 1
+        self.inv = inv_den
+        self.reach = int(reach)
+        self.kept: dict[int, list[tuple[int, tuple[int, int, int, int], np.ndarray]]] = {}
+        self.rows, self.cols, self.vals, self.degree = [], [], [], []
+
+    def add(self, vertex: int, box: tuple[int, int, int, int], G: np.ndarray, degree: float) -> int:
+        """Add a function (its tile ``box`` on the canvas, its sum ``G``, its lumped degree);
+        returns its number."""
+        f = len(self.degree)
+        self.degree.append(float(degree))
+        vy, vx = divmod(vertex, self.nx)
+        for old in [v for v in self.kept if v // self.nx < vy - self.reach]:
+            del self.kept[old]
+        self.kept.setdefault(vertex, []).append((f, box, G))
+        r = self.reach
+        for dy in range(-r, 1):
+            for dx in range(-r, r + 1):
+                for g, gbox, Gg in self.kept.get((vy + dy) * self.nx + vx + dx, []):
+                    if g <= f:
+                        self._couple(f, box, G, g, gbox, Gg)
+        return f
+
+    def _couple(self, f, fbox, Gf, g, gbox, Gg) -> None:
+        y0, x0 = max(fbox[0], gbox[0]), max(fbox[1], gbox[1])
+        y1, x1 = min(fbox[2], gbox[2]), min(fbox[3], gbox[3])
         if y0 >= y1 or x0 >= x1:
-            continue
-        sp = sums[p][y0 - py0 : y1 - py0, x0 - px0 : x1 - px0]
-        sq = sums[q][y0 - qy0 : y1 - qy0, x0 - qx0 : x1 - qx0]
-        b = np.sum(np.conj(sp) * sq * inv_den[y0:y1, x0:x1])
-        rows += [p, q] if p != q else [p]
-        cols += [q, p] if p != q else [p]
-        vals += [b, np.conj(b)] if p != q else [b.real]
-    n = len(tiles)
-    return coo_matrix((np.asarray(vals, np.complex128), (rows, cols)), shape=(n, n)).tocsr()
+            return
+        sf = Gf[y0 - fbox[0] : y1 - fbox[0], x0 - fbox[1] : x1 - fbox[1]]
+        sg = Gg[y0 - gbox[0] : y1 - gbox[0], x0 - gbox[1] : x1 - gbox[1]]
+        b = np.sum(np.conj(sf) * sg * self.inv[y0:y1, x0:x1], dtype=np.complex128)
+        if f == g:
+            self.rows.append(f), self.cols.append(f), self.vals.append(b.real)
+        else:
+            self.rows += [f, g]
+            self.cols += [g, f]
+            self.vals += [b, np.conj(b)]
 
+    def solve(self) -> np.ndarray:
+        """c (n_functions,): the leading vector of A normalised by the lumped degrees."""
+        from scipy.sparse import coo_matrix
 
-def coarse_phases(B, refine_iterations: int) -> np.ndarray:
-    """One unit factor per piece maximising u^H B u: ``leading_phases`` of B (degree = row sums
-    of |B|) and projected power iterations. B is small (pieces, not patches)."""
-    degree = np.asarray(abs(B).sum(axis=1)).ravel()
-    u = leading_phases(lambda x: B @ x, degree, tol=LOCAL_TOL, dense_max=DENSE_MAX)
-    return power_refine(lambda x: B @ x, u, refine_iterations)
+        n = len(self.degree)
+        A = coo_matrix((np.asarray(self.vals, np.complex128), (self.rows, self.cols)),
+                       shape=(n, n)).tocsr()
+        return leading_vector(A.dot, np.asarray(self.degree), tol=LOCAL_TOL, dense_max=DENSE_MAX)
