@@ -92,7 +92,7 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
     """
     from ptycho.training.data import BatchSource
     from ptycho.training.fit import cell_labels, group_table, grouping_rng
-    from ptycho.training.runtime import configure_tensorflow
+    from ptycho.training.runtime import configure_tensorflow, peak_gpu_mb
 
     t0 = time.perf_counter()
     bundle = read_bundle(bundle_path)
@@ -148,7 +148,7 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
                 "n_groups": len(table), "n_patches_stitched": n_stitched,
                 "train_dose": float(bundle["dose"]), "epochs_run": bundle.get("epochs_run"),
                 "stitch": "probe-intensity (|P|^2) weighted average", "synchronisation": sync_info,
-                "predict_s": t_predict, "predict_stitch_s": t_loop}
+                "predict_s": t_predict, "predict_stitch_s": t_loop, "peak_gpu_mb": peak_gpu_mb()}
         log.info("%s: %d patches stitched from %s in %.1f s", arm, n_stitched, test_path.name, wall)
         return Reconstruction(object=obj.astype(np.complex64), weight=weight.astype(np.float32),
                               arm=arm, gridsize=g, dose=ds.dose,
