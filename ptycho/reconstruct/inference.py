@@ -80,11 +80,13 @@ def prediction_model(model, arm: str):
 
 def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
                         threads: int = 1, phase_sync: bool = True, refine_iterations: int = 10,
-                        tmp_dir=None, sync_method: str = "blocks") -> Reconstruction:
+                        tmp_dir=None, sync_method: str = "blocks",
+                        sync_options: dict | None = None) -> Reconstruction:
     """Predict the test split with a trained arm and stitch the full (H, W) object.
 
     ``phase_sync``: synchronise the per-patch phase offsets before averaging (``PatchStore``;
-    ``sync_method`` "blocks" or "global", see ``PatchStore.synchronise``);
+    ``sync_method`` "blocks" or "global" and further ``sync_options``, see
+    ``PatchStore.synchronise``);
     ``tmp_dir``: where the temporary patch file goes (system temporary directory by default).
 
     Raises TrainingError when the bundle does not fit the model or the data (other N, other
@@ -138,7 +140,8 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
             factors = None
             if phase_sync:
                 t_sync = time.perf_counter()
-                factors, details = store.synchronise(refine_iterations, method=sync_method)
+                factors, details = store.synchronise(refine_iterations, method=sync_method,
+                                                     **(sync_options or {}))
                 sync_info.update(details, time_s=time.perf_counter() - t_sync)
             obj, weight = store.stitch(factors)
             n_stitched = store.n

@@ -208,16 +208,18 @@ class PatchStore:
         return apply, degree
 
     def synchronise(self, refine_iterations: int = 10, method: str = "blocks",
-                    cell_patches: int = DEFAULT_CELL_PATCHES) -> tuple[np.ndarray, dict]:
+                    cell_patches: int = DEFAULT_CELL_PATCHES,
+                    lanczos_tol: float = 1e-4) -> tuple[np.ndarray, dict]:
         """Unit phase factors (n,) that make overlapping patches agree, and a summary dict.
 
         ``method``: "blocks" (default; time linear in n, ``ptycho.reconstruct.sync``) or "global"
         (one Lanczos solve of the whole operator, the solver before 2026-11; its time grows like
-        n^1.3). Both end with ``refine_iterations`` projected power iterations of the whole
-        operator and fix the global phase so that the factors sum to a positive real.
+        n^1.3; ``lanczos_tol`` its relative tolerance, 1e-4 as before 2026-11). Both end with
+        ``refine_iterations`` projected power iterations of the whole operator and fix the global
+        phase so that the factors sum to a positive real.
         """
         if method == "global":
-            v, info = self._synchronise_global(refine_iterations)
+            v, info = self._synchronise_global(refine_iterations, float(lanczos_tol))
         elif method == "blocks":
             v, info = self._synchronise_blocks(refine_iterations, int(cell_patches))
         else:
@@ -227,15 +229,15 @@ class PatchStore:
                     offset_std_rad=float(np.std(np.angle(v))))
         return v, info
 
-    def _synchronise_global(self, refine_iterations: int) -> tuple[np.ndarray, dict]:
+    def _synchronise_global(self, refine_iterations: int, tol: float) -> tuple[np.ndarray, dict]:
         matvec, degree = self._operator()
-        v = power_refine(matvec, leading_phases(matvec, degree), refine_iterations)
+        v = power_refine(matvec, leading_phases(matvec, degree, tol), refine_iterations)
         v *= np.exp(-1j * np.angle(v.sum())) if abs(v.sum()) > 0 else 1.0
         consistency = float(np.real(np.vdot(v, matvec(v))))
         plain = float(np.real(np.vdot(np.ones(self.n), matvec(np.ones(self.n)))))
         return v, {"method": "angular synchronisation: Lanczos leading eigenvector of the "
                              "degree-normalised overlap operator + projected power iterations",
-                   "objective": consistency, "objective_without": plain}
+                   "objective": consistency, "objective_without": plain, "lanczos_tol": tol}
 
     # -- the block solver (ptycho.reconstruct.sync): cell-sorted copies of the windows
     def _sort_by_cells(self, cell_patches: int) -> None:
