@@ -45,7 +45,8 @@ def test_measured_benchmarks_become_requests_with_the_margin(tmp_path):
     assert [j["rule"] for j in jobs] == ["train_pinn"] * 3 + ["evaluate_arm"]
     assert jobs[2]["resources"]["gpu"] == "1" and jobs[0]["wildcards"]["scale"] == "scaled"
     measured = measured_by_rule(jobs)
-    assert measured[("train_pinn", "scaled")] == {"jobs": 2, "max_s": 250.0, "max_rss_mb": 1234.0}
+    assert measured[("train_pinn", "scaled")] == {"jobs": 2, "total_s": 350.0, "max_s": 250.0,
+                                                  "max_rss_mb": 1234.0}
     assert ("train_pinn", "full") not in measured  # no TSV: not measured
     profile, sources = set_resources(jobs, measured, margin_mem=1.5, margin_time=2.0)
     tp = profile["train_pinn"]

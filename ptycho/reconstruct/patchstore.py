@@ -241,9 +241,10 @@ class PatchStore:
 
     # -- the block solver (ptycho.reconstruct.sync): cell-sorted copies of the windows
     def _sort_by_cells(self, cell_patches: int) -> None:
-        """Lay a ``BlockGrid`` over the windows' centres and copy the window records cell by cell
-        (row by row of cells, scan order within a cell) into contiguous datasets, in one
-        streaming pass: a row of cells is then one contiguous read."""
+        """Lay a ``BlockGrid`` over the windows' centres and copy the weighted windows cell by cell
+        (row by row of cells, scan order within a cell) into a contiguous dataset, in one
+        streaming pass (a row of cells is then one contiguous read) that also sums, on the
+        canvas, the weights (den), the weighted windows and their magnitudes."""
         if self._layout is not None and self._layout["cell_patches"] == cell_patches:
             return
         self._check_complete()
@@ -257,37 +258,36 @@ class PatchStore:
         for y in range(grid.shape[0]):
             a, b = starts[y * grid.shape[1]], starts[(y + 1) * grid.shape[1]]
             row_chunks.append([(s, min(s + self.batch, b)) for s in range(a, b, self.batch)])
-        for name in ("sorted_window_weighted_patch", "sorted_window_weight"):
-            if name in self._f:
-                del self._f[name]
+        if "sorted_window_weighted_patch" in self._f:
+            del self._f["sorted_window_weighted_patch"]
         wp = self._f.create_dataset("sorted_window_weighted_patch", (self.n, L, L), np.complex64)
-        w = self._f.create_dataset("sorted_window_weight", (self.n, L, L), np.float32)
+        sums = {"den": np.zeros(self._canvas_shape), "mag": np.zeros(self._canvas_shape),
+                "plain": np.zeros(self._canvas_shape, np.complex128)}
         rank = np.empty(self.n, np.int64)
         rank[order] = np.arange(self.n)
         for a in range(0, self.n, self.batch):
             b = min(a + self.batch, self.n)
             dest = rank[a:b]
             src = np.argsort(dest)
-            recs_wp, recs_w = self._wp_win[a:b][src], self._w_win[a:b][src]
+            recs = self._wp_win[a:b][src]
             dest = dest[src]
             runs = np.split(np.arange(len(dest)), np.flatnonzero(np.diff(dest) != 1) + 1)
             for r in runs:  # consecutive destination rows: one write each
-                wp[dest[r[0]] : dest[r[-1]] + 1] = recs_wp[r]
-                w[dest[r[0]] : dest[r[-1]] + 1] = recs_w[r]
+                wp[dest[r[0]] : dest[r[-1]] + 1] = recs[r]
+            c, recs = corners[a:b][src], recs.astype(np.complex128)
+            scatter_add(sums["den"], c, self._w_win[a:b][src].astype(np.float64))
+            scatter_add(sums["plain"], c, recs)
+            scatter_add(sums["mag"], c, np.abs(recs))
         self._layout = {"cell_patches": cell_patches, "grid": grid, "order": order,
                         "corners": corners[order], "cell_starts": starts,
                         "row_chunks": row_chunks, "chunks": [c for r in row_chunks for c in r],
-                        "wp": wp, "w": w}
+                        "wp": wp, **sums}
 
-    def _sorted_chunks(self, weights: bool = False):
-        """(rows, canvas corners, weighted windows complex128[, weights]) per chunk, cell order."""
+    def _sorted_chunks(self):
+        """(rows, canvas corners, weighted windows complex128) per chunk, in cell order."""
         lay = self._layout
         for a, b in lay["chunks"]:
-            wp = lay["wp"][a:b].astype(np.complex128)
-            if weights:
-                yield slice(a, b), lay["corners"][a:b], wp, lay["w"][a:b].astype(np.float64)
-            else:
-                yield slice(a, b), lay["corners"][a:b], wp
+            yield slice(a, b), lay["corners"][a:b], lay["wp"][a:b].astype(np.complex128)
 
     def _synchronise_blocks(self, refine_iterations: int, cell_patches: int):
         if cell_patches < 1:
@@ -295,17 +295,11 @@ class PatchStore:
         self._sort_by_cells(cell_patches)
         lay = self._layout
         grid, corners, L = lay["grid"], lay["corners"], self.win[1] - self.win[0]
-        den = np.zeros(self._canvas_shape)
-        plain = np.zeros(self._canvas_shape, np.complex128)  # sum_k a_k: the objective without
-        mag = np.zeros(self._canvas_shape)  # sum_k |a_k|: the degrees
-        for _, c, wp, w in self._sorted_chunks(weights=True):
-            scatter_add(den, c, w)
-            scatter_add(plain, c, wp)
-            scatter_add(mag, c, np.abs(wp))
+        den, plain = lay["den"], lay["plain"]  # plain = sum_k a_k: the objective without
         inv = np.zeros_like(den)
         ok = den > DEFAULT_THRESHOLD * self.weight.max()
         inv[ok] = 1.0 / den[ok]
-        mag *= inv
+        mag = lay["mag"] * inv  # sum_k |a_k| / den: the degrees
         vid, phi = grid.hats(corners + L / 2)
         v, degree = self._local_start(vid, phi, inv, mag, refine_iterations)
         # two-grid cycles towards the leading eigenvector of D^-1/2 M D^-1/2 (what the global

@@ -60,7 +60,7 @@ def _scale(job: dict) -> str:
 
 
 def measured_by_rule(jobs: list[dict], workdir=".") -> dict[tuple[str, str], dict]:
-    """{(rule, scale): {"jobs", "max_s", "max_rss_mb", "files"}} over the jobs whose benchmark
+    """{(rule, scale): {"jobs", "total_s", "max_s", "max_rss_mb"}} over the jobs whose benchmark
     file exists (paths relative to ``workdir`` unless absolute)."""
     out: dict[tuple[str, str], dict] = {}
     for job in jobs:
@@ -72,8 +72,9 @@ def measured_by_rule(jobs: list[dict], workdir=".") -> dict[tuple[str, str], dic
             continue
         b = parse_benchmark(path)
         key = (job["rule"], _scale(job))
-        m = out.setdefault(key, {"jobs": 0, "max_s": 0.0, "max_rss_mb": 0.0})
+        m = out.setdefault(key, {"jobs": 0, "total_s": 0.0, "max_s": 0.0, "max_rss_mb": 0.0})
         m["jobs"] += 1
+        m["total_s"] += b["wall_time_s"] or 0.0
         m["max_s"] = max(m["max_s"], b["wall_time_s"] or 0.0)
         m["max_rss_mb"] = max(m["max_rss_mb"], b["max_rss_mb"] or 0.0)
     return out
