@@ -71,7 +71,8 @@ CHILD = textwrap.dedent(
     rec = reconstruct_network(d_model, d_bundle, cell / "test.h5",
                               scale.inference_batch_size, threads=1,
                               phase_sync=study.stitching.phase_sync,
-                              refine_iterations=study.stitching.refine_iterations, tmp_dir=d)
+                              refine_iterations=study.stitching.refine_iterations,
+                              sync_method=study.stitching.sync_method, tmp_dir=d)
     rec.wall_time_s += extra
     write_reconstruction(d / "recon.h5", rec)
     m = evaluate_reconstruction(d / "recon.h5", cell / "test.h5", d / "metrics.json", d / "al.h5")

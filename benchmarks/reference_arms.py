@@ -60,7 +60,8 @@ def main() -> None:
         rec = reconstruct_network(model_dir / "model.keras", model_dir / "bundle.json", test,
                                   scale.inference_batch_size,
                                   phase_sync=study.stitching.phase_sync,
-                                  refine_iterations=study.stitching.refine_iterations)
+                                  refine_iterations=study.stitching.refine_iterations,
+                                  sync_method=study.stitching.sync_method)
         write_reconstruction(out / "recon.h5", rec)
         return evaluate_reconstruction(out / "recon.h5", test, out / "m.json", out / "al.h5")["metrics"]
 

@@ -195,6 +195,7 @@ class ScanConfig:
 class StitchingConfig:
     phase_sync: bool
     refine_iterations: int
+    sync_method: str = "blocks"  # "blocks" (linear in n) or "global" (the solver before 2026-11)
 
 
 @dataclass(frozen=True)

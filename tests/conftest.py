@@ -7,6 +7,10 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# One BLAS thread for the unit tests' small problems (set before NumPy loads OpenBLAS): with two,
+# ARPACK in the phase synchronisation measured 13 s of CPU instead of 1.1 s on a busy 2-core
+# machine (OpenBLAS threads spinning on tiny products). Workflow jobs set their own threads.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

@@ -80,10 +80,13 @@ def prediction_model(model, arm: str):
 
 def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
                         threads: int = 1, phase_sync: bool = True, refine_iterations: int = 10,
-                        tmp_dir=None) -> Reconstruction:
+                        tmp_dir=None, sync_method: str = "blocks",
+                        sync_options: dict | None = None) -> Reconstruction:
     """Predict the test split with a trained arm and stitch the full (H, W) object.
 
-    ``phase_sync``: synchronise the per-patch phase offsets before averaging (``PatchStore``);
+    ``phase_sync``: synchronise the per-patch phase offsets before averaging (``PatchStore``;
+    ``sync_method`` "blocks" or "global" and further ``sync_options``, see
+    ``PatchStore.synchronise``);
     ``tmp_dir``: where the temporary patch file goes (system temporary directory by default).
 
     Raises TrainingError when the bundle does not fit the model or the data (other N, other
@@ -91,7 +94,7 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
     """
     from ptycho.training.data import BatchSource
     from ptycho.training.fit import cell_labels, group_table, grouping_rng
-    from ptycho.training.runtime import configure_tensorflow
+    from ptycho.training.runtime import configure_tensorflow, peak_gpu_mb
 
     t0 = time.perf_counter()
     bundle = read_bundle(bundle_path)
@@ -137,7 +140,8 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
             factors = None
             if phase_sync:
                 t_sync = time.perf_counter()
-                factors, details = store.synchronise(refine_iterations)
+                factors, details = store.synchronise(refine_iterations, method=sync_method,
+                                                     **(sync_options or {}))
                 sync_info.update(details, time_s=time.perf_counter() - t_sync)
             obj, weight = store.stitch(factors)
             n_stitched = store.n
@@ -147,7 +151,7 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
                 "n_groups": len(table), "n_patches_stitched": n_stitched,
                 "train_dose": float(bundle["dose"]), "epochs_run": bundle.get("epochs_run"),
                 "stitch": "probe-intensity (|P|^2) weighted average", "synchronisation": sync_info,
-                "predict_s": t_predict, "predict_stitch_s": t_loop}
+                "predict_s": t_predict, "predict_stitch_s": t_loop, "peak_gpu_mb": peak_gpu_mb()}
         log.info("%s: %d patches stitched from %s in %.1f s", arm, n_stitched, test_path.name, wall)
         return Reconstruction(object=obj.astype(np.complex64), weight=weight.astype(np.float32),
                               arm=arm, gridsize=g, dose=ds.dose,
@@ -171,7 +175,7 @@ def reconstruct_with_study(model_path, bundle_path, test_path, study, scale_name
     rec = reconstruct_network(model_path, bundle_path, test_path, scale.inference_batch_size,
                               threads=threads, phase_sync=study.stitching.phase_sync,
                               refine_iterations=study.stitching.refine_iterations,
-                              tmp_dir=tmp_dir)
+                              sync_method=study.stitching.sync_method, tmp_dir=tmp_dir)
     rec.overlap_view = overlap_view
     rec.info["inference_s"] = rec.wall_time_s
     rec.wall_time_s += float(extra_time_s)

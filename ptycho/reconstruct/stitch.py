@@ -32,18 +32,24 @@ def shift_to_grid(patches: np.ndarray, frac: np.ndarray, mode: str = "reflect") 
     patch touches N + 1 pixels per axis.
     """
     patches = np.asarray(patches)
-    N = patches.shape[1]
+    m = SUBPIXEL_MARGIN
+    padded = np.pad(patches, ((0, 0), (m, m), (m, m)), mode=mode)
+    return _shift_spectrum(np.fft.fft2(padded), frac, patches.shape[1])
+
+
+def _shift_spectrum(spectrum: np.ndarray, frac: np.ndarray, N: int) -> np.ndarray:
+    """``shift_to_grid`` from the spectra (n or 1, M, M) of the padded patches: the phase ramp
+    exp(-2 pi i k f) is separable in y and x, and the inverse transform runs along y first, so
+    the x transform only sees the N + 2 rows that are kept."""
     m = SUBPIXEL_MARGIN
     M = N + 2 * m
-    padded = np.pad(patches, ((0, 0), (m, m), (m, m)), mode=mode)
-    ky = np.fft.fftfreq(M)[None, :, None]
-    kx = np.fft.fftfreq(M)[None, None, :]
-    fy = np.asarray(frac)[:, 0][:, None, None]
-    fx = np.asarray(frac)[:, 1][:, None, None]
+    k = np.fft.fftfreq(M)
+    frac = np.asarray(frac, np.float64).reshape(-1, 2)
     # value at pixel j <- patch at (j - f): multiply the spectrum by exp(-2 pi i k f)
-    ramp = np.exp(-2j * np.pi * (ky * fy + kx * fx))
-    out = np.fft.ifft2(np.fft.fft2(padded) * ramp)
-    return out[:, m - 1 : m + N + 1, m - 1 : m + N + 1]
+    ry = np.exp(-2j * np.pi * k[None, :] * frac[:, 0, None])[:, :, None]
+    rx = np.exp(-2j * np.pi * k[None, :] * frac[:, 1, None])[:, None, :]
+    rows = np.fft.ifft(spectrum * ry * rx, axis=1)[:, m - 1 : m + N + 1]
+    return np.fft.ifft(rows, axis=2)[:, :, m - 1 : m + N + 1]
 
 
 def to_grid(patches: np.ndarray, positions: np.ndarray, weight: np.ndarray):
@@ -70,8 +76,9 @@ def to_grid(patches: np.ndarray, positions: np.ndarray, weight: np.ndarray):
     sub = np.flatnonzero(~integer)
     if sub.size:
         shifted[sub] = shift_to_grid(patches[sub], frac[sub])
-        ww = np.broadcast_to(weight, (len(sub), N, N))
-        weights[sub] = np.clip(shift_to_grid(ww, frac[sub], mode="constant").real, 0.0, None)
+        m = SUBPIXEL_MARGIN  # every weight is the same |P|^2: one spectrum for all
+        spec = np.fft.fft2(np.pad(weight.astype(np.complex128), m))[None]
+        weights[sub] = np.clip(_shift_spectrum(spec, frac[sub], N).real, 0.0, None)
     return corners - 1, shifted, weights
 
 

@@ -27,7 +27,7 @@ from ptycho.data.grouping import group_offsets, make_groups
 from ptycho.data.io import atomic_path
 from ptycho.errors import ConfigError, DatasetError, TrainingError
 from ptycho.rng import int_seed, rng_for
-from ptycho.training.runtime import configure_tensorflow, package_versions
+from ptycho.training.runtime import configure_tensorflow, package_versions, peak_gpu_mb
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +185,7 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
             "fit_time_s": fit_time,
             "epoch_times_s": [round(t, 3) for t in recorder.epoch_times],
             "threads": int(threads),
+            "peak_gpu_mb": peak_gpu_mb(),
         }
         bundle["wall_time_s"] = time.perf_counter() - t_start
         write_outputs(model, bundle, rows, model_path, bundle_path, history_path, curve_path)

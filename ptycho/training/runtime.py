@@ -34,6 +34,17 @@ def configure_tensorflow(threads: int = 1) -> None:
             log.debug("TensorFlow already initialised; keeping GPU memory settings")
 
 
+def peak_gpu_mb() -> float | None:
+    """Peak GPU memory TensorFlow allocated in this process (MB, the largest over its GPUs), or
+    None without a GPU."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if not gpus:
+        return None
+    return max(tf.config.experimental.get_memory_info(g.name)["peak"] for g in gpus) / 2**20
+
+
 def package_versions() -> dict:
     """Versions recorded in a model bundle."""
     import h5py
