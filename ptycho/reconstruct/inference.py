@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 BUNDLE_KEYS = ("arm", "gridsize", "N", "dose", "normalisation", "seeds", "config")
 
 
-def read_bundle(path) -> dict:
+def read_bundle(path, expected_arm: str | None = None) -> dict:
+    """The bundle of a trained model; with ``expected_arm`` (the rule's arm) a bundle of another
+    arm (e.g. copied into the wrong folder) is refused, naming both."""
     from ptycho.data.io import read_json
 
     path = Path(path)
@@ -35,6 +37,9 @@ def read_bundle(path) -> dict:
     missing = [k for k in BUNDLE_KEYS if k not in bundle]
     if missing:
         raise TrainingError(f"{path}: model bundle lacks {missing}")
+    if expected_arm is not None and bundle["arm"] != expected_arm:
+        raise TrainingError(f"{path}: model bundle of arm '{bundle['arm']}', but this "
+                            f"reconstruction is of arm '{expected_arm}'")
     return bundle
 
 
@@ -44,14 +49,18 @@ def load_model(model_path, bundle: dict, bundle_path="bundle"):
 
     import ptycho.models.baseline
     import ptycho.models.pinn  # noqa: F401
+    from ptycho.data.io import check_zip_archive
 
     model_path = Path(model_path)
     if not model_path.is_file():
         raise TrainingError(f"{model_path}: model file not found")
+    check_zip_archive(model_path, "model", TrainingError)  # keras says "File not found" for these
     try:
         model = keras.saving.load_model(model_path, compile=False)
-    except Exception as exc:
-        raise TrainingError(f"{model_path}: cannot load model ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - Keras raises many kinds for a bad archive
+        raise TrainingError(f"{model_path}: cannot load the model (corrupt or not a model of this "
+                            f"package: {type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+                            ) from None
     shape = tuple(model.inputs[0].shape[1:])
     N, C = int(bundle["N"]), int(bundle["gridsize"]) ** 2
     if shape != (N, N, C):
@@ -80,21 +89,23 @@ def prediction_model(model, arm: str):
 
 def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
                         threads: int = 1, phase_sync: bool = True, refine_iterations: int = 10,
-                        tmp_dir=None) -> Reconstruction:
+                        tmp_dir=None, expected_arm: str | None = None) -> Reconstruction:
     """Predict the test split with a trained arm and stitch the full (H, W) object.
 
     ``phase_sync``: synchronise the per-patch phase offsets before averaging (``PatchStore``);
-    ``tmp_dir``: where the temporary patch file goes (system temporary directory by default).
+    ``tmp_dir``: where the temporary patch file goes (system temporary directory by default);
+    ``expected_arm``: the arm the caller reconstructs (a bundle of another arm is refused).
 
-    Raises TrainingError when the bundle does not fit the model or the data (other N, other
-    gridsize), DatasetError for unreadable data or NaN/inf counts.
+    Raises TrainingError when the bundle does not fit the model, the arm or the data (other N,
+    other gridsize), or the model file is corrupt; DatasetError for unreadable data, NaN/inf or
+    negative counts, or positions whose patch leaves the object.
     """
-    from ptycho.training.data import BatchSource
+    from ptycho.training.data import BatchSource, count_statistics
     from ptycho.training.fit import cell_labels, group_table, grouping_rng
     from ptycho.training.runtime import configure_tensorflow
 
     t0 = time.perf_counter()
-    bundle = read_bundle(bundle_path)
+    bundle = read_bundle(bundle_path, expected_arm)
     arm, g, N = str(bundle["arm"]), int(bundle["gridsize"]), int(bundle["N"])
     if batch_size < 1:
         raise DatasetError(f"inference batch size must be >= 1, got {batch_size}")
@@ -105,6 +116,8 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
                                 f"holds {ds.N} x {ds.N} patterns")
         if ds.n == 0:
             raise DatasetError(f"{test_path}: no diffraction patterns to reconstruct")
+        ds.check_positions()
+        count_statistics(ds, max(batch_size, 256))  # NaN, inf or negative counts: DatasetError
         if arm == "baseline" and g != 1:
             raise TrainingError(f"{bundle_path}: the baseline works on single patterns, bundle says "
                                 f"gridsize {g}")
@@ -126,9 +139,7 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
             source = BatchSource(ds, table, np.arange(len(table)), batch_size, "pinn")
             for s in range(0, len(table), batch_size):
                 items = np.arange(s, min(s + batch_size, len(table)))
-                x, counts = source.batch(items)  # inputs in the layout of the training pipeline
-                if not np.all(np.isfinite(counts)):
-                    raise DatasetError(f"{test_path}: '/diffraction' contains NaN or inf counts")
+                x, _ = source.batch(items)  # inputs in the layout of the training pipeline
                 patches = predict(x)  # (b, N, N, C) complex
                 members = table.members[items].ravel()
                 store.add(patches.transpose(0, 3, 1, 2).reshape(-1, N, N), positions[members])

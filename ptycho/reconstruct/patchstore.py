@@ -17,22 +17,59 @@ ground truth. A global phase remains free; it is set so that the mean offset is 
 
 Memory: patches are written batch by batch to a temporary HDF5 file (shifted onto the integer
 object grid once, with their weights) and every pass streams them back in batches, so memory is
-one batch plus a few (H, W) canvases, whatever the number of patterns. The operator works on the
+one batch plus a few (H, W) canvases, whatever the number of patterns. The file lives in a
+``ptycho-stitch-*`` directory of the temporary directory, removed when the store closes; the store
+holds an flock on the directory's ``owner.lock`` while open, so a directory left by a killed job
+(lock free) is told apart from one in use and removed by the next store or run
+(``remove_stale_stores``). The operator works on the
 central window of each patch where |P|^2 is at least ``sync_threshold`` of its peak; the final
 stitch uses the whole patch.
 """
 
 from __future__ import annotations
 
+import fcntl
 import math
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from ptycho.data.io import storage_error
 from ptycho.errors import DatasetError
 from ptycho.reconstruct.stitch import DEFAULT_THRESHOLD, StitchAccumulator, to_grid
+
+STORE_PREFIX = "ptycho-stitch-"
+OWNER_LOCK = "owner.lock"
+UNLOCKED_GRACE_S = 60.0  # a directory without its lock file is younger than this only while created
+
+
+def remove_stale_stores(directory=None) -> list[Path]:
+    """Remove ``ptycho-stitch-*`` directories in ``directory`` (the system temporary directory by
+    default) that no live process holds: their ``owner.lock`` is free (the store's process ended
+    without closing it, e.g. SIGKILL), or, without a lock file, older than a minute. Returns them."""
+    base = Path(directory or tempfile.gettempdir())
+    removed = []
+    for d in sorted(base.glob(f"{STORE_PREFIX}*")):
+        if not d.is_dir() or d.is_symlink():
+            continue
+        lock = d / OWNER_LOCK
+        try:
+            if lock.is_file():
+                with open(lock, "a") as fh:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # OSError while it is held
+                    shutil.rmtree(d)
+            elif time.time() - d.stat().st_mtime > UNLOCKED_GRACE_S:
+                shutil.rmtree(d)
+            else:
+                continue
+        except OSError:
+            continue
+        removed.append(d)
+    return removed
 
 
 def sync_window(weight: np.ndarray, threshold: float) -> tuple[int, int]:
@@ -71,8 +108,12 @@ class PatchStore:
         self.win = sync_window(self.weight, sync_threshold)
         self.corners = np.zeros((self.n, 2), np.int64)  # (n, 2) ints: small beside the patches
         self.count = 0
-        self._tmp = tempfile.TemporaryDirectory(prefix="ptycho-stitch-", dir=directory)
-        self._f = h5py.File(Path(self._tmp.name) / "patches.h5", "w")
+        remove_stale_stores(directory)
+        self._tmp = tempfile.TemporaryDirectory(prefix=STORE_PREFIX, dir=directory)
+        self._owner = open(Path(self._tmp.name) / OWNER_LOCK, "w")  # noqa: SIM115 - held
+        fcntl.flock(self._owner, fcntl.LOCK_EX)
+        self.path = Path(self._tmp.name) / "patches.h5"
+        self._f = h5py.File(self.path, "w")
         rows = max(1, min(self.batch, self.n))
         M = self.M
         self._patch = self._f.create_dataset("patch", (self.n, M, M), np.complex64, chunks=(rows, M, M))
@@ -94,9 +135,12 @@ class PatchStore:
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
-            self._f = None
-            self._tmp.cleanup()
+            try:
+                self._f.close()
+            finally:
+                self._f = None
+                self._owner.close()
+                self._tmp.cleanup()
 
     # -- filling
     def add(self, patches: np.ndarray, positions: np.ndarray) -> None:
@@ -109,12 +153,18 @@ class PatchStore:
         if lo.min() < -1 or hi[0] > H + 1 or hi[1] > W + 1:
             raise DatasetError(f"stitching: a patch leaves the {H} x {W} object grid")
         self.corners[a:b] = corners
-        self._patch[a:b] = shifted.astype(np.complex64)
-        self._w[a:b] = weights.astype(np.float32)
         s0, s1 = self.win
         win_w = weights[:, s0:s1, s0:s1]
-        self._wp_win[a:b] = (win_w * shifted[:, s0:s1, s0:s1]).astype(np.complex64)
-        self._w_win[a:b] = win_w.astype(np.float32)
+        try:
+            self._patch[a:b] = shifted.astype(np.complex64)
+            self._w[a:b] = weights.astype(np.float32)
+            self._wp_win[a:b] = (win_w * shifted[:, s0:s1, s0:s1]).astype(np.complex64)
+            self._w_win[a:b] = win_w.astype(np.float32)
+        except Exception as exc:
+            err = storage_error(exc, f"{self.path} (the temporary patch store)")
+            if err is None:
+                raise
+            raise err from exc
         self.count = b
 
     def _batches(self, window: bool):

@@ -21,6 +21,7 @@ rule reconstruct_pinn:
         study=STUDY_DICT,
         scale="{scale}",
         overlap="{overlap}",
+        arm="pinn_g{gridsize}",
     script:
         "../scripts/reconstruct_network.py"
 
@@ -45,6 +46,7 @@ rule reconstruct_baseline:
         study=STUDY_DICT,
         scale="{scale}",
         overlap="{overlap}",
+        arm="baseline",
     script:
         "../scripts/reconstruct_network.py"
 

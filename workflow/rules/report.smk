@@ -142,8 +142,10 @@ rule assert_verified:
 rule phase_g_scaled:
     input:
         expand(f"{ROOT}/report/verified.ok", study=STUDY_NAME, scale="scaled"),
+        verified_inputs("scaled"),
 
 
 rule phase_g_full:
     input:
         expand(f"{ROOT}/report/verified.ok", study=STUDY_NAME, scale="full"),
+        verified_inputs("full"),

@@ -1,6 +1,7 @@
 """Snakemake adapter: reconstruct the test split of a cell with a trained network arm.
 
-input: model, bundle, test; output: recon; params: study (dict), scale, overlap; threads.
+input: model, bundle, test; output: recon; params: study (dict), scale, overlap, arm;
+threads.
 """
 
 from ptycho.config import StudyConfig
@@ -17,7 +18,8 @@ def main(smk) -> None:
                               scale.inference_batch_size, threads=smk.threads,
                               phase_sync=study.stitching.phase_sync,
                               refine_iterations=study.stitching.refine_iterations,
-                              tmp_dir=getattr(smk.resources, "tmpdir", None))
+                              tmp_dir=getattr(smk.resources, "tmpdir", None),
+                              expected_arm=smk.params.arm)
     rec.overlap_view = smk.params.overlap
     write_reconstruction(smk.output.recon, rec)
 
