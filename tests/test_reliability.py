@@ -256,7 +256,7 @@ BAD_INPUTS = {
                               study_edit(("seeds/simulation", 2**63))),
     "N_not_divisible_by_2_to_depth": Case(
         ["'scales/scaled'", "N = 18 is not divisible by 2^depth = 4"],
-        study_edit(("scales/scaled/N", 18)), workflow=True),
+        study_edit(("scales/scaled/N", 18))),
     "skimage_unknown_image": Case(["'object/amplitude_image'", "'nosuch' is not one of"],
                                   study_edit(("object/amplitude_image", "nosuch"))),
     "skimage_function_that_downloads": Case(["'object/amplitude_image'", "'download_all'"],
@@ -304,7 +304,7 @@ BAD_INPUTS = {
     "scan_step_under_half_a_pixel": Case(
         ["'overlaps/dense' (f = 0.95) at scale 'scaled'", "step of 0.283 px",
          "steps below half a pixel"],
-        study_edit(("overlaps/dense", 0.95)), workflow=True, stage="scale"),
+        study_edit(("overlaps/dense", 0.95)), stage="scale"),
     "scan_step_under_half_a_pixel_file_probe": Case(
         ["'overlaps/dense' (f = 0.8) at scale 'scaled'", "diameter 2.00 px gives a step of 0.400 px",
          "steps below half a pixel"],
