@@ -29,6 +29,7 @@ stitch uses the whole patch.
 from __future__ import annotations
 
 import fcntl
+import logging
 import math
 import shutil
 import tempfile
@@ -42,15 +43,19 @@ from ptycho.data.io import storage_error
 from ptycho.errors import DatasetError
 from ptycho.reconstruct.stitch import DEFAULT_THRESHOLD, StitchAccumulator, to_grid
 
+log = logging.getLogger(__name__)
+
 STORE_PREFIX = "ptycho-stitch-"
 OWNER_LOCK = "owner.lock"
-UNLOCKED_GRACE_S = 60.0  # a directory without its lock file is younger than this only while created
+# A directory without a lock file: one being created (a moment), or left by a version of this
+# package that did not lock its stores (which may still be running): removed only after a day.
+UNLOCKED_GRACE_S = 86400.0
 
 
 def remove_stale_stores(directory=None) -> list[Path]:
     """Remove ``ptycho-stitch-*`` directories in ``directory`` (the system temporary directory by
     default) that no live process holds: their ``owner.lock`` is free (the store's process ended
-    without closing it, e.g. SIGKILL), or, without a lock file, older than a minute. Returns them."""
+    without closing it, e.g. SIGKILL), or, without a lock file, older than a day. Returns them."""
     base = Path(directory or tempfile.gettempdir())
     removed = []
     for d in sorted(base.glob(f"{STORE_PREFIX}*")):
@@ -108,7 +113,8 @@ class PatchStore:
         self.win = sync_window(self.weight, sync_threshold)
         self.corners = np.zeros((self.n, 2), np.int64)  # (n, 2) ints: small beside the patches
         self.count = 0
-        remove_stale_stores(directory)
+        for stale in remove_stale_stores(directory):
+            log.info("removed the patch store of an interrupted job: %s", stale)
         self._tmp = tempfile.TemporaryDirectory(prefix=STORE_PREFIX, dir=directory)
         self._owner = open(Path(self._tmp.name) / OWNER_LOCK, "w")  # noqa: SIM115 - held
         fcntl.flock(self._owner, fcntl.LOCK_EX)
