@@ -257,17 +257,9 @@ class StudyConfig:
         if len(set(labels)) != len(labels):
             raise ConfigError(f"{source}: 'doses' {d['doses']} contain duplicates after formatting")
         scales = {}
-        trains = any(a in d["arms"] for a in ("pinn", "baseline"))
         for name, s in d["scales"].items():
             H, W = s["object_size"]
             N = s["N"]
-            depth = s["training"]["depth"]
-            if trains and N % 2**depth:
-                raise ConfigError(
-                    f"{source}: 'scales/{name}': N = {N} is not divisible by 2^depth = {2**depth} "
-                    f"('training/depth' = {depth} 2x downsamplings); use N a multiple of "
-                    f"{2**depth} or a smaller depth"
-                )
             if N + 2 > min(H, W) // 2:
                 raise ConfigError(
                     f"{source}: 'scales/{name}': the probe (N = {N}) is too large for the object "

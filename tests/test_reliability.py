@@ -255,7 +255,7 @@ BAD_INPUTS = {
     "seed_beyond_int64": Case(["'seeds/simulation'", "maximum of 9223372036854775807"],
                               study_edit(("seeds/simulation", 2**63))),
     "N_not_divisible_by_2_to_depth": Case(
-        ["'scales/scaled'", "N = 18 is not divisible by 2^depth = 4"],
+        ["'scales/scaled/training'", "N = 18 must be divisible by 2^depth = 4"],
         study_edit(("scales/scaled/N", 18))),
     "skimage_unknown_image": Case(["'object/amplitude_image'", "'nosuch' is not one of"],
                                   study_edit(("object/amplitude_image", "nosuch"))),
