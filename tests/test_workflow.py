@@ -41,7 +41,7 @@ def make_workdir(tmp: Path, study: dict | Path) -> Path:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     wd = make_workdir(tmp_path_factory.mktemp("e2e"), TINY)
-    r = snakemake(wd, "--cores", "2", "phase_g_scaled")
+    r = snakemake(wd, "--cores", "2", "phase_g_scaled", timeout=1800)  # about 2 min when idle
     if r.returncode != 0:
         pytest.fail(f"snakemake failed:\n{r.stdout[-4000:]}\n{r.stderr[-8000:]}")
     return wd / "results" / "tiny" / "scaled"
@@ -244,14 +244,14 @@ def test_killed_jobs_rerun_to_the_same_results_and_leave_nothing(tiny_run, tmp_p
     args = ("--cores", "2", "phase_g_scaled", "--default-resources", f"tmpdir='{tmpdir}'")
     faults = dict(os.environ, PTYCHO_TEST_KILL="stitch,eval/baseline/1e5_dense/aligned.h5",
                   PYTHONPATH=os.pathsep.join([str(REPO / "tests" / "faults"), str(REPO)]))
-    r = snakemake(wd, *args, "--keep-going", env=faults)
+    r = snakemake(wd, *args, "--keep-going", env=faults, timeout=1800)
     assert r.returncode != 0
     # both jobs died mid-write: a hidden temporary beside the result, a patch store in tmpdir
     left = [p for p in (root / "eval" / "baseline" / "1e5_dense").iterdir() if is_partial(p.name)]
     assert len(left) == 1 and left[0].name.startswith(".aligned.h5.partial-"), r.stderr[-3000:]
     assert len(list(tmpdir.glob("ptycho-stitch-*"))) == 1, r.stderr[-3000:]
 
-    r = snakemake(wd, *args)
+    r = snakemake(wd, *args, timeout=1800)
     assert r.returncode == 0, r.stderr[-4000:]
     assert (root / "report" / "metrics.csv").read_bytes() == original_csv
     hidden = [p for p in root.rglob(".*")] + [p for p in tmpdir.rglob(".*")]
