@@ -17,13 +17,14 @@ ground truth. A global phase remains free; it is set so that the mean offset is 
 
 Memory: patches are written batch by batch to a temporary HDF5 file (shifted onto the integer
 object grid once, with their weights) and every pass streams them back in batches, so memory is
-one batch plus a few (H, W) canvases, whatever the number of patterns. The file lives in a
-``ptycho-stitch-*`` directory of the temporary directory, removed when the store closes; the store
-holds an flock on the directory's ``owner.lock`` while open, so a directory left by a killed job
-(lock free) is told apart from one in use and removed by the next store or run
-(``remove_stale_stores``). The operator works on the
+one batch plus a few (H, W) canvases, whatever the number of patterns. The operator works on the
 central window of each patch where |P|^2 is at least ``sync_threshold`` of its peak; the final
 stitch uses the whole patch.
+
+The file lives in a ``ptycho-stitch-*`` directory of the temporary directory, removed when the
+store closes. The store holds an flock on the directory's ``owner.lock`` while open, so a directory
+left by a killed job (lock free) is told apart from one in use, and the next store or workflow run
+removes it (``remove_stale_stores``).
 """
 
 from __future__ import annotations
