@@ -28,6 +28,11 @@ SCALES = ("scaled", "full")
 # trained networks.
 SOLVER_ARMS = ("iterative", "hybrid")
 SNAPSHOT_STEPS = (1, 2, 5)  # default snapshot epochs: 1, 2, 5, 10, 20, 50, ... up to the budget
+# A study is a few dozen values: more than this after YAML aliases are expanded is refused (a
+# "billion laughs" document would otherwise be validated, copied and quoted in error messages).
+MAX_STUDY_VALUES = 100_000
+MAX_STUDY_BYTES = 1 << 20
+MAX_QUOTED = 400  # characters of a value an error message quotes
 
 
 def schema_path(name: str = "study") -> Path:
@@ -48,7 +53,7 @@ def _validator_with_defaults(schema: dict) -> jsonschema.protocols.Validator:
     def set_defaults(validator, properties, instance, schema_):
         if isinstance(instance, dict):
             for prop, sub in properties.items():
-                if "$ref" in sub:
+                if "$ref" in sub and "default" not in sub:  # a default beside $ref wins
                     sub = validator._resolver.lookup(sub["$ref"]).contents
                 if "default" in sub and prop not in instance:
                     instance[prop] = copy.deepcopy(sub["default"])
@@ -58,10 +63,71 @@ def _validator_with_defaults(schema: dict) -> jsonschema.protocols.Validator:
     return cls(schema)
 
 
+def _short(text: str, limit: int = MAX_QUOTED) -> str:
+    """``text`` on one line, cut to ``limit`` characters (error messages quote values)."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + f" ... ({len(text) - limit} more chars)"
+
+
+def _walk_values(data: Any, source: str, limit: int = MAX_STUDY_VALUES):
+    """Yield (path, value) of every value in a nested dict/list (``path()`` gives its key path);
+    ConfigError once more than ``limit`` values were seen. Aliases are shared by the YAML loader,
+    so only walking expands them: the walk stops long before a "billion laughs" document (or a
+    recursive one) is expanded."""
+    stack = [(None, data)]  # (node, value); a node is (key, parent node): paths built on demand
+    seen = 0
+    while stack:
+        node, value = stack.pop()
+        seen += 1
+        if seen > limit:
+            raise ConfigError(f"{source}: more than {limit} values after expanding YAML aliases; "
+                              "a study holds a few dozen")
+        yield node, value
+        if isinstance(value, dict):
+            stack.extend(((str(k), node), v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend(((str(i), node), v) for i, v in enumerate(value))
+
+
+def _key_path(node) -> str:
+    keys = []
+    while node is not None:
+        keys.append(node[0])
+        node = node[1]
+    return "/".join(reversed(keys)) or "<top level>"
+
+
+def check_finite_numbers(data: Any, source: str) -> None:
+    """Raise ConfigError naming the key of a NaN or infinite number (JSON schema bounds let NaN
+    through: every comparison with it is false), or for a document that is too large."""
+    for node, value in _walk_values(data, source):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{source}: invalid value at '{_key_path(node)}': {value} is not a "
+                              "finite number")
+
+
+def read_study_file(path: str | Path) -> Any:
+    """The parsed (safe-loaded) YAML of a study file; ConfigError for a missing, oversized or
+    malformed file, with the parser's message on one line and cut short."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: study file not found")
+    size = path.stat().st_size
+    if size > MAX_STUDY_BYTES:
+        raise ConfigError(f"{path}: study file is {size} bytes; expected at most {MAX_STUDY_BYTES}")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML: {_short(exc)}") from None
+    check_finite_numbers(raw, str(path))  # also refuses documents that expand past the cap
+    return raw
+
+
 def validate_with_defaults(data: Any, schema: dict, source: str) -> dict:
     """Validate ``data`` against ``schema`` and fill defaults; raise ConfigError naming the key."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    check_finite_numbers(data, source)
     data = copy.deepcopy(data)
     validator = _validator_with_defaults(schema)
     # Two passes: the first fills defaults of objects that are themselves defaults.
@@ -77,7 +143,7 @@ def validate_with_defaults(data: Any, schema: dict, source: str) -> dict:
                     hint = " (YAML reads 1e3 as text: write 1000 or 1.0e+3)"
                 except ValueError:
                     pass
-            raise ConfigError(f"{source}: invalid value at '{where}': {err.message}{hint}")
+            raise ConfigError(f"{source}: invalid value at '{where}': {_short(err.message)}{hint}")
     return data
 
 
@@ -307,14 +373,7 @@ class StudyConfig:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> StudyConfig:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"{path}: study file not found")
-        try:
-            raw = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
-        return cls.from_dict(raw, source=str(path))
+        return cls.from_dict(read_study_file(path), source=str(path))
 
     # ----------------------------------------------------------------- views
     def to_dict(self) -> dict:

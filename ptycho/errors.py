@@ -19,3 +19,7 @@ class DatasetError(PtychoError):
 
 class TrainingError(PtychoError):
     """Training diverged (NaN/inf loss) or a model bundle does not match its data."""
+
+
+class StorageError(PtychoError):
+    """A result could not be written: disk full, quota exceeded, read-only or failing storage."""

@@ -3,22 +3,27 @@
 import csv
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from test_reliability import BAD_INPUTS
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 TINY = REPO / "tests" / "data" / "tiny_study.yaml"
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, timeout: int = 600,
+              env: dict | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(workdir), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env,
+                          check=False)
 
 
 def make_workdir(tmp: Path, study: dict | Path) -> Path:
@@ -36,7 +41,7 @@ def make_workdir(tmp: Path, study: dict | Path) -> Path:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     wd = make_workdir(tmp_path_factory.mktemp("e2e"), TINY)
-    r = snakemake(wd, "--cores", "2", "phase_g_scaled")
+    r = snakemake(wd, "--cores", "2", "phase_g_scaled", timeout=1800)  # about 2 min when idle
     if r.returncode != 0:
         pytest.fail(f"snakemake failed:\n{r.stdout[-4000:]}\n{r.stderr[-8000:]}")
     return wd / "results" / "tiny" / "scaled"
@@ -198,3 +203,95 @@ def test_full_scale_plans_with_gpu_resources(tmp_path):
                         ("train_baseline", 6), ("reconstruct_iterative", 6),
                         ("reconstruct_hybrid", 6), ("evaluate_arm", 36), ("verify_study", 1)):
         assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), rule
+
+
+@pytest.mark.parametrize("name", [n for n, c in BAD_INPUTS.items() if c.workflow])
+def test_bad_input_stops_snakemake_before_any_job(tmp_path, name):
+    """Rows of the bad-input table through Snakemake itself (not a dry run): non-zero exit before
+    any job, the message on one line, and nothing written under results."""
+    case = BAD_INPUTS[name]
+    wd = make_workdir(tmp_path, Path(case.make(tmp_path)))
+    r = snakemake(wd, "--cores", "1", "phase_g_scaled", timeout=180)
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert any(all(f in line for f in case.expect) for line in out.splitlines()), out[-3000:]
+    assert "Finished jobid" not in out and not (wd / "results").exists()
+
+
+def test_a_second_run_on_the_same_results_stops_before_any_job(tmp_path):
+    from ptycho.data.io import lock_directory
+
+    wd = make_workdir(tmp_path, TINY)
+    held = lock_directory(wd / "results" / "tiny")  # what a running Snakemake holds
+    try:
+        r = snakemake(wd, "--cores", "1", "phase_c_scaled", timeout=180)
+    finally:
+        held.close()
+    out = r.stdout + r.stderr
+    assert r.returncode != 0
+    assert f"in use by another run (pid {os.getpid()} on " in out
+    assert "Finished jobid" not in out and not (wd / "results" / "tiny" / "scaled").exists()
+
+
+def test_editing_the_object_file_resimulates(tmp_path):
+    def write_object(scale: float):
+        yy, xx = np.mgrid[0:64, 0:64]
+        amp = 0.5 + 0.4 * scale * np.sin(xx / 5.0) * np.cos(yy / 7.0)
+        np.savez(tmp_path / "object.npz", objectGuess=(amp * np.exp(0.5j * amp)).astype(np.complex64))
+
+    write_object(1.0)
+    study = yaml.safe_load(TINY.read_text())
+    study.update(arms=["iterative"], doses=[1000],
+                 object={"source": "file", "path": str(tmp_path / "object.npz")})
+    wd = make_workdir(tmp_path, study)
+    cell = wd / "results" / "tiny" / "scaled" / "data" / "1e3_dense"
+    cell.mkdir(parents=True)
+    for name in ("train.h5", "test.h5", "summary.json", "summary.png"):  # as if simulated
+        (cell / name).write_text("made after the object file")
+    r = snakemake(wd, "-n", "phase_c_scaled", timeout=120)
+    assert "Nothing to be done" in r.stdout + r.stderr
+    write_object(0.5)  # edited in place
+    r = snakemake(wd, "-n", "phase_c_scaled", timeout=120)
+    out = r.stdout + r.stderr
+    assert any(line.split()[:2] == ["simulate_dataset", "1"] for line in out.splitlines()), out
+    assert any("reason: Updated input files" in line and line.endswith("object.npz")
+               for line in out.splitlines()), out
+
+
+@pytest.mark.slow
+def test_killed_jobs_rerun_to_the_same_results_and_leave_nothing(tiny_run, tmp_path):
+    """Results deleted after a verified run are rebuilt by rerunning the target; jobs killed with
+    SIGKILL mid-write leave temporaries that the next run removes; the rerun gives the same
+    metrics.csv, and the re-verified inventory lists only real artifacts."""
+    from ptycho.data.io import is_partial
+    from ptycho.reporting.inventory import check_inventory, read_inventory
+
+    wd = tmp_path / "wd"
+    shutil.copytree(tiny_run.parents[2], wd, symlinks=True)
+    root = wd / "results" / "tiny" / "scaled"
+    tmpdir = wd / "tmp"
+    tmpdir.mkdir()
+    original_csv = (root / "report" / "metrics.csv").read_bytes()
+    (root / "recon" / "pinn_g2" / "1e5_dense.h5").unlink()
+    (root / "eval" / "baseline" / "1e5_dense" / "metrics.json").unlink()
+    args = ("--cores", "2", "phase_g_scaled", "--default-resources", f"tmpdir='{tmpdir}'")
+    faults = dict(os.environ, PTYCHO_TEST_KILL="stitch,eval/baseline/1e5_dense/aligned.h5",
+                  PYTHONPATH=os.pathsep.join([str(REPO / "tests" / "faults"), str(REPO)]))
+    r = snakemake(wd, *args, "--keep-going", env=faults, timeout=1800)
+    assert r.returncode != 0
+    # both jobs died mid-write: a hidden temporary beside the result, a patch store in tmpdir
+    left = [p for p in (root / "eval" / "baseline" / "1e5_dense").iterdir() if is_partial(p.name)]
+    assert len(left) == 1 and left[0].name.startswith(".aligned.h5.partial-"), r.stderr[-3000:]
+    assert len(list(tmpdir.glob("ptycho-stitch-*"))) == 1, r.stderr[-3000:]
+
+    r = snakemake(wd, *args, timeout=1800)
+    assert r.returncode == 0, r.stderr[-4000:]
+    assert (root / "report" / "metrics.csv").read_bytes() == original_csv
+    hidden = [p for p in root.rglob(".*")] + [p for p in tmpdir.rglob(".*")]
+    assert hidden == [] and list(tmpdir.glob("ptycho-stitch-*")) == []
+    report = json.loads((root / "report" / "verification_report.json").read_text())
+    assert report["passed"], report["failed"]
+    assert check_inventory(root / "report" / "artifact_inventory.txt", root) == []
+    listed = [rel for rel, _, _ in read_inventory(root / "report" / "artifact_inventory.txt")]
+    assert "eval/baseline/1e5_dense/metrics.json" in listed
+    assert not any(Path(rel).name.startswith(".") for rel in listed)

@@ -114,14 +114,23 @@ class DatasetWriter:
             self._file = None
 
     def _abort(self, exc: BaseException) -> None:
-        self._close()
+        try:
+            self._close()
+        except Exception:  # noqa: BLE001 - a full disk fails the flush too; the file goes anyway
+            self._file = None
         self._ctx.__exit__(type(exc), exc, None)  # removes the temporary file
 
     def __exit__(self, et, ev, tb) -> bool:
-        self._close()
-        if et is None and self._cursor != self.n:
-            err = DatasetError(f"{self.path}: wrote {self._cursor} of {self.n} patterns")
-            self._ctx.__exit__(DatasetError, err, None)
+        err = None
+        try:
+            self._close()  # HDF5 flushes here: a full disk may first show now
+            if self._cursor != self.n:
+                err = DatasetError(f"{self.path}: wrote {self._cursor} of {self.n} patterns")
+        except Exception as exc:  # noqa: BLE001 - handed to atomic_path, which reports it
+            err = exc
+        if et is None and err is not None:
+            # removes the temporary; raises a StorageError instead of a storage failure
+            self._ctx.__exit__(type(err), err, err.__traceback__)
             raise err
         self._ctx.__exit__(et, ev, tb)  # renames on success, removes on error
         return False
@@ -242,6 +251,20 @@ class Dataset:
             return tuple(self._f["object"].shape)
         cfg = self.config
         return tuple(cfg["object_size"])
+
+    def check_positions(self) -> None:
+        """DatasetError naming the file and the first position that is not finite or whose
+        N x N patch leaves the object (training and reconstruction call this before starting)."""
+        from ptycho.physics.forward import check_positions
+
+        pos = self.positions
+        if not np.all(np.isfinite(pos)):
+            raise self._err(f"'/positions' row {int(np.flatnonzero(~np.isfinite(pos).all(1))[0])} "
+                            "is not finite")
+        try:
+            check_positions(self.object_shape, pos, self.N)
+        except DatasetError as exc:
+            raise self._err(f"'/positions': {exc}") from None
 
     # -- data
     def read(self, indices=None) -> np.ndarray:

@@ -44,19 +44,27 @@ def cell_geometry(study: StudyConfig, scale: ScaleConfig, overlap_view: str):
     """Object, probe, probe diameter and (train, test) positions of an overlap view."""
     obj = build_object(study, scale)
     probe = build_probe(study, scale)
+    d, train, test, row = scan_geometry(study, scale, obj.shape, probe, overlap_view)
+    return obj, probe, d, train, test, row
+
+
+def scan_geometry(study: StudyConfig, scale: ScaleConfig, object_shape: tuple[int, int],
+                  probe: np.ndarray, overlap_view: str):
+    """Probe diameter (px), (train, test) positions and the split row of an overlap view; needs
+    only the object's shape, so the workflow checks it before any job (``ptycho.data.preflight``)."""
     N = scale.N
-    H, W = obj.shape
+    H, W = object_shape
     if N + 2 > min(H, W) // 2:
         raise ConfigError(f"probe of N = {N} is too large for the {H} x {W} object")
     d = energy_diameter(probe, 0.9)
-    region = ScanRegion.for_object(obj.shape, N)
+    region = ScanRegion.for_object(object_shape, N)
     seq = np.random.SeedSequence(entropy=study.seeds.simulation,
                                  spawn_key=(abs(hash_label("scan")), abs(hash_label(overlap_view))))
     pos = scan_positions(study.scan.pattern, study.overlap(overlap_view), d, region,
                          study.scan.jitter, seq)
-    check_positions(obj.shape, pos, N)
+    check_positions(object_shape, pos, N)
     train, test, row = split_positions(pos, N, study.scan.train_fraction)
-    return obj, probe, d, train, test, row
+    return d, train, test, row
 
 
 def hash_label(label: str) -> int:
@@ -124,4 +132,4 @@ def simulate_cell(study: StudyConfig, scale_name: str, dose: str | float, overla
     return summary
 
 
-__all__ = ["build_object", "build_probe", "cell_geometry", "simulate_cell"]
+__all__ = ["build_object", "build_probe", "cell_geometry", "scan_geometry", "simulate_cell"]

@@ -8,13 +8,22 @@ import numpy as np
 
 from ptycho.errors import DatasetError
 
+# Images that ship with scikit-image (no download; skimage.data also holds functions that download
+# data sets or return file names). The study schema's enum 'skimage_image' lists the same names.
+SKIMAGE_IMAGES = (
+    "astronaut", "brick", "camera", "cat", "cell", "checkerboard", "chelsea", "clock", "coffee",
+    "coins", "colorwheel", "grass", "gravel", "horse", "hubble_deep_field", "immunohistochemistry",
+    "logo", "microaneurysms", "moon", "page", "retina", "rocket", "shepp_logan_phantom", "text",
+)
+
 
 def _skimage_gray(name: str) -> np.ndarray:
     from skimage import color, data
 
-    loader = getattr(data, name, None)
-    if loader is None or not callable(loader):
-        raise DatasetError(f"object: scikit-image has no data image '{name}'")
+    if name not in SKIMAGE_IMAGES:
+        raise DatasetError(f"object: '{name}' is not an image that ships with scikit-image; "
+                           f"expected one of {list(SKIMAGE_IMAGES)}")
+    loader = getattr(data, name)
     img = np.asarray(loader(), dtype=np.float64)
     if img.ndim == 3:
         img = color.rgb2gray(img[..., :3] / (255.0 if img.max() > 1 else 1.0))
@@ -100,4 +109,7 @@ def load_object(path: str | Path) -> np.ndarray:
     amp = np.abs(obj)
     if amp.max() <= 0:
         raise DatasetError(f"{path}: object amplitude is zero everywhere")
+    if amp.max() > 1.0 + 1e-6:
+        raise DatasetError(f"{path}: object amplitude reaches {amp.max():.6g}; expected a "
+                           "transmission in (0, 1] (scale an 8-bit image by 1/255)")
     return obj

@@ -27,7 +27,9 @@ log = logging.getLogger(__name__)
 BUNDLE_KEYS = ("arm", "gridsize", "N", "dose", "normalisation", "seeds", "config")
 
 
-def read_bundle(path) -> dict:
+def read_bundle(path, expected_arm: str | None = None) -> dict:
+    """The bundle of a trained model; with ``expected_arm`` (the rule's arm) a bundle of another
+    arm (e.g. copied into the wrong folder) is refused, naming both."""
     from ptycho.data.io import read_json
 
     path = Path(path)
@@ -35,6 +37,9 @@ def read_bundle(path) -> dict:
     missing = [k for k in BUNDLE_KEYS if k not in bundle]
     if missing:
         raise TrainingError(f"{path}: model bundle lacks {missing}")
+    if expected_arm is not None and bundle["arm"] != expected_arm:
+        raise TrainingError(f"{path}: model bundle of arm '{bundle['arm']}', but this "
+                            f"reconstruction is of arm '{expected_arm}'")
     return bundle
 
 
@@ -44,14 +49,18 @@ def load_model(model_path, bundle: dict, bundle_path="bundle"):
 
     import ptycho.models.baseline
     import ptycho.models.pinn  # noqa: F401
+    from ptycho.data.io import check_zip_archive
 
     model_path = Path(model_path)
     if not model_path.is_file():
         raise TrainingError(f"{model_path}: model file not found")
+    check_zip_archive(model_path, "model", TrainingError)  # keras says "File not found" for these
     try:
         model = keras.saving.load_model(model_path, compile=False)
-    except Exception as exc:
-        raise TrainingError(f"{model_path}: cannot load model ({type(exc).__name__}: {exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - Keras raises many kinds for a bad archive
+        raise TrainingError(f"{model_path}: cannot load the model (corrupt or not a model of this "
+                            f"package: {type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
+                            ) from None
     shape = tuple(model.inputs[0].shape[1:])
     N, C = int(bundle["N"]), int(bundle["gridsize"]) ** 2
     if shape != (N, N, C):
@@ -81,23 +90,26 @@ def prediction_model(model, arm: str):
 def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
                         threads: int = 1, phase_sync: bool = True, refine_iterations: int = 10,
                         tmp_dir=None, sync_method: str = "blocks",
-                        sync_options: dict | None = None) -> Reconstruction:
+                        sync_options: dict | None = None,
+                        expected_arm: str | None = None) -> Reconstruction:
     """Predict the test split with a trained arm and stitch the full (H, W) object.
 
     ``phase_sync``: synchronise the per-patch phase offsets before averaging (``PatchStore``;
     ``sync_method`` "blocks" or "global" and further ``sync_options``, see
     ``PatchStore.synchronise``);
-    ``tmp_dir``: where the temporary patch file goes (system temporary directory by default).
+    ``tmp_dir``: where the temporary patch file goes (system temporary directory by default);
+    ``expected_arm``: the arm the caller reconstructs (a bundle of another arm is refused).
 
-    Raises TrainingError when the bundle does not fit the model or the data (other N, other
-    gridsize), DatasetError for unreadable data or NaN/inf counts.
+    Raises TrainingError when the bundle does not fit the model, the arm or the data (other N,
+    other gridsize), or the model file is corrupt; DatasetError for unreadable data, NaN/inf or
+    negative counts, or positions whose patch leaves the object.
     """
-    from ptycho.training.data import BatchSource
+    from ptycho.training.data import BatchSource, count_statistics
     from ptycho.training.fit import cell_labels, group_table, grouping_rng
     from ptycho.training.runtime import configure_tensorflow, peak_gpu_mb
 
     t0 = time.perf_counter()
-    bundle = read_bundle(bundle_path)
+    bundle = read_bundle(bundle_path, expected_arm)
     arm, g, N = str(bundle["arm"]), int(bundle["gridsize"]), int(bundle["N"])
     if batch_size < 1:
         raise DatasetError(f"inference batch size must be >= 1, got {batch_size}")
@@ -108,6 +120,8 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
                                 f"holds {ds.N} x {ds.N} patterns")
         if ds.n == 0:
             raise DatasetError(f"{test_path}: no diffraction patterns to reconstruct")
+        ds.check_positions()
+        count_statistics(ds, max(batch_size, 256))  # NaN, inf or negative counts: DatasetError
         if arm == "baseline" and g != 1:
             raise TrainingError(f"{bundle_path}: the baseline works on single patterns, bundle says "
                                 f"gridsize {g}")
@@ -129,9 +143,7 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
             source = BatchSource(ds, table, np.arange(len(table)), batch_size, "pinn")
             for s in range(0, len(table), batch_size):
                 items = np.arange(s, min(s + batch_size, len(table)))
-                x, counts = source.batch(items)  # inputs in the layout of the training pipeline
-                if not np.all(np.isfinite(counts)):
-                    raise DatasetError(f"{test_path}: '/diffraction' contains NaN or inf counts")
+                x, _ = source.batch(items)  # inputs in the layout of the training pipeline
                 patches = predict(x)  # (b, N, N, C) complex
                 members = table.members[items].ravel()
                 store.add(patches.transpose(0, 3, 1, 2).reshape(-1, N, N), positions[members])
@@ -161,13 +173,15 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
 
 def reconstruct_with_study(model_path, bundle_path, test_path, study, scale_name: str,
                            overlap_view: str, out_path, threads: int = 1, tmp_dir=None,
-                           extra_time_s: float = 0.0, extra_info: dict | None = None):
+                           extra_time_s: float = 0.0, extra_info: dict | None = None,
+                           expected_arm: str | None = None):
     """``reconstruct_network`` with the study's inference batch size and stitching settings, then
     ``write_reconstruction`` to ``out_path``; returns the ``Reconstruction``.
 
     ``extra_time_s`` is added to the reconstruction's wall time (the adapted arm's fine-tuning on
     the test scan is part of its reconstruction; the inference alone stays in
-    ``info['inference_s']``), ``extra_info`` is merged into its ``info``.
+    ``info['inference_s']``), ``extra_info`` is merged into its ``info``; ``expected_arm``: the
+    arm the caller reconstructs (a bundle of another arm is refused).
     """
     from ptycho.reconstruct.io import write_reconstruction
 
@@ -175,7 +189,8 @@ def reconstruct_with_study(model_path, bundle_path, test_path, study, scale_name
     rec = reconstruct_network(model_path, bundle_path, test_path, scale.inference_batch_size,
                               threads=threads, phase_sync=study.stitching.phase_sync,
                               refine_iterations=study.stitching.refine_iterations,
-                              sync_method=study.stitching.sync_method, tmp_dir=tmp_dir)
+                              sync_method=study.stitching.sync_method, tmp_dir=tmp_dir,
+                              expected_arm=expected_arm)
     rec.overlap_view = overlap_view
     rec.info["inference_s"] = rec.wall_time_s
     rec.wall_time_s += float(extra_time_s)

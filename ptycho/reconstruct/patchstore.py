@@ -27,18 +27,28 @@ patterns. The block solver first copies the windows into cell order (one more pa
 grows by the windows' size) so that a block is a contiguous read. The operator works on the
 central window of each patch where |P|^2 is at least ``sync_threshold`` of its peak; the final
 stitch uses the whole patch.
+
+The file lives in a ``ptycho-stitch-*`` directory of the temporary directory, removed when the
+store closes. The store holds an flock on the directory's ``owner.lock`` while open, so a directory
+left by a killed job (lock free) is told apart from one in use, and the next store or workflow run
+removes it (``remove_stale_stores``).
 """
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import math
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import h5py
 import numpy as np
 from scipy.sparse import coo_matrix
 
+from ptycho.data.io import storage_error
 from ptycho.errors import ConfigError, DatasetError
 from ptycho.reconstruct.stitch import DEFAULT_THRESHOLD, StitchAccumulator, to_grid
 from ptycho.reconstruct.sync import (
@@ -58,6 +68,39 @@ SYNC_METHODS = ("blocks", "global")
 DEFAULT_CELL_PATCHES = 64  # patches per cell of the block solver (a block: 2 x 2 cells)
 SYNC_CYCLES = 3  # two-grid cycles of the block solver
 SYNC_SMOOTHING = 2  # smoothing steps (streaming passes) per cycle
+
+log = logging.getLogger(__name__)
+
+STORE_PREFIX = "ptycho-stitch-"
+OWNER_LOCK = "owner.lock"
+# A directory without a lock file: one being created (a moment), or left by a version of this
+# package that did not lock its stores (which may still be running): removed only after a day.
+UNLOCKED_GRACE_S = 86400.0
+
+
+def remove_stale_stores(directory=None) -> list[Path]:
+    """Remove ``ptycho-stitch-*`` directories in ``directory`` (the system temporary directory by
+    default) that no live process holds: their ``owner.lock`` is free (the store's process ended
+    without closing it, e.g. SIGKILL), or, without a lock file, older than a day. Returns them."""
+    base = Path(directory or tempfile.gettempdir())
+    removed = []
+    for d in sorted(base.glob(f"{STORE_PREFIX}*")):
+        if not d.is_dir() or d.is_symlink():
+            continue
+        lock = d / OWNER_LOCK
+        try:
+            if lock.is_file():
+                with open(lock, "a") as fh:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # OSError while it is held
+                    shutil.rmtree(d)
+            elif time.time() - d.stat().st_mtime > UNLOCKED_GRACE_S:
+                shutil.rmtree(d)
+            else:
+                continue
+        except OSError:
+            continue
+        removed.append(d)
+    return removed
 
 
 def sync_window(weight: np.ndarray, threshold: float) -> tuple[int, int]:
@@ -97,8 +140,13 @@ class PatchStore:
         self.corners = np.zeros((self.n, 2), np.int64)  # (n, 2) ints: small beside the patches
         self.count = 0
         self._layout = None  # the block solver's piece order (``_sort_by_blocks``)
-        self._tmp = tempfile.TemporaryDirectory(prefix="ptycho-stitch-", dir=directory)
-        self._f = h5py.File(Path(self._tmp.name) / "patches.h5", "w")
+        for stale in remove_stale_stores(directory):
+            log.info("removed the patch store of an interrupted job: %s", stale)
+        self._tmp = tempfile.TemporaryDirectory(prefix=STORE_PREFIX, dir=directory)
+        self._owner = open(Path(self._tmp.name) / OWNER_LOCK, "w")  # noqa: SIM115 - held
+        fcntl.flock(self._owner, fcntl.LOCK_EX)
+        self.path = Path(self._tmp.name) / "patches.h5"
+        self._f = h5py.File(self.path, "w")
         rows = max(1, min(self.batch, self.n))
         M = self.M
         self._patch = self._f.create_dataset("patch", (self.n, M, M), np.complex64, chunks=(rows, M, M))
@@ -120,9 +168,12 @@ class PatchStore:
 
     def close(self) -> None:
         if self._f is not None:
-            self._f.close()
-            self._f = None
-            self._tmp.cleanup()
+            try:
+                self._f.close()
+            finally:
+                self._f = None
+                self._owner.close()
+                self._tmp.cleanup()
 
     # -- filling
     def add(self, patches: np.ndarray, positions: np.ndarray) -> None:
@@ -135,12 +186,18 @@ class PatchStore:
         if lo.min() < -1 or hi[0] > H + 1 or hi[1] > W + 1:
             raise DatasetError(f"stitching: a patch leaves the {H} x {W} object grid")
         self.corners[a:b] = corners
-        self._patch[a:b] = shifted.astype(np.complex64)
-        self._w[a:b] = weights.astype(np.float32)
         s0, s1 = self.win
         win_w = weights[:, s0:s1, s0:s1]
-        self._wp_win[a:b] = (win_w * shifted[:, s0:s1, s0:s1]).astype(np.complex64)
-        self._w_win[a:b] = win_w.astype(np.float32)
+        try:
+            self._patch[a:b] = shifted.astype(np.complex64)
+            self._w[a:b] = weights.astype(np.float32)
+            self._wp_win[a:b] = (win_w * shifted[:, s0:s1, s0:s1]).astype(np.complex64)
+            self._w_win[a:b] = win_w.astype(np.float32)
+        except Exception as exc:
+            err = storage_error(exc, f"{self.path} (the temporary patch store)")
+            if err is None:
+                raise
+            raise err from exc
         self.count = b
 
     def _check_complete(self) -> None:

@@ -6,7 +6,9 @@ File format (UTF-8 text)::
     # excluded: ["artifact_inventory.txt", "verification_report.json", ...]
     data/1e3_dense/summary.json	1234	9f86d0...
 
-Paths are relative to the result directory, POSIX-style, sorted. The excluded paths (files that
+Paths are relative to the result directory, POSIX-style, sorted. Temporaries of ``atomic_path``
+(``.<name>.partial-*``: a result being written, or a killed writer's leftover) are never listed;
+the verification fails while one is present. The excluded paths (files that
 are written after the inventory, such as the inventory itself, the verification report, the
 provenance record and the verifying job's own log and benchmark) are listed in the header, so
 ``check_inventory`` skips them too. An exclusion is a relative path or an ``fnmatch`` pattern.
@@ -20,7 +22,7 @@ import json
 import os
 from pathlib import Path
 
-from ptycho.data.io import atomic_path
+from ptycho.data.io import atomic_path, is_partial
 from ptycho.errors import PtychoError
 
 HEADER = "# ptycho-dose artifact inventory: relpath<TAB>size_bytes<TAB>sha256 of every file under "
@@ -62,6 +64,8 @@ def _walk(root: Path, excludes) -> list[str]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in filenames:
+            if is_partial(name):
+                continue
             rel = (Path(dirpath) / name).relative_to(root).as_posix()
             if not _excluded(rel, excludes):
                 rels.append(rel)

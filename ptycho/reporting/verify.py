@@ -444,6 +444,20 @@ def check_inventory_disk(inventory_path, root) -> tuple[bool, str]:
     return True, f"{len(read_inventory(inventory_path))} files match the inventory (size and sha256)"
 
 
+def check_no_partial_files(root) -> tuple[bool, str]:
+    """No ``atomic_path`` temporary under the results: one is a killed writer's leftover."""
+    import os
+
+    from ptycho.data.io import is_partial
+
+    found = sorted(Path(d, n).relative_to(root).as_posix()
+                   for d, _, names in os.walk(root) for n in names if is_partial(n))
+    if found:
+        return False, _listing(found, "leftover temporary files of interrupted writers "
+                                      "(a rerun of the workflow removes them)")
+    return True, "no leftover temporary files under the results"
+
+
 def check_study_matches(study: StudyConfig, scale: str, dataset_pairs, rows) -> tuple[bool, str]:
     from ptycho.data.dataset import Dataset
 
@@ -521,6 +535,7 @@ def verify_study(study_dict: dict, scale: str, root, expected_files, dataset_pai
     run("snapshots_scored",
         lambda: (need(study), check_snapshots(study, scale, metric_paths))[1])
     run("inventory_matches_disk", check_inventory_disk, inventory_path, root)
+    run("no_leftover_temporaries", check_no_partial_files, root)
     run("study_matches_results",
         lambda: (need(study, rows), check_study_matches(study, scale, dataset_pairs, rows))[1])
     failed = [c["name"] for c in checks if not c["passed"]]

@@ -48,7 +48,8 @@ def adapted_arm_id(source_arm: str) -> str:
 
 
 def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_size: int,
-              seed: int, out_model, out_bundle, out_history, out_curve, threads: int = 1) -> dict:
+              seed: int, out_model, out_bundle, out_history, out_curve, threads: int = 1,
+              expected_arm: str | None = None) -> dict:
     """Fine-tune the PINN of ``model_path``/``bundle_path`` on the counts of ``test_path`` for
     ``cfg.epochs`` epochs (Adam, warmed up to ``cfg.learning_rate`` over one epoch and decayed to
     zero by a cosine; batches of ``batch_size`` patterns, an
@@ -69,7 +70,7 @@ def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_s
     from ptycho.training.runtime import configure_tensorflow, package_versions
 
     t0 = time.perf_counter()
-    source = read_bundle(bundle_path)
+    source = read_bundle(bundle_path, expected_arm)
     arm = adapted_arm_id(str(source["arm"]))
     g, N = int(source["gridsize"]), int(source["N"])
     test_path = Path(test_path)

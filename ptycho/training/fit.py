@@ -89,6 +89,7 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
         if ds.N != scale.N:
             raise ConfigError(f"{train_path}: patterns are {ds.N} x {ds.N} but scale '{scale_name}' "
                               f"has N = {scale.N}")
+        ds.check_positions()
         configure_tensorflow(threads)
         import keras
 

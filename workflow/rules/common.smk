@@ -1,10 +1,12 @@
 # Config validation, the study grid, wildcard constraints and input helpers.
+import functools
 import importlib.util
 import json
 import re
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
-import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -15,25 +17,24 @@ from ptycho.config import (
     load_schema,
     validate_with_defaults,
 )
-from ptycho.errors import ConfigError
+from ptycho.data.io import lock_directory, remove_partial_files
+from ptycho.data.preflight import check_scale, prepare_study
+from ptycho.errors import PtychoError
+from ptycho.reconstruct.patchstore import remove_stale_stores
 
 validate(config, "../schemas/config.schema.yaml")
 RESULTS = config.get("results", "results").rstrip("/")
 STUDY_FILE = config["study"]
 
-try:
-    with open(STUDY_FILE) as _fh:
-        _raw = yaml.safe_load(_fh)
-except FileNotFoundError:
+if not Path(STUDY_FILE).is_file():
     raise WorkflowError(f"config 'study': study file {STUDY_FILE} not found")
-except yaml.YAMLError as _exc:
-    raise WorkflowError(f"{STUDY_FILE}: not valid YAML: {_exc}")
 try:
     # Schema validation with defaults (the same schema snakemake.utils.validate reads), then the
-    # typed, cross-checked study. STUDY_DICT is what every job receives as params.study.
-    STUDY_DICT = validate_with_defaults(_raw, load_schema("study"), STUDY_FILE)
-    STUDY = StudyConfig.from_dict(STUDY_DICT, source=STUDY_FILE)
-except ConfigError as _exc:
+    # typed, cross-checked study. STUDY_DICT is what every job receives as params.study. The
+    # object and probe files it names are read and checked now (before any job); STUDY_FILES
+    # are inputs of every simulation, so editing one re-simulates.
+    STUDY_DICT, STUDY, STUDY_FILES = prepare_study(STUDY_FILE)
+except PtychoError as _exc:
     raise WorkflowError(str(_exc))
 validate(STUDY_DICT, "../schemas/study.schema.yaml")
 
@@ -83,13 +84,55 @@ def _check_results_owner():
 _check_results_owner()
 
 
+# The lock on this study's results, held by this Snakemake process from onstart to its exit.
+RUN_LOCK = []
+
+
 onstart:
+    # Another run on the same results (from another working directory: Snakemake's own lock is
+    # per working directory) stops this one before any job. Holding the lock, remove what
+    # interrupted writers left: hidden .<name>.partial-* files and stale stitching stores.
+    try:
+        RUN_LOCK.append(lock_directory(Path(RESULTS) / STUDY_NAME))
+    except PtychoError as exc:
+        raise WorkflowError(str(exc))
+    _left = remove_partial_files(Path(RESULTS) / STUDY_NAME)
+    _left += remove_stale_stores(tempfile.gettempdir())
+    for _p in _left:
+        logger.info(f"removed a leftover temporary of an interrupted job: {_p}")
     _m = Path(RESULTS) / STUDY_NAME / "study.json"
     _m.parent.mkdir(parents=True, exist_ok=True)
     if not _m.exists():
         _m.write_text(
             json.dumps({"study": STUDY_NAME, "study_file": STUDY_FILE}) + "\n"
         )
+
+
+onsuccess:
+    for _fh in RUN_LOCK:
+        _fh.close()
+
+
+onerror:
+    for _fh in RUN_LOCK:
+        _fh.close()
+
+
+@functools.cache
+def _checked_scale(scale):
+    """Check the probe and scan geometry of a scale once, when the DAG is built (before any job);
+    a probe file fits one N, so this is checked for the scales that are run."""
+    try:
+        check_scale(STUDY, scale, STUDY_FILE)
+    except PtychoError as exc:
+        raise WorkflowError(str(exc))
+    return True
+
+
+def study_inputs(wildcards):
+    """The object/probe files the study names: inputs of every simulation job."""
+    _checked_scale(wildcards.scale)
+    return STUDY_FILES
 
 
 wildcard_constraints:
@@ -205,6 +248,15 @@ def expected_files(wildcards):
         + eval_outputs(s)
         + report_outputs(s)
     )
+
+
+def verified_inputs(scale):
+    """What the verified report of a scale stands on: every file verify_study reads. The phase_g
+    targets require them, so a result deleted after a verified run is rebuilt and re-verified
+    (Snakemake skips a missing intermediate file when nothing downstream needs to run).
+    """
+    wc = SimpleNamespace(scale=scale)
+    return expected_files(wc) + benchmark_files(wc)
 
 
 def benchmark_files(wildcards):

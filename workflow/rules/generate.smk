@@ -2,6 +2,8 @@
 
 
 rule simulate_dataset:
+    input:
+        sources=study_inputs,
     output:
         train=f"{ROOT}/data/{CELL}/train.h5",
         test=f"{ROOT}/data/{CELL}/test.h5",

@@ -146,6 +146,8 @@ rule verify_study:
         study=STUDY_DICT,
         scale="{scale}",
         root=lambda wc: root(wc.scale),
+        # written after the inventory, by assert_verified
+        exclude=["report/verified.ok", "logs/assert_verified.log"],
     script:
         "../scripts/verify_study.py"
 
@@ -164,8 +166,10 @@ rule assert_verified:
 rule phase_g_scaled:
     input:
         expand(f"{ROOT}/report/verified.ok", study=STUDY_NAME, scale="scaled"),
+        verified_inputs("scaled"),
 
 
 rule phase_g_full:
     input:
         expand(f"{ROOT}/report/verified.ok", study=STUDY_NAME, scale="full"),
+        verified_inputs("full"),

@@ -110,5 +110,6 @@ rule adapt_pinn:
         study=STUDY_DICT,
         scale="{scale}",
         overlap="{overlap}",
+        source_arm="pinn_g{gridsize}",
     script:
         "../scripts/adapt.py"

@@ -18,7 +18,8 @@ def main(smk) -> None:
               smk.output.bundle, smk.output.history, smk.output.curve, threads=smk.threads)
     reconstruct_with_study(smk.output.model, smk.output.bundle, smk.input.test, study,
                            smk.params.scale, smk.params.overlap, smk.output.recon,
-                           threads=smk.threads, tmp_dir=getattr(smk.resources, "tmpdir", None))
+                           threads=smk.threads, tmp_dir=getattr(smk.resources, "tmpdir", None),
+                           expected_arm=smk.params.arm)
 
 
 run_job(snakemake, main)  # noqa: F821
