@@ -76,6 +76,13 @@ def _metrics(arm, dose_lbl, ov):
         "reference": {"flat_object": {"amplitude": {"ssim": 0.6, "mae": 0.05},
                                       "phase": {"ssim": 0.2, "mae": 0.4},
                                       "complex": {"nce": 0.5}}},
+        "replicate": 0,
+        "fluence": {"photons_per_px": DOSES[dose_lbl] * (0.2 if ov == "dense" else 0.05),
+                    "photons_per_m2": None, "exposures_per_px": 0.2 if ov == "dense" else 0.05,
+                    "pixel_size_m": None},
+        "intervals": {q: {k: [v - 0.01 - 0.02 * abs(v), v + 0.01 + 0.02 * abs(v)]
+                          for k, v in m[q].items() if k != "psnr_data_range"} for q in m},
+        "frc_limits": {"nyquist_px": 2.0, "largest_px": 26.0},
     }
 
 
@@ -190,7 +197,8 @@ def test_summary_markdown_rows_and_timing(tree, tmp_path):
     text = md.read_text()
     table = [ln for ln in text.splitlines() if ln.startswith("| 1e")]
     assert len(table) == 8 + 4  # cell x arm rows, then one timing row per cell
-    assert "| 1e4 | dense | pinn_g1 | **0.800** |" in text  # best amplitude SSIM in bold
+    # best amplitude SSIM in bold, with its interval; the cell's fluence (photons/px) beside it
+    assert "| 1e4 | dense | 2000 | pinn_g1 | **0.800 [0.774, 0.826]** |" in text
     assert "0.70" in text and "0.50" in text  # wall times of baseline and pinn_g1
 
 
@@ -203,7 +211,7 @@ def test_summary_shows_the_flat_object_floor_and_margins(tree, tmp_path):
     text = md.read_text()
     flat_rows = [ln for ln in text.splitlines() if ln.startswith("|") and "*flat object*" in ln]
     assert len(flat_rows) == 4  # one per cell, after its arms
-    assert flat_rows[0].startswith("| 1e3 | dense | *flat object* | 0.600 |")
+    assert flat_rows[0].startswith("| 1e3 | dense | 200 | *flat object* | 0.600 |")
     # margins: pinn_g1 at 1e4 sparse has amplitude SSIM 0.7, phase 0.65 (fixture formula)
     (margin,) = [ln for ln in text.split("## SSIM above the flat-object floor")[1].splitlines()
                  if ln.startswith("| 1e4 | sparse |")]
@@ -377,7 +385,7 @@ def test_provenance_parses_benchmarks(tree, tmp_path):
     assert prov["totals"]["jobs"] == 8
     assert prov["totals"]["wall_time_s"] == pytest.approx(2 * (1 + 2 + 3 + 4))
     assert prov["totals"]["peak_rss_mb"] == 131.0
-    assert prov["seeds"] == tree["study"]["seeds"]
+    assert prov["seeds"] == {**tree["study"]["seeds"], "bootstrap": 13}  # defaults resolved
     assert prov["git"]["commit"] is None  # tmp_path is not a git checkout
     assert prov["packages"]["numpy"] == np.__version__
     assert "tensorflow" in prov["packages"] and "ptychi" in prov["packages"]

@@ -10,6 +10,11 @@ What the iterative check reads: the reconstruction ``info`` of every iterative c
 solve started from a flat object -- ``"initial_object": "flat"`` (any string containing ``flat``,
 or ``"constant"``/``"ones"``/``"uniform"``), or ``"flat_start": true`` -- and ran
 ``"iterations" >= 1``.
+
+Replicates: ``grid_complete`` asks for every cell and arm; ``replicates_complete`` for every
+replicate of every cell (its datasets, with the study's replicate attribute and the same scan
+positions as the cell's other replicates, and one metrics file per arm); ``intervals_valid`` that
+every metrics file holds finite intervals that contain their values, and a positive fluence.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ def _listing(items, what: str) -> str:
 # ----------------------------------------------------------------------------------- checks
 def check_grid_complete(study: StudyConfig, rows) -> tuple[bool, str]:
     have: dict[tuple, set] = {}
+    seen: set[tuple] = set()
     dups, wrong_g, bad = [], [], []
     for r in rows:
         try:
@@ -59,8 +65,10 @@ def check_grid_complete(study: StudyConfig, rows) -> tuple[bool, str]:
             continue
         qm = (r["quantity"], r["metric"])
         got = have.setdefault(key, set())
-        if qm in got:
-            dups.append(f"{key[0]}_{key[1]}/{key[2]} {qm[0]}.{qm[1]}")
+        rep = int(r.get("replicate", 0))
+        if (key, rep, qm) in seen:
+            dups.append(f"{key[0]}_{key[1]}/{key[2]} r{rep} {qm[0]}.{qm[1]}")
+        seen.add((key, rep, qm))
         got.add(qm)
         try:
             if int(r["gridsize"]) != arm_gridsize(r["arm"]):
@@ -102,7 +110,9 @@ def check_metric_values(rows) -> tuple[bool, str]:
     bad = []
     for r in rows:
         v, m = r["value"], r["metric"]
-        where = f"{dose_label(r['dose'])}_{r['overlap']}/{r['arm']} {r['quantity']}.{m} = {v!r}"
+        rep = int(r.get("replicate", 0))
+        where = (f"{dose_label(r['dose'])}_{r['overlap']}/{r['arm']}{f' r{rep}' if rep else ''} "
+                 f"{r['quantity']}.{m} = {v!r}")
         if not math.isfinite(v):
             bad.append(f"{where} (not finite)")
             continue
@@ -294,7 +304,7 @@ def check_iterative(study: StudyConfig, metric_paths, root) -> tuple[bool, str]:
             continue
         seen += 1
         info = m.get("recon_info") or {}
-        cell = f"{dose_label(m['dose'])}_{m['overlap_view']}"
+        cell = f"{dose_label(m['dose'])}_{m['overlap_view']}_r{int(m.get('replicate', 0))}"
         if not info:
             rec_path = Path(root) / "recon" / "iterative" / f"{cell}.h5"
             if rec_path.is_file():
@@ -315,6 +325,67 @@ def check_iterative(study: StudyConfig, metric_paths, root) -> tuple[bool, str]:
     if bad:
         return False, _listing(bad, "iterative reconstructions not shown to start flat")
     return True, f"{seen} iterative reconstructions started from a flat object with >= 1 iteration"
+
+
+def check_replicates(study: StudyConfig, scale: str, dataset_pairs, metric_paths
+                     ) -> tuple[bool, str]:
+    """Every replicate 0 .. R - 1 of every cell has its dataset pair (replicate attribute set,
+    the scan positions of the cell's other replicates) and a metrics file for every arm."""
+    import numpy as np
+
+    from ptycho.data.dataset import Dataset
+
+    R = study.scale(scale).replicates
+    want = {(d, ov, k) for d in study.dose_labels for ov in study.overlaps for k in range(R)}
+    data, positions, bad = {}, {}, []
+    for pair in dataset_pairs:
+        for path in pair:
+            with Dataset(path, require_object=False) as ds:
+                key = (dose_label(ds.dose), str(ds.config.get("overlap_view")), ds.replicate)
+                split, pos = ds.split, ds.positions
+            data.setdefault(key, set()).add(split)
+            ref = positions.setdefault((key[1], split), pos)
+            if ref.shape != pos.shape or not np.array_equal(ref, pos):
+                bad.append(f"{path}: scan positions differ from the other replicates of "
+                           f"{key[1]} ({split})")
+    missing = [f"{d}_{ov}_r{k} (datasets)" for d, ov, k in sorted(want)
+               if data.get((d, ov, k)) != {"train", "test"}]
+    have: dict[tuple, set] = {}
+    for p in metric_paths:
+        m = read_metrics_json(p)
+        key = (dose_label(m["dose"]), str(m["overlap_view"]), int(m.get("replicate", 0)))
+        have.setdefault(key, set()).add(str(m["arm"]))
+    for d, ov, k in sorted(want):
+        lack = [a for a in study.arm_ids if a not in have.get((d, ov, k), set())]
+        if lack:
+            missing.append(f"{d}_{ov}_r{k} (no metrics for {', '.join(lack)})")
+    extra = sorted(f"{d}_{ov}_r{k}" for d, ov, k in set(have) | set(data) if k >= R)
+    problems = []
+    if missing:
+        problems.append(_listing(missing, "missing cell replicates"))
+    if extra:
+        problems.append(_listing(extra, f"replicates beyond the study's {R}"))
+    if bad:
+        problems.append(_listing(bad, "replicates with other scan positions"))
+    if problems:
+        return False, " | ".join(problems)
+    return True, (f"{R} replicate(s) of {len(study.dose_labels) * len(study.overlaps)} cells: "
+                  f"datasets (shared scan positions) and metrics of {len(study.arm_ids)} arms")
+
+
+def check_intervals(metric_paths) -> tuple[bool, str]:
+    """Every metrics file: finite intervals that contain their values, and a positive fluence."""
+    from ptycho.reporting.uncertainty import check_interval_record
+
+    bad = []
+    for p in metric_paths:
+        bad += check_interval_record(read_metrics_json(p), str(p))
+    if not metric_paths:
+        return False, "no metrics files given"
+    if bad:
+        return False, _listing(bad, "bad intervals")
+    return True, (f"{len(metric_paths)} metrics files: every interval is finite and contains its "
+                  "value; fluence recorded")
 
 
 def check_inventory_disk(inventory_path, root) -> tuple[bool, str]:
@@ -399,6 +470,9 @@ def verify_study(study_dict: dict, scale: str, root, expected_files, dataset_pai
     run("overlap_on_target", check_overlap, dataset_pairs, overlap_tolerance)
     run("loss_fell", check_loss_fell, histories, study)
     run("iterative_flat_start", lambda: (need(study), check_iterative(study, metric_paths, root))[1])
+    run("replicates_complete",
+        lambda: (need(study), check_replicates(study, scale, dataset_pairs, metric_paths))[1])
+    run("intervals_valid", check_intervals, metric_paths)
     run("inventory_matches_disk", check_inventory_disk, inventory_path, root)
     run("study_matches_results",
         lambda: (need(study, rows), check_study_matches(study, scale, dataset_pairs, rows))[1])

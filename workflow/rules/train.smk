@@ -21,6 +21,7 @@ rule train_pinn:
                 "arm": "pinn_g{gridsize}",
                 "dose": "{dose}",
                 "overlap": "{overlap}",
+                "replicate": "{replicate}",
             },
         ),
         recon=f"{ROOT}/recon/pinn_g{{gridsize}}/{CELL}.h5",
@@ -55,7 +56,12 @@ rule train_baseline:
             caption="../report/loss.rst",
             category="Training",
             subcategory="baseline",
-            labels={"arm": "baseline", "dose": "{dose}", "overlap": "{overlap}"},
+            labels={
+                "arm": "baseline",
+                "dose": "{dose}",
+                "overlap": "{overlap}",
+                "replicate": "{replicate}",
+            },
         ),
         recon=f"{ROOT}/recon/baseline/{CELL}.h5",
     log:

@@ -18,7 +18,11 @@ def main(smk):
     csv = smk.input.csv
     grids.plot_metric_grid(csv, smk.output.ssim_grid, "ssim", overlap_targets=targets)
     grids.plot_metric_grid(csv, smk.output.ms_ssim_grid, "ms_ssim", overlap_targets=targets)
-    grids.plot_delta_grid(csv, smk.output.delta_grid, overlap_targets=targets)
+    from ptycho.reporting.uncertainty import collect_paired_differences
+
+    paired = collect_paired_differences(list(smk.input.metrics),
+                                        metrics=(("amplitude", "ssim"), ("phase", "ssim")))
+    grids.plot_delta_grid(csv, smk.output.delta_grid, overlap_targets=targets, paired=paired)
     grids.plot_metric_vs_dose(csv, smk.output.metric_vs_dose, overlap_targets=targets)
     grids.plot_frc_curves(list(smk.input.metrics), smk.output.frc)
     grids.plot_loss_curves(list(smk.input.histories), list(smk.params.history_labels),

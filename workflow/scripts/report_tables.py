@@ -16,12 +16,14 @@ def main(smk):
         write_metrics_csv,
         write_summary_md,
     )
+    from ptycho.reporting.uncertainty import collect_uncertainty
 
     metrics = list(smk.input.metrics)
     rows = collect_metrics(metrics, smk.params.study["study"], smk.params.scale)
     write_metrics_csv(rows, smk.output.csv)
     write_summary_md(rows, collect_timing(metrics), smk.output.md,
-                     references=collect_references(metrics))
+                     references=collect_references(metrics),
+                     uncertainty=collect_uncertainty(metrics, rows, smk.params.study))
 
 
 run_job(snakemake, main)  # noqa: F821
