@@ -147,7 +147,7 @@ def test_datasets_record_their_fluence(cell, tmp_path):
     from ptycho.physics.illumination import scan_fluence
 
     _, _, out = cell
-    summary, tr, te = out["dense"]
+    summary, _, te = out["dense"]
     with Dataset(te) as ds:
         a = ds.attrs
         ref = scan_fluence(ds.object_shape, ds.positions, ds.probe, ds.dose)

@@ -110,7 +110,7 @@ def test_paired_difference_between_arms_uses_the_same_blocks():
         rec = _recon(truth, np.random.default_rng(7), sigma, sigma)  # same noise pattern, scaled
         m, c = metrics_and_curves(rec, truth, mask)
         records[name] = (m, metric_intervals(rec, truth, mask, m, c, 8.0, 13, stream)[1])
-    (mg, rg), (mc, rc), (mb, rb) = records["good"], records["close"], records["bad"]
+    (mg, rg), (_, rc), (mb, rb) = records["good"], records["close"], records["bad"]
     diff, (lo, hi) = paired_difference_interval(rg, rg, "amplitude", "ssim")
     assert diff == 0.0 and lo == hi == 0.0
     diff, (lo, hi) = paired_difference_interval(rg, rb, "amplitude", "ssim")
