@@ -49,7 +49,8 @@ def test_tiny_study_end_to_end(tiny_run):
     assert report["passed"] is True, [c for c in report["checks"] if not c["passed"]]
     names = {c["name"] for c in report["checks"]}
     assert {"grid_complete", "files_exist_nonempty", "split_invariant", "loss_fell",
-            "inventory_matches_disk", "metrics_finite_and_in_range"} <= names
+            "inventory_matches_disk", "metrics_finite_and_in_range", "replicates_complete",
+            "intervals_valid"} <= names
     rows = list(csv.DictReader(open(root / "report" / "metrics.csv")))
     cells = {(r["dose"], r["overlap"]) for r in rows}
     arms = {r["arm"] for r in rows}
@@ -59,9 +60,20 @@ def test_tiny_study_end_to_end(tiny_run):
             sub = [r for r in rows if r["arm"] == arm and (r["dose"], r["overlap"]) == cell]
             ssim = {r["quantity"]: float(r["value"]) for r in sub if r["metric"] == "ssim"}
             assert set(ssim) == {"amplitude", "phase"} and all(-1 <= v <= 1 for v in ssim.values())
+            for r in sub:  # one replicate: every SSIM has its bootstrap interval and a fluence
+                if r["metric"] == "ssim":
+                    assert float(r["ci_low"]) <= float(r["value"]) <= float(r["ci_high"])
+                assert r["replicate"] == "0" and float(r["fluence"]) > 0
     assert (root / "report" / "verified.ok").exists()
-    for fig in ("ssim_grid", "ms_ssim_grid", "delta_grid", "metric_vs_dose", "frc", "losses"):
+    for fig in ("ssim_grid", "ms_ssim_grid", "delta_grid", "metric_vs_dose", "frc", "losses",
+                "fluence", "dose_resolution"):
         assert (root / "report" / "figures" / f"{fig}.png").stat().st_size > 10_000
+    summary = (root / "report" / "summary.md").read_text()
+    for section in ("## Paired differences between arms", "## Fluence", "## Dose-resolution law"):
+        assert section in summary
+    with open(root / "report" / "dose_resolution.csv") as fh:
+        fits = list(csv.DictReader(fh))
+    assert len(fits) == 4 * 2  # arms x components, one overlap view
 
 
 @pytest.mark.slow
@@ -82,7 +94,7 @@ def test_deleting_an_artifact_fails_verification(tiny_run, tmp_path):
 
     copy = tmp_path / "tiny" / "scaled"
     shutil.copytree(tiny_run, copy)
-    victim = copy / "eval" / "baseline" / "1e5_dense" / "metrics.json"
+    victim = copy / "eval" / "baseline" / "1e5_dense_r0" / "metrics.json"
     victim.unlink()
     wd = tiny_run.parents[2]
     # re-run only the verification on the copy (what the verify_study rule would see)
@@ -90,7 +102,9 @@ def test_deleting_an_artifact_fails_verification(tiny_run, tmp_path):
 
     report = _reverify(V, copy, wd)
     failed = {c["name"]: c["detail"] for c in report["checks"] if not c["passed"]}
-    assert "files_exist_nonempty" in failed and "1e5_dense/metrics.json" in failed["files_exist_nonempty"]
+    assert "files_exist_nonempty" in failed
+    assert "1e5_dense_r0/metrics.json" in failed["files_exist_nonempty"]
+    assert "1e5_dense_r0 (no metrics for baseline)" in failed["replicates_complete"]
     assert "inventory_matches_disk" in failed
     out = tmp_path / "report.json"
     out.write_text(json.dumps(report))
@@ -103,8 +117,8 @@ def _reverify(V, root: Path, wd: Path) -> dict:
 
     study = validate_with_defaults(yaml.safe_load(TINY.read_text()), load_schema("study"), "tiny")
     inv = root / "report" / "artifact_inventory.txt"
-    expected = [p for p in _inventory_paths(inv, root)] + [root / "eval/baseline/1e5_dense/metrics.json"]
-    cells = ["1e3_dense", "1e5_dense"]
+    expected = [p for p in _inventory_paths(inv, root)] + [root / "eval/baseline/1e5_dense_r0/metrics.json"]
+    cells = ["1e3_dense_r0", "1e5_dense_r0"]
     arms = ["pinn_g1", "pinn_g2", "baseline", "iterative"]
     return V.verify_study(
         study, "scaled", str(root),
@@ -162,6 +176,23 @@ def test_full_scale_plans_with_gpu_resources(tmp_path):
     r = snakemake(wd, "-n", "phase_g_full", "--cores", "16", "--resources", "gpu=1", timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout + r.stderr
-    for rule, count in (("simulate_dataset", 6), ("train_pinn", 12), ("train_baseline", 6),
-                        ("reconstruct_iterative", 6), ("evaluate_arm", 24), ("verify_study", 1)):
+    # three replicates of every cell at the full scale
+    for rule, count in (("simulate_dataset", 18), ("train_pinn", 36), ("train_baseline", 18),
+                        ("reconstruct_iterative", 18), ("evaluate_arm", 72), ("verify_study", 1),
+                        ("fit_dose_resolution", 1)):
         assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), rule
+    assert "results/dose_overlap/full/data/1e3_dense_r2/train.h5" in out
+
+
+def test_replicates_plan_one_job_per_cell_replicate(tmp_path):
+    study = _tiny()
+    study["scales"]["scaled"]["replicates"] = 2
+    wd = make_workdir(tmp_path, study)
+    r = snakemake(wd, "-n", "phase_g_scaled", timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    for rule, count in (("simulate_dataset", 4), ("train_pinn", 8), ("evaluate_arm", 16),
+                        ("plot_comparison", 4), ("build_metrics_table", 1)):
+        assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), rule
+    for cell in ("1e3_dense_r0", "1e3_dense_r1", "1e5_dense_r1"):
+        assert f"results/tiny/scaled/eval/iterative/{cell}/metrics.json" in out
