@@ -8,10 +8,11 @@ rebuilt from per-block sums:
 - SSIM: the SSIM map summed over each block's region pixels; MAE and MSE: |error| and error^2;
   PSNR through MSE (``10 log10(R^2 / MSE)`` with the data range R held at its full-region value);
 - NCE: ``sqrt(sum |a - t|^2 / sum |t|^2)``, both sums per block;
-- MS-SSIM: each of its five scales is a weighted region mean (coarse pixels weighted by their
-  fraction inside the region, each assigned to the block holding its centre), combined with the
-  standard weights. Its coarse scales use windows wider than a block, so neighbouring blocks are
-  not independent there and this interval is narrower than the truth (a lower bound).
+- MS-SSIM: each of its five scales is a region mean (a coarse pixel weighted by its fraction
+  inside the region is the same as every region pixel carrying the value of the coarse pixel it
+  lies in), combined with the standard weights. Its coarse scales use windows wider than a block,
+  so neighbouring blocks are not independent there and this interval is narrower than the truth
+  (a lower bound).
 
 A resample draws as many blocks as there are, with replacement, and adds their sums; the interval
 is the percentile interval of the resampled statistic (``confidence``, e.g. 95%). The draws come
@@ -72,8 +73,9 @@ def block_sums(aligned: np.ndarray, truth: np.ndarray, mask: np.ndarray, block: 
 
     ``data_range``: the PSNR / SSIM data range of each component (``psnr_data_range`` of the
     metrics). Returns ``{"pixels": (n,), "<quantity>.<term>": (n,), ...}`` for the n blocks that
-    hold any region weight: ``ssim``, ``abs``, ``sq`` and ``ms0``..``ms4`` (scale sums) with
-    ``msw0``..``msw4`` (scale weights) per component, ``complex.err2`` and ``complex.ref2``.
+    hold region pixels: ``ssim``, ``abs``, ``sq`` and ``ms0``..``ms4`` (each region pixel's
+    value of that MS-SSIM scale) with ``msw0``..``msw4`` (the pixels counted at that scale: a
+    scale drops an odd last row or column) per component, ``complex.err2`` and ``complex.ref2``.
     Summed over all blocks they give the metrics of :func:`ptycho.evaluation.compute_metrics`."""
     a = np.asarray(aligned, dtype=np.complex128)
     t = np.asarray(truth, dtype=np.complex128)
@@ -98,20 +100,16 @@ def block_sums(aligned: np.ndarray, truth: np.ndarray, mask: np.ndarray, block: 
         sums[f"{q}.ssim"] = add(smap[rr - sbox[0].start, cc - sbox[1].start])
         sums[f"{q}.abs"] = add(np.abs(err))
         sums[f"{q}.sq"] = add(err**2)
-        for j, (values, weights, mbox) in enumerate(ms_ssim_maps(x, y, data_range[q], m)):
-            f_j = 2**j
-            u, v = np.nonzero(weights > 0)
-            cid = _block_ids(mbox[0].start + (u + 0.5) * f_j, mbox[1].start + (v + 0.5) * f_j,
-                             origin, block, grid)
-            sums[f"{q}.ms{j}"] = add(values[u, v], weights[u, v], cid)
-            sums[f"{q}.msw{j}"] = add(weights[u, v], None, cid)
+        for j, (values, _, mbox) in enumerate(ms_ssim_maps(x, y, data_range[q], m)):
+            u, v = (rr - mbox[0].start) >> j, (cc - mbox[1].start) >> j
+            keep = (u < values.shape[0]) & (v < values.shape[1])
+            sums[f"{q}.ms{j}"] = add(np.where(keep, values[np.minimum(u, values.shape[0] - 1),
+                                                           np.minimum(v, values.shape[1] - 1)], 0.0))
+            sums[f"{q}.msw{j}"] = add(keep.astype(np.float64))
     d = (a - t)[m]
     sums["complex.err2"] = add(np.abs(d) ** 2)
     sums["complex.ref2"] = add(np.abs(t[m]) ** 2)
     keep = sums["pixels"] > 0
-    for q in QUANTITIES:
-        for j in range(len(MS_SSIM_WEIGHTS)):
-            keep |= sums[f"{q}.msw{j}"] > 0
     return {k: v[keep] for k, v in sums.items()}
 
 
@@ -146,9 +144,16 @@ def bootstrap_distribution(sums: dict, data_range: dict, indices: np.ndarray) ->
 
 
 def percentile_interval(values: np.ndarray, confidence: float) -> list[float]:
-    """[low, high] percentile interval of a bootstrap distribution."""
+    """[low, high] percentile interval of a bootstrap distribution. Resamples whose statistic is
+    undefined (NaN: no pixel of a coarse MS-SSIM scale drawn) are left out; ``PtychoError`` when
+    more than 1% are."""
     alpha = 1.0 - float(confidence)
-    lo, hi = np.quantile(np.asarray(values, dtype=np.float64), [alpha / 2, 1 - alpha / 2])
+    v = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(v)
+    if ok.sum() < 0.99 * v.size:
+        raise PtychoError(f"bootstrap: {v.size - int(ok.sum())} of {v.size} resamples have an "
+                          "undefined statistic; the evaluation region is too small for its blocks")
+    lo, hi = np.quantile(v[ok], [alpha / 2, 1 - alpha / 2])
     return [float(lo), float(hi)]
 
 

@@ -79,7 +79,7 @@ def collect_metrics(metric_paths, study_name: str, scale: str) -> list[dict]:
                     "arm": str(m["arm"]), "quantity": q, "metric": name, "value": v,
                     "replicate": int(m.get("replicate", 0)),
                     "fluence": math.nan if fluence is None else float(fluence),
-                    "ci_low": float(ci[0]), "ci_high": float(ci[1]),
+                    "ci_low": _number(ci[0]), "ci_high": _number(ci[1]),
                 })
     return rows
 
@@ -95,6 +95,14 @@ def collect_references(metric_paths) -> dict:
         if isinstance(flat, dict) and key not in refs:
             refs[key] = flat
     return refs
+
+
+def _number(v) -> float:
+    """A float, NaN for None (JSON's null) or anything that is not a number."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _fmt_value(v: float) -> str:
