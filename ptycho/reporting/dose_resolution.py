@@ -281,7 +281,7 @@ def plot_dose_resolution(rows, fits, png, limits: dict | None = None) -> None:
                 ax.plot(x[cens], y[cens], "o", mfc="none", mec=c)
                 e = fit_of.get((arm, ov, q))
                 if e and math.isfinite(e["exponent"]):
-                    xs = np.geomspace(x.min(), x.max(), 20)
+                    xs = np.geomspace(x[~cens].min(), x[~cens].max(), 20)
                     ax.plot(xs, e["prefactor"] * xs ** e["exponent"], "-", color=c,
                             label=f"{ov}: k = {_fit_text(e)}")
                     xm = math.sqrt(x[~cens].min() * x[~cens].max())

@@ -202,7 +202,8 @@ def plot_delta_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict |
     cb = fig.colorbar(im, ax=axes, shrink=0.8)
     cb.set_label(f"Δ {name} (PINN − other; > 0: PINN better)")
     fig.suptitle(f"{name} difference, PINN minus baseline / iterative\nstudy {t.study}, "
-                 f"{t.scale} scale; blue: PINN better, red: PINN worse")
+                 f"{t.scale} scale; blue: PINN better, red: PINN worse"
+                 + ("; below: paired 95% interval" if paired else ""))
     save(fig, png)
 
 

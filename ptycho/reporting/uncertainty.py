@@ -170,10 +170,10 @@ def paired_markdown(entries, confidence: float = CONFIDENCE) -> list[str]:
     methods = sorted({e["method"] for e in entries})
     lines = ["## Paired differences between arms", "",
              (f"Arm A minus arm B in the same cell, with the {confidence:.0%} interval of the "
-              f"difference ({'; '.join(methods)}: a paired block bootstrap resamples both arms "
-              "with the same blocks of the evaluation region; with replicates, the t interval "
-              "of the per-replicate differences). * marks an interval that excludes 0. "
-              "SSIM: higher is better; MAE: lower is better."), ""]
+              f"difference ({'; '.join(methods)}). A paired block bootstrap resamples both arms "
+              "with the same blocks of the evaluation region; with replicates, the interval is "
+              "the t interval of the per-replicate differences. * marks an interval that "
+              "excludes 0. SSIM: higher is better; MAE: lower is better."), ""]
     head = ["Dose (photons)", "Overlap", "A − B"] + [f"{q} {m.upper()}" for q, m in cols]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join(["---"] * 3 + ["---:"] * len(cols)) + "|")
@@ -207,9 +207,10 @@ def fluence_markdown(fluence: dict, overlap_targets: dict | None = None) -> list
     per_m2 = any(f.get("photons_per_m2") is not None for f in fluence.values())
     lines = ["## Fluence", "",
              ("Fluence: incident photons per object pixel, dose x sum over exposures of "
-              "|P|^2 / sum |P|^2, averaged over the evaluation region; exposures per pixel is "
-              "fluence / dose. Dense and sparse scans at one dose differ in fluence."), ""]
-    head = ["Dose (photons)", "Overlap", "Fluence (photons/px)", "Exposures per px"]
+              "|P|^2 / sum |P|^2, averaged over the evaluation region. Exposure density: "
+              "fluence / dose, the exposures per pixel of area (a raster at step s gives "
+              "1 / s^2). Dense and sparse scans at one dose differ in fluence."), ""]
+    head = ["Dose (photons)", "Overlap", "Fluence (photons/px)", "Exposures per px²"]
     if per_m2:
         head.append("Fluence (photons/m²)")
     lines.append("| " + " | ".join(head) + " |")
