@@ -627,3 +627,19 @@ def test_fluence_and_dose_resolution_outputs(tree, tmp_path, monkeypatch):
             r["value"] = 2.0
     fits = dose_resolution_fits(rows)
     assert all(e["n_censored"] == 1 and e["status"].startswith("not fitted") for e in fits)
+
+
+def test_equal_fluence_view_in_the_summary(tree, tmp_path):
+    from ptycho.reporting.uncertainty import collect_uncertainty
+
+    rows = read_metrics_csv(tree["csv"])
+    study = {**tree["study"], "equal_fluence": {
+        "cells": [{"dose": 1000.0, "overlap": "dense"}, {"dose": 10000.0, "overlap": "sparse"}],
+        "tolerance": 0.5}}
+    md = tmp_path / "s.md"
+    write_summary_md(rows, None, md, uncertainty=collect_uncertainty(tree["metrics"], rows, study))
+    section = md.read_text().split("## Equal-fluence view")[1].split("## ")[0]
+    # fixture fluences: 1e3 dense 200, 1e4 sparse 500 photons/px; SSIM with intervals
+    assert "| 1e3 | dense | 200 | 0.600 [0.578, 0.622] / 0.550 [0.529, 0.571] |" in section
+    assert "| 1e4 | sparse | 500 | 0.700 [0.676, 0.724] / 0.650 [0.627, 0.673] |" in section
+    assert "1e3 dense: 1.111e+04, 1e4 sparse: 1.562e+04" in section
