@@ -1,7 +1,8 @@
 """Study figures from the metrics table: SSIM / MS-SSIM grids, delta grid, metrics versus dose,
 FRC curves and training losses.
 
-input:  csv (metrics.csv), metrics (list of metrics.json), histories (list of history.csv)
+input:  csv (metrics.csv), metrics (list of metrics.json: FRC curves and the bootstrap records
+        of the paired differences), histories (list of history.csv)
 output: ssim_grid, ms_ssim_grid, delta_grid, metric_vs_dose, frc, losses (PNG)
 params: history_labels (one 'arm dose overlap' label per history); optional study (dict) to label
         overlap views with their target f
