@@ -227,7 +227,8 @@ def benchmark_files(wildcards):
     out = [f"{r}/simulate_dataset/{c}.tsv" for c in cells(scale)]
     for a in TRAINED_ARMS:
         out += [
-            f"{r}/{NETWORK_RULES[a.rstrip('0123456789')]}/{a}/{c}.tsv" for c in cells(scale)
+            f"{r}/{NETWORK_RULES[a.rstrip('0123456789')]}/{a}/{c}.tsv"
+            for c in cells(scale)
         ]
     if "iterative" in ARMS:
         out += [f"{r}/reconstruct/iterative/{c}.tsv" for c in cells(scale)]

@@ -100,6 +100,7 @@ rule adapt_pinn:
                 "arm": "adapted_g{gridsize}",
                 "dose": "{dose}",
                 "overlap": "{overlap}",
+                "replicate": "{replicate}",
             },
         ),
         recon=f"{ROOT}/recon/adapted_g{{gridsize}}/{CELL}.h5",
