@@ -1,6 +1,6 @@
 """Do the trained arms beat trivial references? Flat object and untrained networks, same scoring.
 
-    python benchmarks/reference_arms.py [--results results/dose_overlap/scaled] [--cells 1e5_dense 1e5_sparse]
+    python benchmarks/reference_arms.py [--results results/dose_overlap/scaled] [--cells 1e5_dense_r0 1e5_sparse_r0]
                                         [--transfer-from dense]
 
 For each cell: a flat object (ones wherever the test scan illuminates) and, for every trained arm,
@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--results", default="results/dose_overlap/scaled")
     ap.add_argument("--study", default="studies/dose_overlap/study.yaml")
     ap.add_argument("--scale", default="scaled")
-    ap.add_argument("--cells", nargs="+", default=["1e5_dense", "1e5_sparse"])
+    ap.add_argument("--cells", nargs="+", default=["1e5_dense_r0", "1e5_sparse_r0"])
     ap.add_argument("--transfer-from", default=None, metavar="VIEW",
                     help="overlap view whose trained models also reconstruct each cell")
     a = ap.parse_args()
@@ -95,9 +95,9 @@ def main() -> None:
                 t = json.loads((root / "eval" / arm / cell / "metrics.json").read_text())["metrics"]
                 print(f"{cell:<12} {arm:<10} {t['amplitude']['ssim']:>11.3f} {u['amplitude']['ssim']:>13.3f} "
                       f"{t['phase']['ssim']:>13.3f} {u['phase']['ssim']:>15.3f}")
-                dose, view = cell.rsplit("_", 1)
+                dose, view, rep = cell.split("_")  # e.g. 1e5, sparse, r0
                 if a.transfer_from and a.transfer_from != view:
-                    src = root / "models" / arm / f"{dose}_{a.transfer_from}"
+                    src = root / "models" / arm / f"{dose}_{a.transfer_from}_{rep}"
                     x = score(src, tmp / "transfer" / arm / cell, test)
                     print(f"{cell:<12} {arm:<10} trained on {dose}_{a.transfer_from}: amplitude / phase "
                           f"SSIM {x['amplitude']['ssim']:.3f} / {x['phase']['ssim']:.3f}, MAE "

@@ -230,6 +230,10 @@ class ScaleConfig:
     training: TrainingConfig
     iterative: IterativeConfig
     adaptation: AdaptationConfig
+    replicates: int = 1
+    """Independent repeats of every cell (own noise, grouping and training seeds; shared scan)."""
+    pixel_size_m: float | None = None
+    """Object pixel size in metres (optional): fluence is then also reported per m^2."""
 
 
 @dataclass(frozen=True)
@@ -269,6 +273,25 @@ class Seeds:
     simulation: int
     grouping: int
     training: int
+    bootstrap: int = 13
+
+
+@dataclass(frozen=True)
+class IntervalConfig:
+    """Spatial block bootstrap of one reconstruction's metrics (ptycho.evaluation.intervals)."""
+
+    confidence: float = 0.95
+    resamples: int = 1000
+    block_px: int | None = None
+    """Block side in pixels; None: one probe diameter (90% energy), rounded."""
+
+
+@dataclass(frozen=True)
+class EqualFluenceConfig:
+    """Grid cells (dose label, overlap view) chosen to deposit the same fluence."""
+
+    cells: tuple[tuple[str, str], ...]
+    tolerance: float
 
 
 @dataclass(frozen=True)
@@ -288,6 +311,8 @@ class StudyConfig:
     scales: dict[str, ScaleConfig]
     adapted_gridsize: int | None = None
     hybrid: HybridConfig | None = None
+    intervals: IntervalConfig = IntervalConfig()
+    equal_fluence: EqualFluenceConfig | None = None
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -347,6 +372,8 @@ class StudyConfig:
                 training=TrainingConfig(**s["training"]),
                 iterative=IterativeConfig(**it),
                 adaptation=AdaptationConfig(**s["adaptation"]),
+                replicates=int(s["replicates"]),
+                pixel_size_m=None if s["pixel_size_m"] is None else float(s["pixel_size_m"]),
             )
         o, p = d["object"], d["probe"]
         return cls(
@@ -369,6 +396,8 @@ class StudyConfig:
             scales=scales,
             adapted_gridsize=adapted_g,
             hybrid=_hybrid_config(d, source, adapted_g),
+            intervals=IntervalConfig(**d["intervals"]),
+            equal_fluence=_equal_fluence(d, source),
         )
 
     @classmethod
@@ -444,6 +473,45 @@ def _hybrid_config(d: dict, source: str, adapted_g: int | None = None) -> Hybrid
 def is_solver_arm(arm_id: str) -> bool:
     """True for the pty-chi arms (iterative, hybrid), False for the trained networks."""
     return arm_id in SOLVER_ARMS
+def nominal_fluence_ratio(dose: float, overlap: float) -> float:
+    """Fluence of a raster scan up to the common factor 1 / d^2: ``D / (1 - f)^2``.
+
+    A raster at step s deposits on average D / s^2 photons per pixel (each exposure spreads D
+    photons over the object), and s = d (1 - f) for the probe diameter d, so cells of equal
+    ``D / (1 - f)^2`` share one fluence."""
+    return float(dose) / (1.0 - float(overlap)) ** 2
+
+
+def _equal_fluence(d: dict, source: str) -> EqualFluenceConfig | None:
+    """The checked equal-fluence view: every cell is in the grid and the nominal fluences
+    ``D / (1 - f)^2`` agree within the tolerance (relative spread max / min - 1)."""
+    view = d.get("equal_fluence")
+    if view is None:
+        return None
+    labels = [dose_label(x) for x in d["doses"]]
+    cells, ratios = [], []
+    for i, c in enumerate(view["cells"]):
+        lab = dose_label(c["dose"])
+        if lab not in labels:
+            raise ConfigError(f"{source}: 'equal_fluence/cells/{i}/dose' {c['dose']} is not one of "
+                              f"the study's doses {d['doses']}")
+        if c["overlap"] not in d["overlaps"]:
+            raise ConfigError(f"{source}: 'equal_fluence/cells/{i}/overlap' '{c['overlap']}' is "
+                              f"not one of the overlap views {sorted(d['overlaps'])}")
+        if (lab, c["overlap"]) in cells:
+            raise ConfigError(f"{source}: 'equal_fluence/cells/{i}' repeats {lab} {c['overlap']}")
+        cells.append((lab, c["overlap"]))
+        ratios.append(nominal_fluence_ratio(c["dose"], d["overlaps"][c["overlap"]]))
+    spread = max(ratios) / min(ratios) - 1.0
+    if spread > view["tolerance"]:
+        ref_dose, ref_view = view["cells"][0]["dose"], view["cells"][0]["overlap"]
+        hint = ", ".join(
+            f"{v}: dose {ratios[0] * (1 - d['overlaps'][v]) ** 2:.4g}" for _, v in cells[1:])
+        raise ConfigError(
+            f"{source}: 'equal_fluence': the cells do not share one fluence (D / (1 - f)^2 spread "
+            f"{spread:.1%} > tolerance {view['tolerance']:.1%}); to match {ref_dose:g} photons at "
+            f"{ref_view} use {hint}")
+    return EqualFluenceConfig(cells=tuple(cells), tolerance=float(view["tolerance"]))
 
 
 def arm_gridsize(arm_id: str) -> int:

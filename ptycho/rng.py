@@ -7,6 +7,8 @@ import zlib
 
 import numpy as np
 
+from ptycho.errors import ConfigError
+
 
 def _label_key(label: str | float) -> int:
     return zlib.crc32(str(label).encode()) & 0xFFFFFFFF
@@ -21,3 +23,13 @@ def rng_for(seed: int, *labels: str | float) -> np.random.Generator:
 def int_seed(seed: int, *labels: str | float) -> int:
     """A 31-bit integer seed for frameworks that take an int (TensorFlow, PyTorch)."""
     return int(rng_for(seed, *labels).integers(0, 2**31 - 1))
+
+
+def replicate_labels(replicate: int) -> tuple[str, ...]:
+    """Extra stream labels of replicate ``k``: none for k = 0, so replicate 0 draws exactly the
+    streams of a study without replicates (same datasets, groups and seeds bit for bit), and
+    ``('replicate', k)`` for k >= 1."""
+    k = int(replicate)
+    if k < 0:
+        raise ConfigError(f"replicate must be an integer >= 0, got {replicate}")
+    return () if k == 0 else ("replicate", str(k))

@@ -114,3 +114,46 @@ def test_hybrid_named_start_and_no_hybrid():
 ])
 def test_snapshot_epochs(iterations, requested, expected):
     assert snapshot_epochs(iterations, requested) == expected
+
+
+def test_replicates_default_one_scaled_three_full(repo):
+    s = StudyConfig.from_dict(small_study_dict())
+    assert s.scale("scaled").replicates == 1 and s.scale("full").replicates == 3
+    d = StudyConfig.from_yaml(repo / "studies/dose_overlap/study.yaml")
+    assert d.scale("scaled").replicates == 1 and d.scale("full").replicates == 3
+    over = small_study_dict()
+    over["scales"]["scaled"]["replicates"] = 4
+    assert StudyConfig.from_dict(over).scale("scaled").replicates == 4
+    over["scales"]["scaled"]["replicates"] = 0
+    with pytest.raises(ConfigError, match="scales/scaled/replicates"):
+        StudyConfig.from_dict(over, source="study.yaml")
+
+
+def test_intervals_and_pixel_size_defaults():
+    s = StudyConfig.from_dict(small_study_dict())
+    assert (s.intervals.confidence, s.intervals.resamples, s.intervals.block_px) == (0.95, 1000, None)
+    assert s.seeds.bootstrap == 13 and s.scale("scaled").pixel_size_m is None
+    assert s.equal_fluence is None
+    with pytest.raises(ConfigError, match="intervals/confidence"):
+        StudyConfig.from_dict(small_study_dict(intervals={"confidence": 1.5}))
+
+
+def test_equal_fluence_view_is_checked():
+    # a raster at step d (1 - f) deposits D / (d (1 - f))^2 per pixel: 1000 photons at f = 0.7
+    # match 1000 * (0.8 / 0.3)^2 = 7111 photons at f = 0.2
+    ok = small_study_dict(doses=[1000, 7111, 100000], equal_fluence={
+        "cells": [{"dose": 1000, "overlap": "dense"}, {"dose": 7111, "overlap": "sparse"}]})
+    view = StudyConfig.from_dict(ok).equal_fluence
+    assert view.cells == (("1e3", "dense"), ("7.111e3", "sparse")) and view.tolerance == 0.1
+    bad = small_study_dict(equal_fluence={
+        "cells": [{"dose": 1000, "overlap": "dense"}, {"dose": 100000, "overlap": "sparse"}]})
+    with pytest.raises(ConfigError, match="do not share one fluence.*sparse: dose 7111"):
+        StudyConfig.from_dict(bad, source="study.yaml")
+    off_grid = small_study_dict(equal_fluence={
+        "cells": [{"dose": 1000, "overlap": "dense"}, {"dose": 7111, "overlap": "sparse"}]})
+    with pytest.raises(ConfigError, match="equal_fluence/cells/1/dose"):
+        StudyConfig.from_dict(off_grid)
+    unknown = small_study_dict(equal_fluence={
+        "cells": [{"dose": 1000, "overlap": "dense"}, {"dose": 1000, "overlap": "medium"}]})
+    with pytest.raises(ConfigError, match="equal_fluence/cells/1/overlap"):
+        StudyConfig.from_dict(unknown)

@@ -88,6 +88,85 @@ def test_same_positions_across_doses(cell, tmp_path):
         assert lo.read([0]).sum() < hi.read([0]).sum() / 10
 
 
+def _two_replicate_study():
+    d = small_study_dict()
+    d["scales"]["scaled"]["replicates"] = 2
+    return StudyConfig.from_dict(d)
+
+
+def test_replicates_differ_in_noise_and_share_positions(cell, tmp_path):
+    _, _, out = cell
+    _, tr, te = out["dense"]
+    study = _two_replicate_study()
+    files = {}
+    for k in (0, 1):
+        files[k] = (tmp_path / f"r{k}_tr.h5", tmp_path / f"r{k}_te.h5")
+        simulate_cell(study, "scaled", "1e5", "dense", *files[k], replicate=k)
+    for split, base in ((0, tr), (1, te)):
+        with Dataset(files[0][split]) as r0, Dataset(files[1][split]) as r1, Dataset(base) as one:
+            assert (r0.replicate, r1.replicate, one.replicate) == (0, 1, 0)
+            np.testing.assert_array_equal(r0.positions, r1.positions)
+            np.testing.assert_array_equal(r0.object, r1.object)
+            # replicate 0 of a 2-replicate study draws the noise of a study without replicates
+            np.testing.assert_array_equal(r0.read(), one.read())
+            a, b = r0.read(), r1.read()
+            assert not np.array_equal(a, b)
+            # same expected counts: the photon totals agree to a few Poisson standard deviations
+            ta, tb = a.sum(dtype=np.float64), b.sum(dtype=np.float64)
+            assert abs(ta - tb) < 6 * np.sqrt(ta)
+            assert r0.attrs["fluence"] == r1.attrs["fluence"]
+    # the same replicate again: bit-identical files
+    simulate_cell(study, "scaled", "1e5", "dense", tmp_path / "again_tr.h5",
+                  tmp_path / "again_te.h5", replicate=1)
+    assert _sha(tmp_path / "again_tr.h5") == _sha(files[1][0])
+    assert _sha(tmp_path / "again_te.h5") == _sha(files[1][1])
+    with pytest.raises(ConfigError, match="replicate 2 is outside"):
+        simulate_cell(study, "scaled", "1e5", "dense", tmp_path / "x.h5", tmp_path / "y.h5",
+                      replicate=2)
+
+
+def test_replicate_zero_noise_is_the_unlabelled_stream(cell):
+    """Replicate 0 keeps the streams a study had before replicates existed: its counts are
+    Poisson draws of the stream seeded by (simulation seed, 'noise', dose, view, split)."""
+    from ptycho.physics.forward import simulate_expected
+    from ptycho.physics.noise import poisson_counts
+    from ptycho.rng import rng_for
+
+    study, _, out = cell
+    _, _, te = out["sparse"]
+    with Dataset(te) as ds:
+        pos, probe, obj, counts = ds.positions, ds.probe, ds.object, ds.read()
+    rng = rng_for(study.seeds.simulation, "noise", "1e5", "sparse", "test")
+    chunk = study.scale("scaled").chunk_size
+    expect = np.concatenate([poisson_counts(simulate_expected(obj, probe, pos[s : s + chunk], 1e5),
+                                            rng) for s in range(0, len(pos), chunk)])
+    np.testing.assert_array_equal(counts, expect)
+
+
+def test_datasets_record_their_fluence(cell, tmp_path):
+    from ptycho.physics.illumination import scan_fluence
+
+    _, _, out = cell
+    summary, _, te = out["dense"]
+    with Dataset(te) as ds:
+        a = ds.attrs
+        ref = scan_fluence(ds.object_shape, ds.positions, ds.probe, ds.dose)
+    assert a["fluence"] == ref["photons_per_px"] == summary["splits"]["test"]["fluence"]["photons_per_px"]
+    assert a["exposures_per_px"] == pytest.approx(a["fluence"] / 1e5)
+    assert "fluence_per_m2" not in a  # no pixel size in the study
+    with Dataset(out["sparse"][2]) as sparse:
+        # at one dose the dense scan deposits several times the fluence of the sparse one
+        assert a["fluence"] > 3 * sparse.attrs["fluence"]
+    d = small_study_dict()
+    d["scales"]["scaled"]["pixel_size_m"] = 1e-8
+    simulate_cell(StudyConfig.from_dict(d), "scaled", "1e5", "dense", tmp_path / "a.h5",
+                  tmp_path / "b.h5")
+    with Dataset(tmp_path / "b.h5") as ds:
+        b = ds.attrs
+    assert b["pixel_size_m"] == 1e-8 and b["fluence"] == a["fluence"]
+    assert b["fluence_per_m2"] == pytest.approx(a["fluence"] / 1e-16)
+
+
 def test_grouping(cell):
     _, _, out = cell
     _, tr, _ = out["dense"]

@@ -8,6 +8,7 @@ import textwrap
 import h5py
 import numpy as np
 import pytest
+from conftest import small_study_dict
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
@@ -302,7 +303,8 @@ def test_evaluate_reconstruction_end_to_end(split_files):
     assert saved == json.loads(json.dumps(out))
     assert set(saved) == {"arm", "gridsize", "dose", "dose_label", "overlap_view", "region_pixels",
                           "alignment", "metrics", "frc", "recon_wall_time_s", "recon_info",
-                          "reference", "evaluation"}
+                          "reference", "evaluation", "replicate", "fluence", "intervals",
+                          "bootstrap", "frc_limits", "recon_path", "test_path"}
     assert (saved["arm"], saved["gridsize"], saved["dose_label"]) == ("pinn", 2, "1e3")
     assert saved["recon_info"] == {"epochs": 3} and saved["recon_wall_time_s"] == 1.5
     assert set(saved["alignment"]) == {"shift", "shift_capped", "scale_abs", "scale_phase", "ramp"}
@@ -352,6 +354,7 @@ def test_evaluate_rejects_mismatched_files(split_files, tmp_path):
 def test_workflow_script_runs_without_deep_learning_frameworks(split_files, repo, tmp_path):
     d, obj = split_files
     _write_recon(tmp_path / "r.h5", obj)
+    study = small_study_dict(intervals={"resamples": 200}, seeds={"bootstrap": 5})
     code = textwrap.dedent(f"""
         import runpy, sys, types
         smk = types.SimpleNamespace(
@@ -359,6 +362,7 @@ def test_workflow_script_runs_without_deep_learning_frameworks(split_files, repo
                                         test={str(d / 'test.h5')!r}),
             output=types.SimpleNamespace(metrics={str(tmp_path / 'm.json')!r},
                                          aligned={str(tmp_path / 'a.h5')!r}),
+            params=types.SimpleNamespace(study={study!r}),
             log=[{str(tmp_path / 'log.txt')!r}], threads=1, rule="evaluate_arm")
         runpy.run_path({str(repo / 'workflow/scripts/evaluate_arm.py')!r},
                        init_globals={{"snakemake": smk}})
@@ -368,4 +372,7 @@ def test_workflow_script_runs_without_deep_learning_frameworks(split_files, repo
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads((tmp_path / "m.json").read_text())["metrics"]["phase"]["ssim"] > 0.99
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["metrics"]["phase"]["ssim"] > 0.99
+    # the study's interval settings reach the evaluation
+    assert (m["bootstrap"]["resamples"], m["bootstrap"]["seed"]) == (200, 5)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from ptycho.errors import ConfigError, DatasetError
+from ptycho.errors import ConfigError, DatasetError, PtychoError
 from ptycho.physics.forward import expected_counts, extract_patches, far_field, simulate_expected
 from ptycho.physics.noise import poisson_counts
 from ptycho.physics.object import skimage_object
@@ -131,3 +131,36 @@ def test_bad_physics_inputs():
         scan_positions("raster", 1.0, 6.0, ScanRegion.for_object((80, 80), 16), 0.1, 1)
     with pytest.raises(ConfigError, match="overlap"):
         scan_positions("raster", -0.1, 6.0, ScanRegion.for_object((80, 80), 16), 0.1, 1)
+
+
+def test_fluence_is_dose_times_exposures_per_lit_area():
+    """Hand-built scans: fluence = dose x exposures per lit area (DESIGN.md, "Fluence")."""
+    from ptycho.physics.illumination import fluence_map, mean_fluence, scan_fluence
+
+    N, D = 8, 1000.0
+    yy, xx = np.mgrid[:N, :N] - (N - 1) / 2
+    disc = ((yy**2 + xx**2) <= 9.0).astype(np.complex64) * np.exp(0.3j * xx)  # flat top, 32 px
+    area = int(np.count_nonzero(disc))
+    # three exposures that do not overlap: every lit pixel receives D / area photons
+    pos = np.array([[10.0, 10.0], [10.0, 20.0], [22.0, 14.0]])
+    f = fluence_map((40, 40), pos, disc, D)
+    lit = f > 0
+    assert np.count_nonzero(lit) == 3 * area
+    assert f.sum() == pytest.approx(3 * D, rel=1e-12)  # photons are conserved
+    assert mean_fluence(f, lit) == pytest.approx(D * 3 / (3 * area), rel=1e-12)
+    # a raster at step s with a structured probe: over whole periods, D / s^2 per pixel
+    s = 4
+    c = np.arange(8.0, 57.0, s)
+    raster = np.stack(np.meshgrid(c, c, indexing="ij"), -1).reshape(-1, 2)
+    probe = np.exp(-(yy**2 + xx**2) / 5.0) * np.exp(0.5j * yy)
+    f = fluence_map((64, 64), raster, probe, D)
+    window = np.zeros((64, 64), bool)
+    window[20:44, 16:40] = True  # 6 x 6 periods, away from the scan's edges
+    assert mean_fluence(f, window) == pytest.approx(D / s**2, rel=1e-12)
+    rec = scan_fluence((64, 64), raster, probe, D, pixel_size_m=2e-8)
+    assert rec["exposures_per_px"] == pytest.approx(rec["photons_per_px"] / D)
+    assert rec["photons_per_m2"] == pytest.approx(rec["photons_per_px"] / 4e-16)
+    # the lit region (10% of the peak, eroded by 2 px) is about the raster's extent
+    assert rec["photons_per_px"] == pytest.approx(D / s**2, rel=0.05)
+    with pytest.raises(PtychoError, match="dose"):
+        fluence_map((64, 64), raster, probe, 0.0)

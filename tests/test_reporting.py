@@ -76,6 +76,13 @@ def _metrics(arm, dose_lbl, ov):
         "reference": {"flat_object": {"amplitude": {"ssim": 0.6, "mae": 0.05},
                                       "phase": {"ssim": 0.2, "mae": 0.4},
                                       "complex": {"nce": 0.5}}},
+        "replicate": 0,
+        "fluence": {"photons_per_px": DOSES[dose_lbl] * (0.2 if ov == "dense" else 0.05),
+                    "photons_per_m2": None, "exposures_per_px": 0.2 if ov == "dense" else 0.05,
+                    "pixel_size_m": None},
+        "intervals": {q: {k: [v - 0.01 - 0.02 * abs(v), v + 0.01 + 0.02 * abs(v)]
+                          for k, v in m[q].items() if k != "psnr_data_range"} for q in m},
+        "frc_limits": {"nyquist_px": 2.0, "largest_px": 26.0},
     }
 
 
@@ -190,7 +197,8 @@ def test_summary_markdown_rows_and_timing(tree, tmp_path):
     text = md.read_text()
     table = [ln for ln in text.splitlines() if ln.startswith("| 1e")]
     assert len(table) == 8 + 4  # cell x arm rows, then one timing row per cell
-    assert "| 1e4 | dense | pinn_g1 | **0.800** |" in text  # best amplitude SSIM in bold
+    # best amplitude SSIM in bold, with its interval; the cell's fluence (photons/px) beside it
+    assert "| 1e4 | dense | 2000 | pinn_g1 | **0.800 [0.774, 0.826]** |" in text
     assert "0.70" in text and "0.50" in text  # wall times of baseline and pinn_g1
 
 
@@ -203,7 +211,7 @@ def test_summary_shows_the_flat_object_floor_and_margins(tree, tmp_path):
     text = md.read_text()
     flat_rows = [ln for ln in text.splitlines() if ln.startswith("|") and "*flat object*" in ln]
     assert len(flat_rows) == 4  # one per cell, after its arms
-    assert flat_rows[0].startswith("| 1e3 | dense | *flat object* | 0.600 |")
+    assert flat_rows[0].startswith("| 1e3 | dense | 200 | *flat object* | 0.600 |")
     # margins: pinn_g1 at 1e4 sparse has amplitude SSIM 0.7, phase 0.65 (fixture formula)
     (margin,) = [ln for ln in text.split("## SSIM above the flat-object floor")[1].splitlines()
                  if ln.startswith("| 1e4 | sparse |")]
@@ -377,7 +385,7 @@ def test_provenance_parses_benchmarks(tree, tmp_path):
     assert prov["totals"]["jobs"] == 8
     assert prov["totals"]["wall_time_s"] == pytest.approx(2 * (1 + 2 + 3 + 4))
     assert prov["totals"]["peak_rss_mb"] == 131.0
-    assert prov["seeds"] == tree["study"]["seeds"]
+    assert prov["seeds"] == {**tree["study"]["seeds"], "bootstrap": 13}  # defaults resolved
     assert prov["git"]["commit"] is None  # tmp_path is not a git checkout
     assert prov["packages"]["numpy"] == np.__version__
     assert "tensorflow" in prov["packages"] and "ptychi" in prov["packages"]
@@ -500,3 +508,139 @@ def test_scripts_tables_verify_and_assert(tree, monkeypatch):
         _run_script("assert_verified.py", monkeypatch, input={"report": out["report"]},
                     output={"ok": str(ok)})
     assert err.value.code == 1 and not ok.exists()
+
+
+# ------------------------------------------------------------------------------- replicates
+def _replicated(tree, n_rep=2):
+    """Copies of every metrics file and dataset as replicates 1 .. n_rep - 1 (values shifted by
+    0.01 per replicate), and the study asking for n_rep replicates at the scaled scale."""
+    metrics, pairs = list(tree["metrics"]), list(tree["pairs"])
+    for k in range(1, n_rep):
+        for p in tree["metrics"]:
+            m = json.loads(Path(p).read_text())
+            m["replicate"] = k
+            for q in ("amplitude", "phase"):
+                m["metrics"][q]["ssim"] += 0.01 * k
+                m["intervals"][q]["ssim"] = [v + 0.01 * k for v in m["intervals"][q]["ssim"]]
+            out = Path(p).with_name(f"metrics_r{k}.json")
+            out.write_text(json.dumps(m))
+            metrics.append(str(out))
+        for tr, te in tree["pairs"]:
+            new = []
+            for path, split, pos in ((tr, "train", TRAIN_POS), (te, "test", TEST_POS)):
+                with h5py.File(path) as f:
+                    dose, ov = float(f.attrs["dose"]), json.loads(f.attrs["config"])["overlap_view"]
+                target = Path(path).with_name(f"{split}_r{k}.h5")
+                _write_dataset(target, split, pos, dose, ov)
+                with h5py.File(target, "a") as f:
+                    f.attrs["replicate"] = k
+                new.append(str(target))
+            pairs.append(tuple(new))
+    study = copy.deepcopy(tree["study"])
+    study["scales"]["scaled"]["replicates"] = n_rep
+    return metrics, pairs, study
+
+
+def test_replicates_show_mean_and_spread_and_are_verified(tree, tmp_path):
+    from ptycho.reporting.uncertainty import collect_uncertainty, summarise_replicates
+    from ptycho.reporting.verify import check_intervals, check_replicates
+
+    metrics, pairs, study_d = _replicated(tree, 3)
+    rows = collect_metrics(metrics, "tiny_report", "scaled")
+    assert len(rows) == 3 * 4 * 2 * 17 and {r["replicate"] for r in rows} == {0, 1, 2}
+    est = summarise_replicates(rows)[(10000.0, "dense", "pinn_g1", "amplitude", "ssim")]
+    # values 0.80, 0.81, 0.82: mean 0.81, sd 0.01, t interval 0.81 +- 4.303 * 0.01 / sqrt(3)
+    assert est.n == 3 and est.value == pytest.approx(0.81) and est.sd == pytest.approx(0.01)
+    assert est.high - est.value == pytest.approx(4.3027 * 0.01 / np.sqrt(3), rel=1e-3)
+    md = tmp_path / "s.md"
+    write_summary_md(rows, collect_timing(metrics), md,
+                     uncertainty=collect_uncertainty(metrics, rows, study_d))
+    text = md.read_text()
+    assert "| 1e4 | dense | 2000 | pinn_g1 | **0.810 ± 0.010** |" in text
+    assert "mean ± standard deviation over 3 replicates" in text
+    # paired differences over replicates: pinn_g1 - baseline SSIM is 0.1 in every replicate
+    (line,) = [ln for ln in text.split("## Paired differences")[1].splitlines()
+               if ln.startswith("| 1e4 | dense | pinn_g1 − baseline |")]
+    assert "+0.100 [+0.100, +0.100] *" in line
+    from ptycho.config import StudyConfig
+
+    study = StudyConfig.from_dict(study_d)
+    ok, detail = check_replicates(study, "scaled", pairs, metrics)
+    assert ok, detail
+    assert check_intervals(metrics)[0]
+    # a missing replicate, a replicate beyond the study, a replicate with another scan
+    ok, detail = check_replicates(study, "scaled", pairs, [p for p in metrics
+                                                           if not p.endswith("baseline/1e3_sparse/metrics_r2.json")])
+    assert not ok and "1e3_sparse_r2 (no metrics for baseline)" in detail
+    two = StudyConfig.from_dict({**study_d, "scales": {**study_d["scales"], "scaled": {
+        **study_d["scales"]["scaled"], "replicates": 2}}})
+    ok, detail = check_replicates(two, "scaled", pairs, metrics)
+    assert not ok and "beyond the study's 2" in detail and "1e4_dense_r2" in detail
+    moved = Path(pairs[-1][1])
+    moved.unlink()
+    _write_dataset(moved, "test", TEST_POS + 1.0, 10000.0, "sparse")
+    with h5py.File(moved, "a") as f:
+        f.attrs["replicate"] = 2
+    ok, detail = check_replicates(study, "scaled", pairs, metrics)
+    assert not ok and "other scan positions" in detail and str(moved) in detail
+
+
+def test_interval_that_misses_its_value_fails_verification(tree):
+    p = Path(tree["metrics"][0])
+    m = json.loads(p.read_text())
+    m["intervals"]["phase"]["mae"] = [m["metrics"]["phase"]["mae"] + 0.01, 1.0]
+    m["intervals"]["amplitude"]["ssim"] = [float("nan"), 1.0]
+    del m["intervals"]["complex"]
+    p.write_text(json.dumps(m))
+    c = _check(_verify(tree), "intervals_valid")
+    assert not c["passed"]
+    assert "phase.mae" in c["detail"] and "outside" in c["detail"]
+    assert "amplitude.ssim: interval [nan, 1.0]" in c["detail"]
+    assert "complex.nce: no interval" in c["detail"]
+
+
+def test_fluence_and_dose_resolution_outputs(tree, tmp_path, monkeypatch):
+    from ptycho.reporting.dose_resolution import dose_resolution_fits
+
+    rows = read_metrics_csv(tree["csv"])
+    fits = dose_resolution_fits(rows)
+    # fixture: frc17 = 6 - 3 SSIM at fluences 200 / 2000 (dense) and 50 / 500 (sparse)
+    (f,) = [e for e in fits if (e["arm"], e["overlap"], e["quantity"]) == ("pinn_g1", "dense",
+                                                                          "amplitude")]
+    assert f["n_points"] == 2 and f["exponent"] == pytest.approx(np.log10(3.6 / 4.2))
+    assert f["contains_minus_quarter"] is None  # two points: no interval
+    out = tmp_path / "out"
+    _run_script("report_fluence.py", monkeypatch,
+                input={"csv": str(tree["csv"]), "metrics": tree["metrics"]},
+                output={"csv": str(out / "fits.csv"), "fluence": str(out / "fluence.png"),
+                        "fits": str(out / "fits.png")},
+                params={"study": {**tree["study"], "equal_fluence": {
+                    "cells": [{"dose": 1000.0, "overlap": "dense"},
+                              {"dose": 10000.0, "overlap": "sparse"}], "tolerance": 0.5}}})
+    lines = (out / "fits.csv").read_text().splitlines()
+    assert lines[0].startswith("arm,overlap,quantity,n_points") and len(lines) == 1 + 8
+    for name in ("fluence", "fits"):
+        w, h = _png_size(out / f"{name}.png")
+        assert w >= 400 and h >= 250
+    # censored points (Nyquist, the largest period) are left out of the fit
+    for r in rows:
+        if r["metric"] == "frc17_px" and r["dose"] == 1000.0:
+            r["value"] = 2.0
+    fits = dose_resolution_fits(rows)
+    assert all(e["n_censored"] == 1 and e["status"].startswith("not fitted") for e in fits)
+
+
+def test_equal_fluence_view_in_the_summary(tree, tmp_path):
+    from ptycho.reporting.uncertainty import collect_uncertainty
+
+    rows = read_metrics_csv(tree["csv"])
+    study = {**tree["study"], "equal_fluence": {
+        "cells": [{"dose": 1000.0, "overlap": "dense"}, {"dose": 10000.0, "overlap": "sparse"}],
+        "tolerance": 0.5}}
+    md = tmp_path / "s.md"
+    write_summary_md(rows, None, md, uncertainty=collect_uncertainty(tree["metrics"], rows, study))
+    section = md.read_text().split("## Equal-fluence view")[1].split("## ")[0]
+    # fixture fluences: 1e3 dense 200, 1e4 sparse 500 photons/px; SSIM with intervals
+    assert "| 1e3 | dense | 200 | 0.600 [0.578, 0.622] / 0.550 [0.529, 0.571] |" in section
+    assert "| 1e4 | sparse | 500 | 0.700 [0.676, 0.724] / 0.650 [0.627, 0.673] |" in section
+    assert "1e3 dense: 1.111e+04, 1e4 sparse: 1.562e+04" in section

@@ -459,3 +459,36 @@ def test_unknown_arm_is_rejected(cell, tmp_path):
     study, train_path, _ = cell
     with pytest.raises(ConfigError, match="cannot train arm 'iterative'"):
         train_arm("iterative", train_path, study, "scaled", **outputs(tmp_path, "iterative"))
+
+
+def test_replicates_draw_their_own_training_seeds(cell, tmp_path):
+    """Replicate 0 keeps the streams of a study without replicates; replicate k >= 1 draws its
+    own TensorFlow seed, groups, validation items and shuffling."""
+    from ptycho.rng import int_seed, rng_for
+    from ptycho.training.data import split_validation
+    from ptycho.training.fit import group_table, train_arm, training_streams
+
+    study, train_path, _ = cell
+    with Dataset(train_path) as ds:
+        pos = ds.positions
+    s0 = training_streams(study, "pinn_g2", "1e5", "dense", 0)
+    s1 = training_streams(study, "pinn_g2", "1e5", "dense", 1)
+    s1b = training_streams(study, "pinn_g2", "1e5", "dense", 1)
+    assert s0["tensorflow"] == int_seed(study.seeds.training, "pinn_g2", "1e5", "dense")
+    assert s0["labels"] == ["pinn_g2", "1e5", "dense"]
+    assert s1["labels"] == ["pinn_g2", "1e5", "dense", "replicate", "1"]
+    assert s1["tensorflow"] != s0["tensorflow"] and s1["tensorflow"] == s1b["tensorflow"]
+    legacy = rng_for(study.seeds.training, "validation", "1e5", "dense")
+    v0 = split_validation(len(pos), 0.1, s0["validation"])[1]
+    np.testing.assert_array_equal(v0, split_validation(len(pos), 0.1, legacy)[1])
+    assert not np.array_equal(v0, split_validation(len(pos), 0.1, s1["validation"])[1])
+    g0 = group_table(pos, 2, 7, 16, s0["grouping"]).members
+    g1 = group_table(pos, 2, 7, 16, s1["grouping"]).members
+    g1b = group_table(pos, 2, 7, 16, s1b["grouping"]).members
+    np.testing.assert_array_equal(g0[:, 0], g1[:, 0])  # one group per position either way
+    assert not np.array_equal(g0, g1) and np.array_equal(g1, g1b)
+    assert not np.array_equal(s0["shuffle"].permutation(50), s1["shuffle"].permutation(50))
+    # a job for replicate 1 given replicate 0's file is refused before any training
+    with pytest.raises(ConfigError, match="is replicate 0, but replicate 1"):
+        train_arm("pinn_g1", train_path, study, "scaled", replicate=1, **outputs(tmp_path, "r"))
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())

@@ -54,7 +54,8 @@ def test_tiny_study_end_to_end(tiny_run):
     assert report["passed"] is True, [c for c in report["checks"] if not c["passed"]]
     names = {c["name"] for c in report["checks"]}
     assert {"grid_complete", "files_exist_nonempty", "split_invariant", "loss_fell",
-            "inventory_matches_disk", "metrics_finite_and_in_range"} <= names
+            "inventory_matches_disk", "metrics_finite_and_in_range", "replicates_complete",
+            "intervals_valid"} <= names
     rows = list(csv.DictReader(open(root / "report" / "metrics.csv")))
     cells = {(r["dose"], r["overlap"]) for r in rows}
     arms = {r["arm"] for r in rows}
@@ -64,26 +65,36 @@ def test_tiny_study_end_to_end(tiny_run):
             sub = [r for r in rows if r["arm"] == arm and (r["dose"], r["overlap"]) == cell]
             ssim = {r["quantity"]: float(r["value"]) for r in sub if r["metric"] == "ssim"}
             assert set(ssim) == {"amplitude", "phase"} and all(-1 <= v <= 1 for v in ssim.values())
+            for r in sub:  # one replicate: every SSIM has its bootstrap interval and a fluence
+                if r["metric"] == "ssim":
+                    assert float(r["ci_low"]) <= float(r["value"]) <= float(r["ci_high"])
+                assert r["replicate"] == "0" and float(r["fluence"]) > 0
     assert (root / "report" / "verified.ok").exists()
     for fig in ("ssim_grid", "ms_ssim_grid", "delta_grid", "metric_vs_dose", "frc", "losses",
-                "quality_time"):
+                "quality_time", "fluence", "dose_resolution"):
         assert (root / "report" / "figures" / f"{fig}.png").stat().st_size > 10_000
     passed = {c["name"] for c in report["checks"] if c["passed"]}
     assert {"hybrid_network_start", "snapshots_scored", "iterative_flat_start"} <= passed
+    summary = (root / "report" / "summary.md").read_text()
+    for section in ("## Paired differences between arms", "## Fluence", "## Dose-resolution law"):
+        assert section in summary
+    with open(root / "report" / "dose_resolution.csv") as fh:
+        fits = list(csv.DictReader(fh))
+    assert len(fits) == 5 * 2  # arms x components, one overlap view
 
 
 @pytest.mark.slow
 def test_tiny_study_quality_time(tiny_run):
     root = tiny_run
     for arm in ("iterative", "hybrid"):
-        m = json.loads((root / "eval" / arm / "1e5_dense" / "metrics.json").read_text())
+        m = json.loads((root / "eval" / arm / "1e5_dense_r0" / "metrics.json").read_text())
         assert [s["epoch"] for s in m["snapshots"]] == [1, 5, 10, 20]
         assert m["snapshots"][-1]["metrics"] == m["metrics"]
-    hyb = json.loads((root / "eval" / "hybrid" / "1e5_dense" / "metrics.json").read_text())
-    net = json.loads((root / "eval" / "pinn_g2" / "1e5_dense" / "metrics.json").read_text())
+    hyb = json.loads((root / "eval" / "hybrid" / "1e5_dense_r0" / "metrics.json").read_text())
+    net = json.loads((root / "eval" / "pinn_g2" / "1e5_dense_r0" / "metrics.json").read_text())
     info = hyb["recon_info"]
     assert info["start_arm"] == "pinn_g2"  # the default rule: the study has gridsize 2
-    assert Path(info["start_source"]).resolve() == (root / "recon/pinn_g2/1e5_dense.h5").resolve()
+    assert Path(info["start_source"]).resolve() == (root / "recon/pinn_g2/1e5_dense_r0.h5").resolve()
     assert hyb["recon_wall_time_s"] > net["recon_wall_time_s"] == info["start_wall_time_s"]
     rows = list(csv.DictReader((root / "report" / "quality_time.csv").open()))
     # 2 cells x 2 quantities x (3 networks + hybrid)
@@ -115,7 +126,7 @@ def test_deleting_an_artifact_fails_verification(tiny_run, tmp_path):
 
     copy = tmp_path / "tiny" / "scaled"
     shutil.copytree(tiny_run, copy)
-    victim = copy / "eval" / "baseline" / "1e5_dense" / "metrics.json"
+    victim = copy / "eval" / "baseline" / "1e5_dense_r0" / "metrics.json"
     victim.unlink()
     wd = tiny_run.parents[2]
     # re-run only the verification on the copy (what the verify_study rule would see)
@@ -123,7 +134,9 @@ def test_deleting_an_artifact_fails_verification(tiny_run, tmp_path):
 
     report = _reverify(V, copy, wd)
     failed = {c["name"]: c["detail"] for c in report["checks"] if not c["passed"]}
-    assert "files_exist_nonempty" in failed and "1e5_dense/metrics.json" in failed["files_exist_nonempty"]
+    assert "files_exist_nonempty" in failed
+    assert "1e5_dense_r0/metrics.json" in failed["files_exist_nonempty"]
+    assert "1e5_dense_r0 (no metrics for baseline)" in failed["replicates_complete"]
     assert "inventory_matches_disk" in failed
     out = tmp_path / "report.json"
     out.write_text(json.dumps(report))
@@ -136,8 +149,8 @@ def _reverify(V, root: Path, wd: Path) -> dict:
 
     study = validate_with_defaults(yaml.safe_load(TINY.read_text()), load_schema("study"), "tiny")
     inv = root / "report" / "artifact_inventory.txt"
-    expected = [p for p in _inventory_paths(inv, root)] + [root / "eval/baseline/1e5_dense/metrics.json"]
-    cells = ["1e3_dense", "1e5_dense"]
+    expected = [p for p in _inventory_paths(inv, root)] + [root / "eval/baseline/1e5_dense_r0/metrics.json"]
+    cells = ["1e3_dense_r0", "1e5_dense_r0"]
     arms = ["pinn_g1", "pinn_g2", "baseline", "iterative", "hybrid"]
     return V.verify_study(
         study, "scaled", str(root),
@@ -199,10 +212,13 @@ def test_full_scale_plans_with_gpu_resources(tmp_path):
     r = snakemake(wd, "-n", "phase_g_full", "--cores", "16", "--resources", "gpu=1", timeout=180)
     assert r.returncode == 0, r.stderr[-3000:]
     out = r.stdout + r.stderr
-    for rule, count in (("simulate_dataset", 6), ("train_pinn", 12), ("adapt_pinn", 6),
-                        ("train_baseline", 6), ("reconstruct_iterative", 6),
-                        ("reconstruct_hybrid", 6), ("evaluate_arm", 36), ("verify_study", 1)):
+    # three replicates of every cell at the full scale
+    for rule, count in (("simulate_dataset", 18), ("train_pinn", 36), ("adapt_pinn", 18),
+                        ("train_baseline", 18), ("reconstruct_iterative", 18),
+                        ("reconstruct_hybrid", 18), ("evaluate_arm", 108), ("verify_study", 1),
+                        ("fit_dose_resolution", 1)):
         assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), rule
+    assert "results/dose_overlap/full/data/1e3_dense_r2/train.h5" in out
 
 
 @pytest.mark.parametrize("name", [n for n, c in BAD_INPUTS.items() if c.workflow])
@@ -244,7 +260,7 @@ def test_editing_the_object_file_resimulates(tmp_path):
     study.update(arms=["iterative"], doses=[1000],
                  object={"source": "file", "path": str(tmp_path / "object.npz")})
     wd = make_workdir(tmp_path, study)
-    cell = wd / "results" / "tiny" / "scaled" / "data" / "1e3_dense"
+    cell = wd / "results" / "tiny" / "scaled" / "data" / "1e3_dense_r0"
     cell.mkdir(parents=True)
     for name in ("train.h5", "test.h5", "summary.json", "summary.png"):  # as if simulated
         (cell / name).write_text("made after the object file")
@@ -272,15 +288,15 @@ def test_killed_jobs_rerun_to_the_same_results_and_leave_nothing(tiny_run, tmp_p
     tmpdir = wd / "tmp"
     tmpdir.mkdir()
     original_csv = (root / "report" / "metrics.csv").read_bytes()
-    (root / "recon" / "pinn_g2" / "1e5_dense.h5").unlink()
-    (root / "eval" / "baseline" / "1e5_dense" / "metrics.json").unlink()
+    (root / "recon" / "pinn_g2" / "1e5_dense_r0.h5").unlink()
+    (root / "eval" / "baseline" / "1e5_dense_r0" / "metrics.json").unlink()
     args = ("--cores", "2", "phase_g_scaled", "--default-resources", f"tmpdir='{tmpdir}'")
-    faults = dict(os.environ, PTYCHO_TEST_KILL="stitch,eval/baseline/1e5_dense/aligned.h5",
+    faults = dict(os.environ, PTYCHO_TEST_KILL="stitch,eval/baseline/1e5_dense_r0/aligned.h5",
                   PYTHONPATH=os.pathsep.join([str(REPO / "tests" / "faults"), str(REPO)]))
     r = snakemake(wd, *args, "--keep-going", env=faults, timeout=1800)
     assert r.returncode != 0
     # both jobs died mid-write: a hidden temporary beside the result, a patch store in tmpdir
-    left = [p for p in (root / "eval" / "baseline" / "1e5_dense").iterdir() if is_partial(p.name)]
+    left = [p for p in (root / "eval" / "baseline" / "1e5_dense_r0").iterdir() if is_partial(p.name)]
     assert len(left) == 1 and left[0].name.startswith(".aligned.h5.partial-"), r.stderr[-3000:]
     assert len(list(tmpdir.glob("ptycho-stitch-*"))) == 1, r.stderr[-3000:]
 
@@ -293,5 +309,19 @@ def test_killed_jobs_rerun_to_the_same_results_and_leave_nothing(tiny_run, tmp_p
     assert report["passed"], report["failed"]
     assert check_inventory(root / "report" / "artifact_inventory.txt", root) == []
     listed = [rel for rel, _, _ in read_inventory(root / "report" / "artifact_inventory.txt")]
-    assert "eval/baseline/1e5_dense/metrics.json" in listed
+    assert "eval/baseline/1e5_dense_r0/metrics.json" in listed
     assert not any(Path(rel).name.startswith(".") for rel in listed)
+
+
+def test_replicates_plan_one_job_per_cell_replicate(tmp_path):
+    study = _tiny()
+    study["scales"]["scaled"]["replicates"] = 2
+    wd = make_workdir(tmp_path, study)
+    r = snakemake(wd, "-n", "phase_g_scaled", timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = r.stdout + r.stderr
+    for rule, count in (("simulate_dataset", 4), ("train_pinn", 8), ("reconstruct_hybrid", 4), ("evaluate_arm", 20),
+                        ("plot_comparison", 4), ("build_metrics_table", 1)):
+        assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), rule
+    for cell in ("1e3_dense_r0", "1e3_dense_r1", "1e5_dense_r1"):
+        assert f"results/tiny/scaled/eval/iterative/{cell}/metrics.json" in out

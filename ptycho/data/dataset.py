@@ -5,7 +5,9 @@
 /probe       (N, N) complex64
 /object      (H, W) complex64 ground truth
 root attributes: dose, overlap_target, overlap_measured, overlap_area, probe_diameter, split, seed,
-N, format_version, config (JSON).
+N, format_version, config (JSON); replicate (int, 0 when absent), fluence (mean incident photons
+per object pixel over the split's lit region), exposures_per_px (fluence / dose), and, when the
+study gives the object pixel size, pixel_size_m and fluence_per_m2.
 Writers stream patterns in chunks; readers validate on open and read batches lazily.
 """
 
@@ -45,6 +47,9 @@ class DatasetMeta:
     split: str
     seed: int
     config: dict
+    replicate: int = 0
+    fluence: dict | None = None
+    """``ptycho.physics.illumination.scan_fluence`` of the split (None: not recorded)."""
 
 
 class DatasetWriter:
@@ -95,6 +100,13 @@ class DatasetWriter:
             f.attrs["N"] = int(N)
             f.attrs["format_version"] = int(FORMAT_VERSION)
             f.attrs["config"] = json.dumps(m.config, sort_keys=True)
+            f.attrs["replicate"] = int(m.replicate)
+            if m.fluence is not None:
+                f.attrs["fluence"] = float(m.fluence["photons_per_px"])
+                f.attrs["exposures_per_px"] = float(m.fluence["exposures_per_px"])
+                if m.fluence.get("photons_per_m2") is not None:
+                    f.attrs["fluence_per_m2"] = float(m.fluence["photons_per_m2"])
+                    f.attrs["pixel_size_m"] = float(m.fluence["pixel_size_m"])
         except BaseException as exc:
             self._abort(exc)
             raise
@@ -210,6 +222,11 @@ class Dataset:
     @property
     def dose(self) -> float:
         return float(self._f.attrs["dose"])
+
+    @property
+    def replicate(self) -> int:
+        """Replicate index of the file (0 for files written before replicates existed)."""
+        return int(self._f.attrs.get("replicate", 0))
 
     @property
     def split(self) -> str:

@@ -1,7 +1,9 @@
 """Phase C: simulate one dose x overlap cell into a train and a test dataset file.
 
-Scan positions depend only on the overlap view (so every dose sees the same geometry); Poisson
-noise is seeded per (dose, overlap view, split). Patterns are simulated and written chunk by chunk,
+Scan positions depend only on the overlap view (so every dose and replicate sees the same
+geometry); Poisson noise is seeded per (dose, overlap view, split) and, for replicates k >= 1, per
+replicate (``ptycho.rng.replicate_labels``: replicate 0 draws the streams of a study without
+replicates). Every file records its fluence (``ptycho.physics.illumination.scan_fluence``). Patterns are simulated and written chunk by chunk,
 so memory is bounded by one chunk whatever the number of patterns.
 """
 
@@ -16,11 +18,12 @@ from ptycho.data.dataset import DatasetMeta, DatasetWriter
 from ptycho.data.split import shared_pixels, split_positions
 from ptycho.errors import ConfigError, DatasetError
 from ptycho.physics.forward import check_positions, simulate_expected
+from ptycho.physics.illumination import scan_fluence
 from ptycho.physics.noise import poisson_counts
 from ptycho.physics.object import load_object, skimage_object
 from ptycho.physics.probe import energy_diameter, load_probe, simulated_probe
 from ptycho.physics.scan import ScanRegion, mean_area_overlap, measured_overlap, scan_positions
-from ptycho.rng import rng_for
+from ptycho.rng import replicate_labels, rng_for
 
 
 def build_object(study: StudyConfig, scale: ScaleConfig) -> np.ndarray:
@@ -94,10 +97,15 @@ def write_split(path, obj, probe, positions, dose, meta: DatasetMeta, chunk: int
 
 
 def simulate_cell(study: StudyConfig, scale_name: str, dose: str | float, overlap_view: str,
-                  train_path, test_path) -> dict:
-    """Write the train and test files of one cell; return the cell summary (JSON-able)."""
+                  train_path, test_path, replicate: int = 0) -> dict:
+    """Write the train and test files of one cell's replicate ``replicate`` (0 .. replicates - 1
+    of the scale); return the cell summary (JSON-able)."""
     t0 = time.perf_counter()
     scale = study.scale(scale_name)
+    replicate = int(replicate)
+    if not 0 <= replicate < scale.replicates:
+        raise ConfigError(f"replicate {replicate} is outside the scale '{scale_name}' "
+                          f"replicates 0 .. {scale.replicates - 1}")
     dose_value = study.dose(dose) if isinstance(dose, str) else float(dose)
     if not dose_value > 0:
         raise ConfigError(f"dose must be > 0 photons per exposure, got {dose_value}")
@@ -108,22 +116,27 @@ def simulate_cell(study: StudyConfig, scale_name: str, dose: str | float, overla
     f_meas = measured_overlap(all_pos, d)
     f_area = mean_area_overlap(all_pos, d)
     cfg = {"study": study.to_dict(), "scale": scale_name, "dose_label": label,
-           "overlap_view": overlap_view, "split_row": row, "object_size": list(obj.shape)}
+           "overlap_view": overlap_view, "split_row": row, "object_size": list(obj.shape),
+           "replicate": replicate}
     summary = {
         "study": study.study, "scale": scale_name, "dose": dose_value, "dose_label": label,
         "overlap_view": overlap_view, "overlap_target": f_target, "overlap_measured": f_meas,
         "overlap_area": f_area, "probe_diameter_px": d, "N": scale.N,
         "object_size": list(obj.shape), "split_row": row, "splits": {},
-        "seed": study.seeds.simulation,
+        "seed": study.seeds.simulation, "replicate": replicate,
     }
     for split, pos, path in (("train", train, train_path), ("test", test, test_path)):
+        fluence = scan_fluence(obj.shape, pos, probe, dose_value, scale.pixel_size_m)
         meta = DatasetMeta(dose=dose_value, overlap_target=f_target,
                            overlap_measured=measured_overlap(pos, d) if len(pos) > 1 else f_meas,
                            overlap_area=f_area, probe_diameter=d, split=split,
-                           seed=study.seeds.simulation, config=cfg)
-        rng = rng_for(study.seeds.simulation, "noise", label, overlap_view, split)
+                           seed=study.seeds.simulation, config=cfg, replicate=replicate,
+                           fluence=fluence)
+        rng = rng_for(study.seeds.simulation, "noise", label, overlap_view, split,
+                      *replicate_labels(replicate))
         summary["splits"][split] = write_split(path, obj, probe, pos, dose_value, meta,
                                                scale.chunk_size, rng)
+        summary["splits"][split]["fluence"] = fluence
     shared = shared_pixels(obj.shape, train, test, scale.N)
     if shared:
         raise DatasetError(f"train and test patches share {shared} object pixels")

@@ -8,21 +8,26 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from ptycho.config import dose_label
+from ptycho.config import IntervalConfig, dose_label
 from ptycho.data.dataset import Dataset
 from ptycho.data.io import atomic_path, write_json
 from ptycho.errors import DatasetError
 from ptycho.evaluation.align import MAX_SHIFT_PX, align_to_truth
+from ptycho.evaluation.frc import NYQUIST_PERIOD_PX
+from ptycho.evaluation.intervals import bootstrap_stream, metric_intervals
 from ptycho.evaluation.metrics import PSNR_CAP_DB, metrics_and_curves
 from ptycho.evaluation.region import (
     illumination_map,
     probe_peak_intensity,
     region_from_illumination,
 )
+from ptycho.physics.illumination import LIT_EROSION_PX, LIT_THRESHOLD, fluence_map, mean_fluence
+from ptycho.physics.probe import energy_diameter
 from ptycho.reconstruct.io import read_reconstruction
+from ptycho.rng import replicate_labels
 
-REGION_THRESHOLD = 0.1
-REGION_EROSION_PX = 2
+REGION_THRESHOLD = LIT_THRESHOLD
+REGION_EROSION_PX = LIT_EROSION_PX
 UPSAMPLE = 20
 
 
@@ -42,7 +47,8 @@ def flat_reference(truth: np.ndarray, mask: np.ndarray, illum: np.ndarray, peak:
     return score((illum > 0).astype(np.complex128), truth, mask, illum, peak)[1]
 
 
-def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path) -> dict:
+def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path,
+                            intervals: IntervalConfig | None = None, seed: int = 13) -> dict:
     """Region, alignment and metrics of one arm's reconstruction; writes two files atomically.
 
     ``recon_path``: reconstruction HDF5 (:mod:`ptycho.reconstruct.io`); ``test_path``: the test
@@ -70,15 +76,31 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path) -
                         convergence snapshot scored like the final object; the last one is the
                         final object, so its metrics equal "metrics")
          "evaluation": {"region_threshold", "region_erosion_px", "registration_upsample",
-                        "max_shift_px", "psnr_data_range" (text), "psnr_cap_db"}}
+                        "max_shift_px", "psnr_data_range" (text), "psnr_cap_db"},
+         "replicate": int (the test split's replicate),
+         "fluence": {"photons_per_px": mean incident photons per pixel over the region,
+                     "photons_per_m2": same per m^2 (null without a pixel size),
+                     "exposures_per_px": fluence / dose, "pixel_size_m": float | null},
+         "intervals": {"amplitude": {metric: [low, high], ...}, "phase": {...},
+                       "complex": {"nce": [low, high]}},
+         "bootstrap": {"method", "block_px", "n_blocks", "resamples", "confidence", "seed",
+                       "stream", "data_range", "interval_methods", "blocks": per-block sums},
+         "frc_limits": {"nyquist_px": 2.0, "largest_px": the largest period the FRC measures}}
+
+    ``intervals`` (confidence, resamples, block size; default ``IntervalConfig()``) and ``seed``
+    (the study's ``seeds.bootstrap``) set the block bootstrap of
+    :mod:`ptycho.evaluation.intervals`; its stream names the cell and replicate but not the arm.
 
     Raises ``DatasetError`` when the files do not belong together (shape, dose, split) and
     ``PtychoError`` when the region is empty or a metric cannot be computed.
     """
     rec = read_reconstruction(recon_path)
+    intervals = intervals or IntervalConfig()
     with Dataset(test_path) as ds:
         positions, probe, truth = ds.positions, ds.probe, ds.object
-        ds_dose, split = ds.dose, ds.split
+        ds_dose, split, replicate = ds.dose, ds.split, ds.replicate
+        pixel_size = ds.attrs.get("pixel_size_m")
+        view = str(ds.config.get("overlap_view", rec.overlap_view))
     if split != "test":
         raise DatasetError(f"{test_path}: split is '{split}', expected the 'test' split")
     if rec.object.shape != truth.shape:
@@ -91,6 +113,11 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path) -
     illum = illumination_map(truth.shape, positions, probe)
     mask = region_from_illumination(illum, peak, REGION_THRESHOLD, REGION_EROSION_PX)
     al, metrics, curves = score(rec.object, truth, mask, illum, peak)
+    stream = bootstrap_stream(dose_label(ds_dose), view, replicate_labels(replicate))
+    ci, record = metric_intervals(al.aligned, truth, mask, metrics, curves,
+                                  energy_diameter(probe, 0.9), seed, stream,
+                                  intervals.confidence, intervals.resamples, intervals.block_px)
+    fluence = mean_fluence(fluence_map(truth.shape, positions, probe, ds_dose), mask)
     out = {
         "arm": rec.arm,
         "gridsize": int(rec.gridsize),
@@ -120,6 +147,16 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path) -
             "psnr_data_range": "ground-truth max - min over the region",
             "psnr_cap_db": PSNR_CAP_DB,
         },
+        "replicate": int(replicate),
+        "fluence": {
+            "photons_per_px": fluence,
+            "photons_per_m2": None if pixel_size is None else fluence / float(pixel_size) ** 2,
+            "exposures_per_px": fluence / float(ds_dose),
+            "pixel_size_m": pixel_size,
+        },
+        "intervals": ci,
+        "bootstrap": record,
+        "frc_limits": {"nyquist_px": NYQUIST_PERIOD_PX, "largest_px": float(1.0 / curves["amplitude"]["freq"][0])},
     }
     if rec.snapshots is not None:
         out["snapshots"] = _score_snapshots(rec.snapshots, truth, mask, illum, peak, recon_path)

@@ -50,8 +50,7 @@ def frc_curve(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None
     M = max(h, w)
     fa = np.fft.fft2((a - np.sum(a * win) / wsum) * win, s=(M, M))
     fb = np.fft.fft2((b - np.sum(b * win) / wsum) * win, s=(M, M))
-    k = np.fft.fftfreq(M) * M
-    ring = np.rint(np.hypot(k[:, None], k[None, :])).astype(np.int64).ravel()
+    ring = _ring_index(M)
     nr = M // 2 + 1
     num = np.bincount(ring, weights=np.real(fa * np.conj(fb)).ravel(), minlength=nr)[:nr]
     pa = np.bincount(ring, weights=(np.abs(fa) ** 2).ravel(), minlength=nr)[:nr]
@@ -60,6 +59,70 @@ def frc_curve(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None
     frc = np.divide(num, den, out=np.zeros(nr), where=den > 0)
     freq = np.arange(nr) / M
     return freq[1:], np.clip(frc[1:], -1.0, 1.0)
+
+
+def _ring_index(M: int) -> np.ndarray:
+    """Ring of every sample of an M x M FFT (rounded radius in frequency samples), flattened."""
+    k = np.fft.fftfreq(M) * M
+    return np.rint(np.hypot(k[:, None], k[None, :])).astype(np.int64).ravel()
+
+
+def frc_ring_samples(mask: np.ndarray) -> np.ndarray:
+    """Independent real samples behind each ring of :func:`frc_curve` over ``mask``, (M//2,).
+
+    A ring of c samples of the M x M transform holds c real values (c/2 complex values: a real
+    image's transform is Hermitian); the h x w crop zero-padded to M x M carries only h w / M^2 of
+    them independently. (The Tukey apodisation correlates neighbouring samples further; it is
+    not counted, so these are upper bounds.)"""
+    h, w = (s.stop - s.start for s in bounding_box(np.asarray(mask, dtype=bool)))
+    M = max(h, w)
+    counts = np.bincount(_ring_index(M), minlength=M // 2 + 1)[1 : M // 2 + 1]
+    return counts * (h * w) / float(M * M)
+
+
+def frc_resolution_interval(freq: np.ndarray, curve: np.ndarray, threshold: float,
+                            samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """Interval (px) of :func:`frc_resolution` from the sampling error of the ring correlations.
+
+    Each ring's correlation r with n independent real samples (:func:`frc_ring_samples`) gets the
+    Fisher interval ``tanh(atanh(r) +- z / sqrt(n - 3))`` (z the normal quantile of
+    ``confidence``; n - 3 floored at 1). The low end is the first crossing of the upper curve (at
+    or beyond the estimate's crossing); the high end is the crossing of the lower curve nearest
+    to the estimate's, at or below its frequency (the lowest rings hold a handful of samples, so
+    a first-crossing rule on the lower curve would jump to the largest period whenever one of
+    them is uncertain). The interval contains ``frc_resolution(freq, curve, threshold)``.
+    An approximation: it treats the rings as independent and the truth as noise-free."""
+    from scipy.stats import norm
+
+    curve = np.asarray(curve, dtype=np.float64)
+    n = np.asarray(samples, dtype=np.float64)
+    if n.shape != curve.shape:
+        raise PtychoError(f"frc_resolution_interval: {n.shape} ring sample counts for a curve of "
+                          f"{curve.shape}")
+    z = float(norm.ppf(0.5 + confidence / 2))
+    fz = np.arctanh(np.clip(curve, -0.999999, 0.999999))
+    se = 1.0 / np.sqrt(np.maximum(n - 3.0, 1.0))
+    upper, lower = np.tanh(fz + z * se), np.tanh(fz - z * se)
+    freq = np.asarray(freq, dtype=np.float64)
+    below = np.flatnonzero(curve < threshold)
+    j = (int(below[0]) if below.size else len(curve)) - 1
+    while j >= 0 and lower[j] < threshold:
+        j -= 1
+    if j < 0:
+        high = float(1.0 / freq[0])
+    elif j == len(curve) - 1:
+        high = NYQUIST_PERIOD_PX
+    else:
+        high = _crossing_period(freq, lower, j + 1, threshold)
+    return frc_resolution(freq, upper, threshold), high
+
+
+def _crossing_period(freq: np.ndarray, curve: np.ndarray, i: int, threshold: float) -> float:
+    """Period (px) where ``curve`` falls through ``threshold`` between rings i - 1 and i
+    (``curve[i - 1] >= threshold > curve[i]``), linearly interpolated, at most 1 / freq[0]."""
+    f0, f1, c0, c1 = freq[i - 1], freq[i], curve[i - 1], curve[i]
+    f = f0 + (c0 - threshold) * (f1 - f0) / (c0 - c1)
+    return float(min(1.0 / f, 1.0 / freq[0]))
 
 
 def frc_resolution(freq: np.ndarray, curve: np.ndarray, threshold: float) -> float:
@@ -82,6 +145,4 @@ def frc_resolution(freq: np.ndarray, curve: np.ndarray, threshold: float) -> flo
     i = int(below[0])
     if i == 0:
         return float(1.0 / freq[0])
-    f0, f1, c0, c1 = freq[i - 1], freq[i], curve[i - 1], curve[i]
-    f = f0 + (c0 - threshold) * (f1 - f0) / (c0 - c1)
-    return float(min(1.0 / f, 1.0 / freq[0]))
+    return _crossing_period(freq, curve, i, threshold)

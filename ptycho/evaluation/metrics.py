@@ -129,6 +129,23 @@ def ms_ssim(a: np.ndarray, b: np.ndarray, data_range: float,
     ``ssim_multiscale`` does), never below 3 x 3. An image whose coarsest scale is smaller than
     3 px (shorter side < 48 px) raises ``PtychoError``.
     """
+    maps = ms_ssim_maps(a, b, data_range, mask)
+    result = 1.0
+    for j, (weight, (values, wmap, _)) in enumerate(zip(MS_SSIM_WEIGHTS, maps)):
+        val = _masked_mean(values, wmap, f"ms_ssim scale {j + 1}")
+        result *= max(val, 0.0) ** weight
+    return float(result)
+
+
+def ms_ssim_maps(a: np.ndarray, b: np.ndarray, data_range: float,
+                 mask: np.ndarray | None = None
+                 ) -> list[tuple[np.ndarray, np.ndarray, tuple[slice, slice]]]:
+    """The five per-scale maps of :func:`ms_ssim`: ``(values, weights, box)`` per scale, with
+    ``values`` the contrast-structure map (scales 1-4) or the SSIM map (scale 5) on that scale's
+    grid, ``weights`` the fraction of each coarse pixel inside the region and ``box`` the crop of
+    the full-resolution image the scales were computed on (coarse pixel (u, v) of scale j covers
+    the 2^j x 2^j pixels from ``(box[0].start + u 2^j, box[1].start + v 2^j)``).
+    ``ms_ssim = prod_j max(sum(values_j * weights_j) / sum(weights_j), 0) ** w_j``."""
     a, b, m = _checked_pair("ms_ssim", a, b, data_range, mask)
     if m.shape != a.shape:
         raise PtychoError(f"ms_ssim: mask {m.shape} does not match the images {a.shape}")
@@ -141,17 +158,16 @@ def ms_ssim(a: np.ndarray, b: np.ndarray, data_range: float,
             f"ms_ssim: image {x.shape[0]} x {x.shape[1]} is too small for {n_scales} scales "
             f"(need >= {need} px a side for a {MIN_WIN} x {MIN_WIN} window at the coarsest scale)"
         )
-    result = 1.0
-    for j, weight in enumerate(MS_SSIM_WEIGHTS):
+    out = []
+    for j in range(n_scales):
         win = _scale_window(x.shape)
         ssim_map, cs_map = _ssim_cs_maps(x, y, data_range, win)
         if j < n_scales - 1:
-            val = _masked_mean(cs_map, mf, f"ms_ssim scale {j + 1}")
+            out.append((cs_map, mf, box))
             x, y, mf = _pool2(x), _pool2(y), _pool2(mf)
         else:
-            val = _masked_mean(ssim_map, mf, f"ms_ssim scale {j + 1}")
-        result *= max(val, 0.0) ** weight
-    return float(result)
+            out.append((ssim_map, mf, box))
+    return out
 
 
 def ssim(a: np.ndarray, b: np.ndarray, data_range: float, mask: np.ndarray | None = None) -> float:
@@ -159,6 +175,15 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float, mask: np.ndarray | Non
     bounding box (grown to at least 11 px a side where the image allows) with the explicit
     ``data_range``, Gaussian window (sigma 1.5, 11 x 11), population covariance, ``full=True``;
     the SSIM map is averaged over the region pixels."""
+    smap, box = ssim_map(a, b, data_range, mask)
+    m = np.ones(np.shape(a), bool) if mask is None else np.asarray(mask, dtype=bool)
+    return _masked_mean(smap, m[box], "ssim")
+
+
+def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float, mask: np.ndarray | None = None
+             ) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """The SSIM map of :func:`ssim` and the box of the image it covers: ``ssim`` is the map's
+    mean over ``mask[box]``."""
     a, b, m = _checked_pair("ssim", a, b, data_range, mask)
     box = _crop_box(m, SSIM_WIN)
     if min(a[box].shape) < SSIM_WIN:
@@ -166,7 +191,18 @@ def ssim(a: np.ndarray, b: np.ndarray, data_range: float, mask: np.ndarray | Non
     _, smap = structural_similarity(a[box], b[box], data_range=float(data_range),
                                     gaussian_weights=True, sigma=SSIM_SIGMA,
                                     use_sample_covariance=False, full=True)
-    return _masked_mean(smap, m[box], "ssim")
+    return smap, box
+
+
+def psnr_from_mse(mse, data_range: float):
+    """PSNR (dB) ``10 log10(R^2 / MSE)``, capped at ``PSNR_CAP_DB`` where MSE <= 1e-10 R^2;
+    ``mse`` a number or an array (the bootstrap's resamples)."""
+    r2 = float(data_range) ** 2
+    mse = np.asarray(mse, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        db = np.minimum(PSNR_CAP_DB, 10.0 * np.log10(r2 / np.maximum(mse, 1e-300)))
+    out = np.where(mse <= 1e-10 * r2, PSNR_CAP_DB, db)
+    return float(out) if out.ndim == 0 else out
 
 
 def _real_metrics(x: np.ndarray, t: np.ndarray, mask: np.ndarray, name: str
@@ -181,7 +217,7 @@ def _real_metrics(x: np.ndarray, t: np.ndarray, mask: np.ndarray, name: str
         )
     err = xv - tv
     mse = float(np.mean(err**2))
-    psnr = PSNR_CAP_DB if mse <= 1e-10 * R * R else min(PSNR_CAP_DB, 10.0 * math.log10(R * R / mse))
+    psnr = psnr_from_mse(mse, R)
     freq, curve = frc_curve(x, t, mask)
     out = {
         "mae": float(np.mean(np.abs(err))),

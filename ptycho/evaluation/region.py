@@ -8,69 +8,15 @@ to one probe, not to the summed map, so sparse scans keep a region), eroded by a
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from ptycho.errors import PtychoError
-from ptycho.physics.forward import patch_corners
 
-
-def illumination_map(object_shape: tuple[int, int], positions: np.ndarray,
-                     probe: np.ndarray) -> np.ndarray:
-    """Summed probe intensity ``sum_k |P|^2`` over the scan, (H, W) float64.
-
-    ``positions`` (n, 2) are patch centres (y, x) in object pixels; each patch of the (N, N) probe
-    is placed at the integer corner ``floor(c - N/2)`` (sub-pixel placement is irrelevant for a
-    threshold region). Parts of a patch that fall outside the object are dropped.
-    Units: those of ``|P|^2`` (the probe as stored, max |P| = 1 for the simulated probe).
-    """
-    H, W = (int(s) for s in object_shape)
-    intensity = np.abs(np.asarray(probe)) ** 2
-    if intensity.ndim != 2 or intensity.shape[0] != intensity.shape[1]:
-        raise PtychoError(f"illumination_map: probe must be (N, N), got shape {intensity.shape}")
-    N = intensity.shape[0]
-    pos = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
-    out = np.zeros((H, W), dtype=np.float64)
-    if len(pos) == 0:
-        return out
-    for y0, x0 in patch_corners(pos, N):
-        ya, yb = max(y0, 0), min(y0 + N, H)
-        xa, xb = max(x0, 0), min(x0 + N, W)
-        if ya >= yb or xa >= xb:
-            continue
-        out[ya:yb, xa:xb] += intensity[ya - y0 : yb - y0, xa - x0 : xb - x0]
-    return out
-
-
-def probe_peak_intensity(probe: np.ndarray) -> float:
-    """``max |P|^2`` of the probe; ``PtychoError`` when it is zero or not finite."""
-    peak = float(np.max(np.abs(np.asarray(probe)) ** 2)) if np.size(probe) else 0.0
-    if not np.isfinite(peak) or peak <= 0:
-        raise PtychoError(f"the probe has no usable intensity (max |P|^2 = {peak})")
-    return peak
-
-
-def region_from_illumination(illumination: np.ndarray, peak: float, threshold: float = 0.1,
-                             erosion: int = 2) -> np.ndarray:
-    """Boolean (H, W) region ``illumination >= threshold * peak``, eroded by ``erosion`` pixels
-    (a disc structuring element of that radius; pixels beyond the object border count as
-    outside). Raises ``PtychoError`` when the region is empty."""
-    if not 0 < threshold <= 1:
-        raise PtychoError(f"evaluation region: threshold must be in (0, 1], got {threshold}")
-    if erosion < 0:
-        raise PtychoError(f"evaluation region: erosion must be >= 0 pixels, got {erosion}")
-    illumination = np.asarray(illumination, dtype=np.float64)
-    mask = illumination >= threshold * peak
-    if erosion > 0 and mask.any():
-        r = int(erosion)
-        yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-        mask = ndimage.binary_erosion(mask, structure=(yy**2 + xx**2) <= r * r, border_value=0)
-    if not mask.any():
-        H, W = illumination.shape
-        raise PtychoError(
-            f"evaluation region is empty: no pixel of the {H} x {W} object keeps summed probe "
-            f"intensity >= {threshold} x max|P|^2 after a {erosion} px erosion"
-        )
-    return mask
+# the region's building blocks live with the physics (fluence uses them too); re-exported here
+from ptycho.physics.illumination import (
+    illumination_map,
+    probe_peak_intensity,
+    region_from_illumination,
+)
 
 
 def evaluation_region(object_shape: tuple[int, int], positions: np.ndarray, probe: np.ndarray,

@@ -134,7 +134,8 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
                         bundle["dose"], ds.dose)
         positions = ds.positions
         table = group_table(positions, g, int(bundle["config"]["neighbours"]), N,
-                            grouping_rng(int(bundle["seeds"]["grouping"]), "test", dose_lbl, view))
+                            grouping_rng(int(bundle["seeds"]["grouping"]), "test", dose_lbl, view,
+                                         ds.replicate))
         C = table.C
         store = PatchStore(ds.probe, ds.object_shape, len(table) * C, directory=tmp_dir,
                            batch=max(batch_size * C, 64))

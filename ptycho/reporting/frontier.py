@@ -40,7 +40,7 @@ from ptycho.reporting import QUANTITIES, arm_sort_key
 from ptycho.reporting._figures import arm_colour, message_figure, pyplot, save
 from ptycho.reporting.tables import read_metrics_json
 
-QT_COLUMNS = ("study", "scale", "dose", "overlap", "arm", "quantity", "target_ssim",
+QT_COLUMNS = ("study", "scale", "dose", "overlap", "replicate", "arm", "quantity", "target_ssim",
               "iterative_reached", "iterative_epochs", "iterative_time_s", "arm_reached",
               "arm_epochs", "arm_time_s", "speedup", "epochs_saved")
 
@@ -90,6 +90,7 @@ class CellArms:
     flat: dict  # quantity -> flat-object SSIM
     start_arm: str | None = None
     iterations: int | None = None
+    replicate: int = 0  # the cell replicate (its own noise draw, scan and scores)
 
     def curve(self, arm: str) -> Curve | None:
         """The solver arm's curve with its epoch-0 start point, or None when the arm (or, for
@@ -117,17 +118,17 @@ def _ssim(metrics: dict, q: str) -> float:
 
 
 def collect_cells(metric_paths) -> list[CellArms]:
-    """One :class:`CellArms` per (dose, overlap) from ``metrics.json`` files, cells in order of
-    dose, then first appearance of the overlap. A solver arm without snapshots is an error (its
+    """One :class:`CellArms` per (dose, overlap, replicate) from ``metrics.json`` files, cells in
+    order of dose, then first appearance of the overlap, then replicate. A solver arm without snapshots is an error (its
     curve would be invented)."""
     cells: dict[tuple, CellArms] = {}
     for path in metric_paths:
         m = read_metrics_json(path)
-        key = (float(m["dose"]), str(m["overlap_view"]))
+        key = (float(m["dose"]), str(m["overlap_view"]), int(m.get("replicate", 0)))
         arm = str(m["arm"])
         flat = (m.get("reference") or {}).get("flat_object") or {}
         c = cells.setdefault(key, CellArms(dose=key[0], overlap=key[1], ssim={}, time={},
-                                           snapshots={}, flat={}))
+                                           snapshots={}, flat={}, replicate=key[2]))
         c.ssim[arm] = {q: _ssim(m["metrics"], q) for q in QUANTITIES}
         t = m.get("recon_wall_time_s")
         c.time[arm] = float("nan") if t is None else float(t)
@@ -145,7 +146,7 @@ def collect_cells(metric_paths) -> list[CellArms]:
             elif info.get("iterations") is not None:
                 c.iterations = int(info["iterations"])
     overlaps = list(dict.fromkeys(k[1] for k in cells))
-    return [cells[k] for k in sorted(cells, key=lambda k: (k[0], overlaps.index(k[1])))]
+    return [cells[k] for k in sorted(cells, key=lambda k: (k[0], overlaps.index(k[1]), k[2]))]
 
 
 def matched_quality(cells) -> list[dict]:
@@ -179,7 +180,8 @@ def matched_quality(cells) -> list[dict]:
 
 def _row(c: CellArms, arm, q, target, it_epochs, it_time, arm_epochs, arm_time, arm_reached,
          speedup, epochs_saved=None) -> dict:
-    return {"dose": c.dose, "overlap": c.overlap, "arm": arm, "quantity": q,
+    return {"dose": c.dose, "overlap": c.overlap, "replicate": c.replicate, "arm": arm,
+            "quantity": q,
             "target_ssim": target, "iterative_reached": it_epochs is not None,
             "iterative_epochs": it_epochs, "iterative_time_s": it_time,
             "arm_reached": arm_reached, "arm_epochs": arm_epochs, "arm_time_s": arm_time,
@@ -226,6 +228,11 @@ def _speedup(r) -> str:
     return "—" if r["speedup"] is None else f"{r['speedup']:.2f}×"
 
 
+def _view(overlap: str, replicate: int, rows) -> str:
+    """The overlap column: the view, with the replicate when the study has several."""
+    return f"{overlap} r{replicate}" if any(r["replicate"] for r in rows) else overlap
+
+
 def frontier_markdown(rows) -> str:
     """The matched-quality and iterations-saved sections of ``summary.md``."""
     if not rows:
@@ -242,10 +249,11 @@ def frontier_markdown(rows) -> str:
     header = ("| Dose (photons) | Overlap | Arm | Arm time (s) | Phase SSIM | LSQML to match, s "
               "(epochs) | Speed-up | Amp SSIM | LSQML to match, s (epochs) | Speed-up |")
     lines += [header, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    by = {(r["dose"], r["overlap"], r["arm"], r["quantity"]): r for r in net}
-    for key in dict.fromkeys((r["dose"], r["overlap"], r["arm"]) for r in net):
+    by = {(r["dose"], r["overlap"], r["replicate"], r["arm"], r["quantity"]): r for r in net}
+    for key in dict.fromkeys((r["dose"], r["overlap"], r["replicate"], r["arm"]) for r in net):
         ph, am = by.get(key + ("phase",)), by.get(key + ("amplitude",))
-        cells = [dose_label(key[0]), key[1], key[2], _secs(ph["arm_time_s"])]
+        cells = [dose_label(key[0]), _view(key[1], key[2], rows), key[3],
+                 _secs(ph["arm_time_s"])]
         for r in (ph, am):
             cells += [f"{r['target_ssim']:.3f}", _match(r), _speedup(r)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -265,7 +273,8 @@ def frontier_markdown(rows) -> str:
             h = ("not reached" if r["arm_epochs"] is None
                  else f"{r['arm_time_s']:.2f} ({r['arm_epochs']:.1f})")
             saved = "—" if r["epochs_saved"] is None else f"{r['epochs_saved']:+.1f}"
-            lines.append(f"| {dose_label(r['dose'])} | {r['overlap']} | {r['quantity']} | "
+            lines.append(f"| {dose_label(r['dose'])} | {_view(r['overlap'], r['replicate'], rows)} | "
+                         f"{r['quantity']} | "
                          f"{r['target_ssim']:.3f} | {_match(r)} | {h} | {saved} | "
                          f"{_speedup(r)} |")
         lines.append("")

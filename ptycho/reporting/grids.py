@@ -23,14 +23,17 @@ _METRIC_NAMES = {"ssim": "SSIM", "ms_ssim": "MS-SSIM", "psnr": "PSNR (dB)", "mae
 
 
 class _Table:
-    """Lookup over tidy rows: value(dose, overlap, arm, quantity, metric)."""
+    """Lookup over tidy rows: value(dose, overlap, arm, quantity, metric), the mean over the
+    replicates, and its interval or spread (``ptycho.reporting.uncertainty.Estimate``)."""
 
     def __init__(self, rows):
-        self.values = {}
+        from ptycho.reporting.uncertainty import summarise_replicates
+
+        self.estimates = summarise_replicates(rows)
+        self.values = {k: e.value for k, e in self.estimates.items()}
         doses, overlaps, arms = [], [], []
         for r in rows:
             d = float(r["dose"])
-            self.values[(d, r["overlap"], r["arm"], r["quantity"], r["metric"])] = float(r["value"])
             if d not in doses:
                 doses.append(d)
             if r["overlap"] not in overlaps:
@@ -48,6 +51,28 @@ class _Table:
 
     def matrix(self, arm, q, m) -> np.ndarray:
         return np.array([[self.get(d, ov, arm, q, m) for ov in self.overlaps] for d in self.doses])
+
+    def bounds(self, d, ov, arm, q, m) -> tuple[float, float]:
+        e = self.estimates.get((d, ov, arm, q, m))
+        return (e.low, e.high) if e is not None else (math.nan, math.nan)
+
+    def notes(self, arm, q, m) -> list[list[str]]:
+        """Second line of each grid cell: ``[low, high]`` (one replicate) or ``± sd``."""
+        out = []
+        for d in self.doses:
+            row = []
+            for ov in self.overlaps:
+                e = self.estimates.get((d, ov, arm, q, m))
+                if e is None:
+                    row.append("")
+                elif e.n > 1 and math.isfinite(e.sd):
+                    row.append(f"± {e.sd:.3f} (n = {e.n})")
+                elif math.isfinite(e.low) and math.isfinite(e.high):
+                    row.append(f"[{e.low:.3f}, {e.high:.3f}]")
+                else:
+                    row.append("")
+            out.append(row)
+        return out
 
 
 def _load(csv_path) -> _Table:
@@ -75,7 +100,7 @@ def _label_grid_axes(ax, row: int, col: int) -> None:
         ax.set_xlabel("scan overlap")
 
 
-def _annotated_panel(ax, mat, cmap, norm, xlabels, ylabels, fmt="{:.2f}"):
+def _annotated_panel(ax, mat, cmap, norm, xlabels, ylabels, fmt="{:.2f}", notes=None):
     im = ax.imshow(mat, cmap=cmap, norm=norm, aspect="auto")
     ax.set_xticks(range(len(xlabels)), xlabels)
     ax.set_yticks(range(len(ylabels)), ylabels)
@@ -87,8 +112,12 @@ def _annotated_panel(ax, mat, cmap, norm, xlabels, ylabels, fmt="{:.2f}"):
                 continue
             r, g, b, _ = cmap(norm(v))
             light = 0.299 * r + 0.587 * g + 0.114 * b > 0.55
-            ax.text(j, i, fmt.format(v), ha="center", va="center", fontsize=10,
-                    color="black" if light else "white", fontweight="bold")
+            note = notes[i][j] if notes else ""
+            ax.text(j, i, fmt.format(v), ha="center", va="bottom" if note else "center",
+                    fontsize=10, color="black" if light else "white", fontweight="bold")
+            if note:
+                ax.text(j, i, note, ha="center", va="top", fontsize=7.5,
+                        color="black" if light else "white")
     ax.set_facecolor("0.85")
     return im
 
@@ -114,13 +143,15 @@ def plot_metric_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict 
     for i, q in enumerate(("amplitude", "phase")):
         for j, arm in enumerate(t.arms):
             ax = axes[i, j]
-            im = _annotated_panel(ax, t.matrix(arm, q, metric), cmap, norm, xl, yl, "{:.3f}")
+            im = _annotated_panel(ax, t.matrix(arm, q, metric), cmap, norm, xl, yl, "{:.3f}",
+                                  t.notes(arm, q, metric))
             ax.set_title(f"{arm}: {q} {name}")
             _label_grid_axes(ax, i, j)
     cb = fig.colorbar(im, ax=axes, shrink=0.8)
     cb.set_label(f"{name} (1 = perfect)")
     fig.suptitle(f"{name} of the aligned test-region reconstruction\nstudy {t.study}, {t.scale} "
-                 "scale; rows: dose (photons/exposure), columns: overlap view")
+                 "scale; rows: dose (photons/exposure), columns: overlap view; below each value "
+                 "its 95% interval (block bootstrap) or ± sd over replicates")
     save(fig, png)
 
 
@@ -130,10 +161,13 @@ def _comparisons(arms) -> list[tuple[str, str]]:
     return [(p, o) for p in pinns for o in others]
 
 
-def plot_delta_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict | None = None) -> None:
+def plot_delta_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict | None = None,
+                    paired=None) -> None:
     """PINN minus baseline, iterative and hybrid ``metric`` (default SSIM), for each PINN
     gridsize, amplitude and phase rows, diverging colour map centred at 0 (blue: PINN better).
-    Comparisons whose arm is absent from the table are skipped."""
+    Comparisons whose arm is absent from the table are skipped. ``paired``
+    (``ptycho.reporting.uncertainty.collect_paired_differences`` entries) adds each difference's
+    95% interval below it."""
     plt = pyplot()
     from matplotlib.colors import TwoSlopeNorm
 
@@ -161,15 +195,34 @@ def plot_delta_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict |
     for i, q in enumerate(("amplitude", "phase")):
         for j, (p, o) in enumerate(comps):
             ax = axes[i, j]
-            im = _annotated_panel(ax, deltas[(q, p, o)], cmap, norm, xl, yl, "{:+.3f}")
+            im = _annotated_panel(ax, deltas[(q, p, o)], cmap, norm, xl, yl, "{:+.3f}",
+                                  _paired_notes(paired, t, p, o, q, metric))
             ax.set_title(f"{q} {name}: {p} − {o}")
             _label_grid_axes(ax, i, j)
     cb = fig.colorbar(im, ax=axes, shrink=0.8)
     cb.set_label(f"Δ {name} (PINN − other; > 0: PINN better)")
     fig.suptitle(f"{name} difference, PINN minus {' / '.join(dict.fromkeys(o for _, o in comps))}"
                  f"\nstudy {t.study}, "
-                 f"{t.scale} scale; blue: PINN better, red: PINN worse")
+                 f"{t.scale} scale; blue: PINN better, red: PINN worse"
+                 + ("; below: paired 95% interval" if paired else ""))
     save(fig, png)
+
+
+def _paired_notes(paired, t: _Table, a: str, b: str, q: str, metric: str):
+    """``[low, high]`` of the paired difference a - b per grid cell (None without entries)."""
+    if not paired:
+        return None
+    found = {(e["dose"], e["overlap"]): e for e in paired
+             if (e["arm_a"], e["arm_b"], e["quantity"], e["metric"]) == (a, b, q, metric)}
+    notes = []
+    for d in t.doses:
+        row = []
+        for ov in t.overlaps:
+            e = found.get((d, ov))
+            ok = e is not None and math.isfinite(e["low"]) and math.isfinite(e["high"])
+            row.append(f"[{e['low']:+.3f}, {e['high']:+.3f}]" if ok else "")
+        notes.append(row)
+    return notes
 
 
 _VS_DOSE_ROWS = (("amplitude", "ssim"), ("phase", "ssim"), ("amplitude", "psnr"),
@@ -192,7 +245,11 @@ def plot_metric_vs_dose(csv_path, png, rows=_VS_DOSE_ROWS, overlap_targets: dict
             for arm in t.arms:
                 y = np.array([t.get(d, ov, arm, q, m) for d in t.doses])
                 if np.isfinite(y).any():
-                    ax.plot(x, y, "o-", color=arm_colour(arm, t.arms), label=arm)
+                    b = np.array([t.bounds(d, ov, arm, q, m) for d in t.doses])
+                    ok = np.isfinite(b).all(axis=1)
+                    err = np.vstack([np.where(ok, y - b[:, 0], 0.0), np.where(ok, b[:, 1] - y, 0.0)])
+                    ax.errorbar(x, y, yerr=err, fmt="o-", capsize=3, color=arm_colour(arm, t.arms),
+                                label=arm)
             ax.set_xscale("log")
             ax.set_xticks(x, [dose_label(d) for d in x])
             ax.minorticks_off()
@@ -208,7 +265,8 @@ def plot_metric_vs_dose(csv_path, png, rows=_VS_DOSE_ROWS, overlap_targets: dict
     if handles:
         fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), title="arm")
     fig.suptitle(f"Reconstruction quality versus dose: study {t.study}, {t.scale} scale\n"
-                 "SSIM: higher is better; PSNR: higher is better; FRC 1/7 resolution: lower is better")
+                 "SSIM: higher is better; PSNR: higher is better; FRC 1/7 resolution: lower is "
+                 "better; error bars: 95% intervals")
     save(fig, png)
 
 

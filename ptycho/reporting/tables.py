@@ -1,9 +1,14 @@
 """The tidy metric table (``metrics.csv``) and the Markdown summary of a study.
 
-``metrics.csv`` has exactly the columns ``study,scale,dose,overlap,gridsize,arm,quantity,metric,value``:
-one row per (cell, arm, quantity, metric). ``dose`` is the incident dose in photons per exposure,
-``overlap`` the overlap view name (e.g. ``dense``), ``quantity`` is ``amplitude``, ``phase`` or
-``complex``. A value that is not finite is written as ``nan`` so the verification can name it.
+``metrics.csv`` has exactly the columns
+``study,scale,dose,overlap,gridsize,arm,quantity,metric,value,replicate,fluence,ci_low,ci_high``:
+one row per (cell, replicate, arm, quantity, metric). ``dose`` is the incident dose in photons per
+exposure, ``overlap`` the overlap view name (e.g. ``dense``), ``quantity`` is ``amplitude``,
+``phase`` or ``complex``, ``value`` the metric of that replicate. A value that is not finite is
+written as ``nan`` so the verification can name it. ``replicate`` is the cell replicate (0 ..
+R - 1), ``fluence`` the mean incident photons per object pixel over the evaluation region, and
+``ci_low``/``ci_high`` the value's confidence interval (``intervals`` of ``metrics.json``: block
+bootstrap, or for FRC the ring-correlation interval), empty where the metric has none.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ from ptycho.data.io import atomic_path, write_text
 from ptycho.errors import PtychoError
 from ptycho.reporting import REQUIRED_METRICS, arm_sort_key
 
-CSV_COLUMNS = ("study", "scale", "dose", "overlap", "gridsize", "arm", "quantity", "metric", "value")
+CSV_COLUMNS = ("study", "scale", "dose", "overlap", "gridsize", "arm", "quantity", "metric", "value",
+               "replicate", "fluence", "ci_low", "ci_high")
+_NUMBER_OR_EMPTY = ("fluence", "ci_low", "ci_high")
 _QUANTITY_ORDER = ("amplitude", "phase", "complex")
 
 
@@ -45,11 +52,14 @@ def collect_metrics(metric_paths, study_name: str, scale: str) -> list[dict]:
     """Tidy rows from ``metrics.json`` files, in the order of ``metric_paths``.
 
     Each row is a dict with the keys of ``CSV_COLUMNS``; ``dose`` is a float (photons per
-    exposure), ``gridsize`` an int, ``value`` a float (NaN kept as NaN for the verification).
+    exposure), ``gridsize`` and ``replicate`` ints, ``value`` a float (NaN kept as NaN for the
+    verification), ``fluence``, ``ci_low`` and ``ci_high`` floats (NaN where absent).
     """
     rows = []
     for path in metric_paths:
         m = read_metrics_json(path)
+        fluence = (m.get("fluence") or {}).get("photons_per_px")
+        intervals = m.get("intervals") or {}
         quantities = sorted(m["metrics"], key=lambda q: (_QUANTITY_ORDER.index(q)
                                                          if q in _QUANTITY_ORDER else 9, q))
         for q in quantities:
@@ -62,10 +72,14 @@ def collect_metrics(metric_paths, study_name: str, scale: str) -> list[dict]:
                     v = float("nan") if v is None else float(v)
                 except (TypeError, ValueError) as exc:
                     raise PtychoError(f"{path}: metrics/{q}/{name} = {v!r} is not a number") from exc
+                ci = (intervals.get(q) or {}).get(name) or (math.nan, math.nan)
                 rows.append({
                     "study": study_name, "scale": scale, "dose": float(m["dose"]),
                     "overlap": str(m["overlap_view"]), "gridsize": int(m["gridsize"]),
                     "arm": str(m["arm"]), "quantity": q, "metric": name, "value": v,
+                    "replicate": int(m.get("replicate", 0)),
+                    "fluence": math.nan if fluence is None else float(fluence),
+                    "ci_low": _number(ci[0]), "ci_high": _number(ci[1]),
                 })
     return rows
 
@@ -83,8 +97,21 @@ def collect_references(metric_paths) -> dict:
     return refs
 
 
+def _number(v) -> float:
+    """A float, NaN for None (JSON's null) or anything that is not a number."""
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def _fmt_value(v: float) -> str:
     return "nan" if not math.isfinite(v) else repr(float(v))
+
+
+def _fmt_optional(v) -> str:
+    """A number, or an empty cell where there is none (no interval, no fluence)."""
+    return "" if v is None or not math.isfinite(float(v)) else repr(float(v))
 
 
 def write_metrics_csv(rows, path) -> None:
@@ -94,12 +121,15 @@ def write_metrics_csv(rows, path) -> None:
     w.writerow(CSV_COLUMNS)
     for r in rows:
         w.writerow([r["study"], r["scale"], repr(float(r["dose"])), r["overlap"], int(r["gridsize"]),
-                    r["arm"], r["quantity"], r["metric"], _fmt_value(float(r["value"]))])
+                    r["arm"], r["quantity"], r["metric"], _fmt_value(float(r["value"])),
+                    int(r.get("replicate", 0))]
+                   + [_fmt_optional(r.get(k)) for k in _NUMBER_OR_EMPTY])
     write_text(path, buf.getvalue())
 
 
 def read_metrics_csv(path) -> list[dict]:
-    """Rows of ``metrics.csv`` with ``dose``/``value`` as float and ``gridsize`` as int."""
+    """Rows of ``metrics.csv`` with ``dose``, ``value``, ``fluence``, ``ci_low`` and ``ci_high``
+    as float (an empty cell is NaN) and ``gridsize`` and ``replicate`` as int."""
     path = Path(path)
     if not path.is_file():
         raise PtychoError(f"{path}: metrics table not found")
@@ -113,6 +143,9 @@ def read_metrics_csv(path) -> list[dict]:
                 r["dose"] = float(r["dose"])
                 r["gridsize"] = int(r["gridsize"])
                 r["value"] = float(r["value"])
+                r["replicate"] = int(r["replicate"])
+                for k in _NUMBER_OR_EMPTY:
+                    r[k] = float(r[k]) if r[k] != "" else math.nan
             except (TypeError, ValueError) as exc:
                 raise PtychoError(f"{path}, line {i}: {exc}") from exc
             rows.append(r)
@@ -161,11 +194,13 @@ def collect_timing(metric_paths) -> list[dict]:
 
 
 def _index(rows) -> tuple[dict, list, list, list]:
-    """(value lookup, doses ascending, overlaps in order of appearance, arms in canonical order)."""
-    table, doses, overlaps, arms = {}, [], [], []
+    """(value lookup, doses ascending, overlaps in order of appearance, arms in canonical order);
+    a value is the mean over the cell's replicates."""
+    from ptycho.reporting.uncertainty import summarise_replicates
+
+    table = {k: e.value for k, e in summarise_replicates(rows).items()}
+    doses, overlaps, arms = [], [], []
     for r in rows:
-        key = (float(r["dose"]), r["overlap"], r["arm"], r["quantity"], r["metric"])
-        table[key] = float(r["value"])
         if r["dose"] not in doses:
             doses.append(float(r["dose"]))
         if r["overlap"] not in overlaps:
@@ -198,11 +233,30 @@ _MD_COLUMNS = (
 )
 
 
+def _cell_fluence(rows) -> dict:
+    """{(dose, overlap): mean fluence (photons/px) over the cell's replicates} of tidy rows."""
+    acc: dict[tuple, list] = {}
+    for r in rows:
+        f = float(r.get("fluence", math.nan))
+        if math.isfinite(f):
+            acc.setdefault((float(r["dose"]), r["overlap"]), []).append(f)
+    return {k: sum(v) / len(v) for k, v in acc.items()}
+
+
 def summary_markdown(rows, timing=None, title: str | None = None, references=None,
-                     sections=None) -> str:
+                     uncertainty=None, sections=None) -> str:
     """The Markdown text of ``write_summary_md``."""
+    from ptycho.reporting.uncertainty import (
+        interval_note,
+        replicate_counts,
+        summarise_replicates,
+        uncertainty_markdown,
+    )
+
     references = references or {}
     table, doses, overlaps, arms = _index(rows)
+    estimates = summarise_replicates(rows)
+    fluence = _cell_fluence(rows)
     study = rows[0]["study"] if rows else "?"
     scale = rows[0]["scale"] if rows else "?"
     lines = [f"# {title or f'Study {study} ({scale} scale): reconstruction quality'}", ""]
@@ -215,12 +269,19 @@ def summary_markdown(rows, timing=None, title: str | None = None, references=Non
         "aligned and scored identically in the same evaluation region. The best SSIM of each cell "
         "is in bold." + (" The *flat object* row of each cell scores a uniform object (1 wherever "
         "the test scan illuminates) the same way: the floor an arm must beat to show it "
-        "reconstructed anything." if references else "")),
+        "reconstructed anything." if references else "") + (
+        " Fluence: mean incident photons per object pixel over the evaluation region."
+        if fluence else "")),
         "",
     ]
-    header = ["Dose (photons)", "Overlap", "Arm"] + [c[2] for c in _MD_COLUMNS]
+    note = interval_note(uncertainty, replicate_counts(rows),
+                         any(math.isfinite(float(r.get("ci_low", math.nan))) for r in rows))
+    if note:
+        lines += [note, ""]
+    fl = ["Fluence (photons/px)"] if fluence else []
+    header = ["Dose (photons)", "Overlap", *fl, "Arm"] + [c[2] for c in _MD_COLUMNS]
     lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join(["---"] * 3 + ["---:"] * len(_MD_COLUMNS)) + "|")
+    lines.append("|" + "|".join(["---"] * (3 + len(fl)) + ["---:"] * len(_MD_COLUMNS)) + "|")
     for d in doses:
         for ov in overlaps:
             present = [a for a in arms if any(k[:3] == (d, ov, a) for k in table)]
@@ -229,18 +290,20 @@ def summary_markdown(rows, timing=None, title: str | None = None, references=Non
                 vals = [table.get((d, ov, a, q, "ssim")) for a in present]
                 vals = [v for v in vals if v is not None and math.isfinite(v)]
                 best[q] = max(vals) if vals else None
+            flu = [_cell(fluence.get((d, ov)), ".4g")] if fluence else []
             for a in present:
-                cells = [dose_label(d), ov, a]
+                cells = [dose_label(d), ov, *flu, a]
                 for q, name, _, fmt in _MD_COLUMNS:
                     v = table.get((d, ov, a, q, name))
-                    s = _cell(v, fmt)
+                    e = estimates.get((d, ov, a, q, name))
+                    s = _cell(v, fmt) if e is None else e.text(fmt)
                     if name == "ssim" and v is not None and best.get(q) == v and len(present) > 1:
                         s = f"**{s}**"
                     cells.append(s)
                 lines.append("| " + " | ".join(cells) + " |")
             ref = references.get((d, ov))
             if ref and present:
-                cells = [dose_label(d), ov, "*flat object*"]
+                cells = [dose_label(d), ov, *flu, "*flat object*"]
                 for q, name, _, fmt in _MD_COLUMNS:
                     v = ref.get(q, {}).get(name)
                     cells.append(_cell(None if v is None else float(v), fmt))
@@ -248,6 +311,8 @@ def summary_markdown(rows, timing=None, title: str | None = None, references=Non
     lines.append("")
     if references:
         lines += _margin_markdown(table, doses, overlaps, arms, references)
+    if uncertainty:
+        lines += uncertainty_markdown(uncertainty, estimates)
     if timing:
         lines += _timing_markdown(timing)
     lines += [s for s in (sections or ()) if s]
@@ -279,7 +344,7 @@ def _margin_markdown(table, doses, overlaps, arms, references) -> list[str]:
 
 
 def _timing_markdown(timing) -> list[str]:
-    t = {}
+    acc: dict[tuple, list] = {}
     cells, arms, iters = [], [], set()
     for e in timing:
         key = (float(e["dose"]), e["overlap"])
@@ -287,9 +352,11 @@ def _timing_markdown(timing) -> list[str]:
             cells.append(key)
         if e["arm"] not in arms:
             arms.append(e["arm"])
-        t[key + (e["arm"],)] = e.get("recon_wall_time_s")
+        if e.get("recon_wall_time_s") is not None:
+            acc.setdefault(key + (e["arm"],), []).append(float(e["recon_wall_time_s"]))
         if e["arm"] == "iterative" and e.get("iterations") is not None:
             iters.add(int(e["iterations"]))
+    t = {k: sum(v) / len(v) for k, v in acc.items()}  # mean over the replicates
     arms.sort(key=arm_sort_key)
     overlap_order = []
     for _, ov in cells:
@@ -300,7 +367,8 @@ def _timing_markdown(timing) -> list[str]:
     lines = ["## Reconstruction wall time", ""]
     text = ("Wall time (s) of reconstructing the test split of each cell: network inference and "
             "stitching for the trained arms, the whole solve for the iterative arm (and for the "
-            "hybrid arm, plus the inference of the network it starts from).")
+            "hybrid arm, plus the inference of the network it starts from)"
+            + (" (mean over the replicates)." if len(timing) > len(t) else "."))
     if ratio:
         text += " The last column is the speed ratio iterative / pinn_g1 inference (>1: PINN is faster)."
     if iters:
@@ -326,15 +394,19 @@ def _timing_markdown(timing) -> list[str]:
 
 
 def write_summary_md(rows, timing, path, title: str | None = None, references=None,
-                     sections=None) -> None:
+                     uncertainty=None, sections=None) -> None:
     """Markdown summary: one row per cell x arm (amplitude/phase SSIM, MS-SSIM, PSNR, MAE,
     FRC 1/7, complex NCE) plus the flat-object reference row of each cell and the SSIM margins
     over it (``references``: ``collect_references(...)`` output, or None to omit them), then the
     reconstruction wall time per arm and cell with the speed ratio iterative / pinn_g1.
-    ``timing`` is ``collect_timing(...)`` output (or None to omit it); ``sections``: further
-    Markdown texts appended in order (e.g. the quality-time tables)."""
+    ``timing`` is ``collect_timing(...)`` output (or None to omit it). Every number shows its
+    interval (one replicate) or mean ± sd (several); ``uncertainty``
+    (``ptycho.reporting.uncertainty.collect_uncertainty(...)``, or None) adds the paired
+    differences between arms, the fluence per cell, the equal-fluence view and the
+    dose-resolution fits; ``sections``: further Markdown texts appended in order (e.g. the
+    quality-time tables)."""
     with atomic_path(path, ".md") as tmp:
-        tmp.write_text(summary_markdown(rows, timing, title, references, sections))
+        tmp.write_text(summary_markdown(rows, timing, title, references, uncertainty, sections))
 
 
 __all__ = [

@@ -18,6 +18,12 @@ and overlap under ``recon/<arm>/``, its filled object must hash to the recorded
 ``start_object_sha256``, and that hash must differ from the ground truth's and a flat object's.
 The snapshot check (``snapshots_scored``) wants every solver arm scored at the study's snapshot
 epochs, with increasing wall times and the last snapshot's metrics equal to the final object's.
+``"iterations" >= 1``.
+
+Replicates: ``grid_complete`` asks for every cell and arm; ``replicates_complete`` for every
+replicate of every cell (its datasets, with the study's replicate attribute and the same scan
+positions as the cell's other replicates, and one metrics file per arm); ``intervals_valid`` that
+every metrics file holds finite intervals that contain their values, and a positive fluence.
 """
 
 from __future__ import annotations
@@ -62,6 +68,7 @@ def _listing(items, what: str) -> str:
 # ----------------------------------------------------------------------------------- checks
 def check_grid_complete(study: StudyConfig, rows) -> tuple[bool, str]:
     have: dict[tuple, set] = {}
+    seen: set[tuple] = set()
     dups, wrong_g, bad = [], [], []
     for r in rows:
         try:
@@ -71,8 +78,10 @@ def check_grid_complete(study: StudyConfig, rows) -> tuple[bool, str]:
             continue
         qm = (r["quantity"], r["metric"])
         got = have.setdefault(key, set())
-        if qm in got:
-            dups.append(f"{key[0]}_{key[1]}/{key[2]} {qm[0]}.{qm[1]}")
+        rep = int(r.get("replicate", 0))
+        if (key, rep, qm) in seen:
+            dups.append(f"{key[0]}_{key[1]}/{key[2]} r{rep} {qm[0]}.{qm[1]}")
+        seen.add((key, rep, qm))
         got.add(qm)
         try:
             if int(r["gridsize"]) != arm_gridsize(r["arm"]):
@@ -114,7 +123,9 @@ def check_metric_values(rows) -> tuple[bool, str]:
     bad = []
     for r in rows:
         v, m = r["value"], r["metric"]
-        where = f"{dose_label(r['dose'])}_{r['overlap']}/{r['arm']} {r['quantity']}.{m} = {v!r}"
+        rep = int(r.get("replicate", 0))
+        where = (f"{dose_label(r['dose'])}_{r['overlap']}/{r['arm']}{f' r{rep}' if rep else ''} "
+                 f"{r['quantity']}.{m} = {v!r}")
         if not math.isfinite(v):
             bad.append(f"{where} (not finite)")
             continue
@@ -306,7 +317,7 @@ def check_iterative(study: StudyConfig, metric_paths, root) -> tuple[bool, str]:
             continue
         seen += 1
         info = m.get("recon_info") or {}
-        cell = f"{dose_label(m['dose'])}_{m['overlap_view']}"
+        cell = f"{dose_label(m['dose'])}_{m['overlap_view']}_r{int(m.get('replicate', 0))}"
         if not info:
             rec_path = Path(root) / "recon" / "iterative" / f"{cell}.h5"
             if rec_path.is_file():
@@ -433,6 +444,65 @@ def check_snapshots(study: StudyConfig, scale: str, metric_paths) -> tuple[bool,
         return False, _listing(bad, "solver reconstructions without consistent snapshots")
     return True, (f"{seen} solver reconstructions scored at epochs {want}; each last snapshot "
                   "equals its final object's metrics")
+def check_replicates(study: StudyConfig, scale: str, dataset_pairs, metric_paths
+                     ) -> tuple[bool, str]:
+    """Every replicate 0 .. R - 1 of every cell has its dataset pair (replicate attribute set,
+    the scan positions of the cell's other replicates) and a metrics file for every arm."""
+    import numpy as np
+
+    from ptycho.data.dataset import Dataset
+
+    R = study.scale(scale).replicates
+    want = {(d, ov, k) for d in study.dose_labels for ov in study.overlaps for k in range(R)}
+    data, positions, bad = {}, {}, []
+    for pair in dataset_pairs:
+        for path in pair:
+            with Dataset(path, require_object=False) as ds:
+                key = (dose_label(ds.dose), str(ds.config.get("overlap_view")), ds.replicate)
+                split, pos = ds.split, ds.positions
+            data.setdefault(key, set()).add(split)
+            ref = positions.setdefault((key[1], split), pos)
+            if ref.shape != pos.shape or not np.array_equal(ref, pos):
+                bad.append(f"{path}: scan positions differ from the other replicates of "
+                           f"{key[1]} ({split})")
+    missing = [f"{d}_{ov}_r{k} (datasets)" for d, ov, k in sorted(want)
+               if data.get((d, ov, k)) != {"train", "test"}]
+    have: dict[tuple, set] = {}
+    for p in metric_paths:
+        m = read_metrics_json(p)
+        key = (dose_label(m["dose"]), str(m["overlap_view"]), int(m.get("replicate", 0)))
+        have.setdefault(key, set()).add(str(m["arm"]))
+    for d, ov, k in sorted(want):
+        lack = [a for a in study.arm_ids if a not in have.get((d, ov, k), set())]
+        if lack:
+            missing.append(f"{d}_{ov}_r{k} (no metrics for {', '.join(lack)})")
+    extra = sorted(f"{d}_{ov}_r{k}" for d, ov, k in set(have) | set(data) if k >= R)
+    problems = []
+    if missing:
+        problems.append(_listing(missing, "missing cell replicates"))
+    if extra:
+        problems.append(_listing(extra, f"replicates beyond the study's {R}"))
+    if bad:
+        problems.append(_listing(bad, "replicates with other scan positions"))
+    if problems:
+        return False, " | ".join(problems)
+    return True, (f"{R} replicate(s) of {len(study.dose_labels) * len(study.overlaps)} cells: "
+                  f"datasets (shared scan positions) and metrics of {len(study.arm_ids)} arms")
+
+
+def check_intervals(metric_paths) -> tuple[bool, str]:
+    """Every metrics file: finite intervals that contain their values, and a positive fluence."""
+    from ptycho.reporting.uncertainty import check_interval_record
+
+    bad = []
+    for p in metric_paths:
+        bad += check_interval_record(read_metrics_json(p), str(p))
+    if not metric_paths:
+        return False, "no metrics files given"
+    if bad:
+        return False, _listing(bad, "bad intervals")
+    return True, (f"{len(metric_paths)} metrics files: every interval is finite and contains its "
+                  "value; fluence recorded")
 
 
 def check_inventory_disk(inventory_path, root) -> tuple[bool, str]:
@@ -534,6 +604,9 @@ def verify_study(study_dict: dict, scale: str, root, expected_files, dataset_pai
     run("hybrid_network_start", lambda: (need(study), check_hybrid(study, metric_paths, root))[1])
     run("snapshots_scored",
         lambda: (need(study), check_snapshots(study, scale, metric_paths))[1])
+    run("replicates_complete",
+        lambda: (need(study), check_replicates(study, scale, dataset_pairs, metric_paths))[1])
+    run("intervals_valid", check_intervals, metric_paths)
     run("inventory_matches_disk", check_inventory_disk, inventory_path, root)
     run("no_leftover_temporaries", check_no_partial_files, root)
     run("study_matches_results",

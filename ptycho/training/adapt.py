@@ -33,7 +33,7 @@ import numpy as np
 from ptycho.config import AdaptationConfig
 from ptycho.data.dataset import Dataset
 from ptycho.errors import DatasetError, TrainingError
-from ptycho.rng import int_seed, rng_for
+from ptycho.rng import int_seed, replicate_labels, rng_for
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +49,13 @@ def adapted_arm_id(source_arm: str) -> str:
 
 def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_size: int,
               seed: int, out_model, out_bundle, out_history, out_curve, threads: int = 1,
-              expected_arm: str | None = None) -> dict:
+              expected_arm: str | None = None, replicate: int = 0) -> dict:
     """Fine-tune the PINN of ``model_path``/``bundle_path`` on the counts of ``test_path`` for
     ``cfg.epochs`` epochs (Adam, warmed up to ``cfg.learning_rate`` over one epoch and decayed to
     zero by a cosine; batches of ``batch_size`` patterns, an
     epoch draws 1/C of the groups as in training) and write the adapted bundle. Returns it.
+    ``replicate``: the cell replicate of ``test_path`` (k >= 1 adds its label to every stream,
+    as in training and in inference's grouping).
 
     Raises TrainingError for a source that is not a PINN or does not match the data (N, dose),
     DatasetError for unreadable data or NaN/inf/negative counts; no output is left on failure.
@@ -83,6 +85,9 @@ def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_s
                                 f"{source['dose']:g}, {test_path} at {ds.dose:g}")
         if ds.n == 0:
             raise DatasetError(f"{test_path}: no diffraction patterns to adapt to")
+        if ds.replicate != int(replicate):
+            raise TrainingError(f"{test_path}: the file is replicate {ds.replicate}, but replicate "
+                                f"{replicate} is to be adapted")
         count_statistics(ds)
         configure_tensorflow(threads)
         import keras
@@ -92,16 +97,18 @@ def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_s
         from ptycho.training.callbacks import EpochRecorder, KeepBest, NaNGuard
 
         dose_lbl, view = cell_labels(ds)
-        tf_seed = int_seed(seed, arm, dose_lbl, view)
+        rep = replicate_labels(replicate)
+        tf_seed = int_seed(seed, arm, dose_lbl, view, *rep)
         keras.utils.set_random_seed(tf_seed)
         model = load_model(model_path, source, bundle_path)
         # the groups inference stitches (same grouping stream), so the adapted model is fitted to
         # exactly the inputs it then reconstructs
         table = group_table(ds.positions, g, int(source["config"]["neighbours"]), N,
-                            grouping_rng(int(source["seeds"]["grouping"]), "test", dose_lbl, view))
+                            grouping_rng(int(source["seeds"]["grouping"]), "test", dose_lbl, view,
+                                         replicate))
         per_batch = max(1, batch_size // table.C)
         per_epoch = max(1, math.ceil(len(table) / table.C))
-        rng = rng_for(seed, "adapt", arm, dose_lbl, view)
+        rng = rng_for(seed, "adapt", arm, dose_lbl, view, *rep)
         everything = np.arange(len(table))
         train = BatchSource(ds, table, everything, per_batch, "pinn", rng, per_epoch=per_epoch)
         # a fresh Adam at full step size would first knock the trained weights off (its first

@@ -26,7 +26,7 @@ from ptycho.data.dataset import Dataset
 from ptycho.data.grouping import group_offsets, make_groups
 from ptycho.data.io import atomic_path
 from ptycho.errors import ConfigError, DatasetError, TrainingError
-from ptycho.rng import int_seed, rng_for
+from ptycho.rng import int_seed, replicate_labels, rng_for
 from ptycho.training.runtime import configure_tensorflow, package_versions, peak_gpu_mb
 
 log = logging.getLogger(__name__)
@@ -55,13 +55,33 @@ def group_table(positions: np.ndarray, gridsize: int, neighbours: int, N: int,
     return ItemTable(groups, offsets)
 
 
-def grouping_rng(study_seed: int, split: str, dose_lbl: str, view: str) -> np.random.Generator:
-    return rng_for(study_seed, "groups", split, dose_lbl, view)
+def grouping_rng(study_seed: int, split: str, dose_lbl: str, view: str,
+                 replicate: int = 0) -> np.random.Generator:
+    return rng_for(study_seed, "groups", split, dose_lbl, view, *replicate_labels(replicate))
+
+
+def training_streams(study: StudyConfig, arm_id: str, dose_lbl: str, view: str,
+                     replicate: int = 0) -> dict:
+    """The seeded streams of one arm's training in one cell replicate: ``tensorflow`` (int seed
+    of Keras' initialisation and dropout), ``grouping``, ``validation`` (the same held-out items
+    for every arm of a cell replicate: no arm label) and ``shuffle`` (Generators). Replicate
+    k >= 1 adds its label to every stream (``ptycho.rng.replicate_labels``); replicate 0 draws
+    the streams of a study without replicates."""
+    rep = replicate_labels(replicate)
+    seeds = study.seeds
+    return {
+        "tensorflow": int_seed(seeds.training, arm_id, dose_lbl, view, *rep),
+        "grouping": grouping_rng(seeds.grouping, "train", dose_lbl, view, replicate),
+        "validation": rng_for(seeds.training, "validation", dose_lbl, view, *rep),
+        "shuffle": rng_for(seeds.training, "shuffle", arm_id, dose_lbl, view, *rep),
+        "labels": [arm_id, dose_lbl, view, *rep],
+    }
 
 
 def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, model_path,
-              bundle_path, history_path, curve_path, threads: int = 1) -> dict:
-    """Train ``arm_id`` (pinn_g1, pinn_g2 or baseline) on the train split ``train_path``.
+              bundle_path, history_path, curve_path, threads: int = 1, replicate: int = 0) -> dict:
+    """Train ``arm_id`` (pinn_g1, pinn_g2 or baseline) on the train split ``train_path`` of
+    replicate ``replicate`` (its seeds: :func:`training_streams`; the file must be that replicate).
 
     Returns the bundle dictionary (also written to ``bundle_path``). Raises DatasetError for an empty
     file, NaN/inf/negative counts or (baseline) a file without ground truth, ConfigError for an
@@ -90,6 +110,9 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
             raise ConfigError(f"{train_path}: patterns are {ds.N} x {ds.N} but scale '{scale_name}' "
                               f"has N = {scale.N}")
         ds.check_positions()
+        if ds.replicate != int(replicate):
+            raise ConfigError(f"{train_path}: the file is replicate {ds.replicate}, but replicate "
+                              f"{replicate} is to be trained")
         configure_tensorflow(threads)
         import keras
 
@@ -98,16 +121,16 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
         stats = count_statistics(ds, scale.chunk_size)
         norm = input_norm(stats["mean_counts_per_pixel"], train_path)
         dose_lbl, view = cell_labels(ds)
-        seed = int_seed(study.seeds.training, arm_id, dose_lbl, view)
+        streams = training_streams(study, arm_id, dose_lbl, view, replicate)
+        seed = streams["tensorflow"]
         keras.utils.set_random_seed(seed)
         positions = ds.positions
         N = ds.N
-        table = group_table(positions, gridsize, study.neighbours, N,
-                            grouping_rng(study.seeds.grouping, "train", dose_lbl, view))
+        table = group_table(positions, gridsize, study.neighbours, N, streams["grouping"])
         # The same validation items for every arm of a cell (no arm label in the stream).
         tr_idx, val_idx = split_validation(len(table), tc.validation_fraction,
-                                           rng_for(study.seeds.training, "validation", dose_lbl, view))
-        shuffle_rng = rng_for(study.seeds.training, "shuffle", arm_id, dose_lbl, view)
+                                           streams["validation"])
+        shuffle_rng = streams["shuffle"]
         obj = ds.object if supervised else None
         kind = "baseline" if supervised else "pinn"
         # one group per position, but per epoch only 1/C of them, and batch_size counts patterns:
@@ -163,6 +186,7 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
             "dose": ds.dose,
             "dose_label": dose_lbl,
             "overlap_view": view,
+            "replicate": int(replicate),
             "loss": loss_name,
             "backbone": {"kind": tc.backbone, "filters": tc.filters, "depth": tc.depth,
                          "support": tc.support, "parameters": count_parameters(model)},
@@ -171,7 +195,7 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
             "config": {"training": asdict(tc), "neighbours": study.neighbours,
                        "object_shape": list(ds.object_shape)},
             "seeds": {"training": study.seeds.training, "grouping": study.seeds.grouping,
-                      "tensorflow": seed, "labels": [arm_id, dose_lbl, view]},
+                      "tensorflow": seed, "labels": streams["labels"]},
             "versions": package_versions(),
             "train_path": str(train_path),
             "n_patterns": ds.n,

@@ -61,7 +61,18 @@ NETWORK_RULES = {
 PINN_ARMS = [a for a in ARMS if a.startswith(("pinn_g", "adapted_g"))]
 # the network arm whose test reconstruction starts the hybrid arm (None without a hybrid arm)
 HYBRID_START = STUDY.hybrid.start_from if STUDY.hybrid else None
-CELLS = [f"{d}_{o}" for d in DOSES for o in OVERLAPS]
+# Replicate k of a cell draws its own noise, grouping and training seeds (shared scan positions).
+REPLICATES = {s: STUDY.scale(s).replicates for s in SCALES}
+
+
+def cells(scale):
+    """Every cell replicate of a scale, as in the CELL pattern: 1e3_dense_r0, 1e3_dense_r1, ..."""
+    return [
+        f"{d}_{o}_r{k}"
+        for d in DOSES
+        for o in OVERLAPS
+        for k in range(REPLICATES[scale])
+    ]
 
 
 def _check_results_owner():
@@ -142,10 +153,12 @@ wildcard_constraints:
     overlap="|".join(OVERLAPS),
     gridsize="|".join(str(g) for g in STUDY.gridsizes),
     arm="|".join(ARMS),
+    replicate=r"\d+",
 
 
 ROOT = f"{RESULTS}/{{study}}/{{scale}}"
-CELL = "{dose}_{overlap}"
+# One grid cell replicate: every per-cell path and log holds it (data, models, recon, eval).
+CELL = "{dose}_{overlap}_r{replicate}"
 
 
 def root(scale):
@@ -170,14 +183,14 @@ def mem_mb(scaled, full):
 
 
 def datasets(scale, split):
-    return [f"{root(scale)}/data/{c}/{split}.h5" for c in CELLS]
+    return [f"{root(scale)}/data/{c}/{split}.h5" for c in cells(scale)]
 
 
 def dataset_outputs(scale):
     r = root(scale)
     return [
         f"{r}/data/{c}/{f}"
-        for c in CELLS
+        for c in cells(scale)
         for f in ("train.h5", "test.h5", "summary.json", "summary.png")
     ]
 
@@ -187,13 +200,13 @@ def model_outputs(scale, arms):
     return [
         f"{r}/models/{a}/{c}/{f}"
         for a in arms
-        for c in CELLS
+        for c in cells(scale)
         for f in ("model.keras", "bundle.json", "history.csv", "loss.png")
     ]
 
 
 def recon_outputs(scale, arms):
-    return [f"{root(scale)}/recon/{a}/{c}.h5" for a in arms for c in CELLS]
+    return [f"{root(scale)}/recon/{a}/{c}.h5" for a in arms for c in cells(scale)]
 
 
 def eval_outputs(scale):
@@ -201,23 +214,33 @@ def eval_outputs(scale):
     return [
         f"{r}/eval/{a}/{c}/{f}"
         for a in ARMS
-        for c in CELLS
+        for c in cells(scale)
         for f in ("metrics.json", "aligned.h5")
     ]
 
 
 def metric_files(wildcards):
     r = root(wildcards.scale)
-    return [f"{r}/eval/{a}/{c}/metrics.json" for a in ARMS for c in CELLS]
+    return [
+        f"{r}/eval/{a}/{c}/metrics.json" for a in ARMS for c in cells(wildcards.scale)
+    ]
 
 
 def history_files(wildcards):
     r = root(wildcards.scale)
-    return [f"{r}/models/{a}/{c}/history.csv" for a in TRAINED_ARMS for c in CELLS]
+    return [
+        f"{r}/models/{a}/{c}/history.csv"
+        for a in TRAINED_ARMS
+        for c in cells(wildcards.scale)
+    ]
 
 
 def history_labels(wildcards):
-    return [f"{a} {c.replace('_', ' ')}" for a in TRAINED_ARMS for c in CELLS]
+    return [
+        f"{a} {c.replace('_', ' ')}"
+        for a in TRAINED_ARMS
+        for c in cells(wildcards.scale)
+    ]
 
 
 def report_outputs(scale):
@@ -230,11 +253,18 @@ def report_outputs(scale):
         "frc",
         "losses",
         "quality_time",
+        "fluence",
+        "dose_resolution",
     ]
     return (
-        [f"{r}/metrics.csv", f"{r}/summary.md", f"{r}/quality_time.csv"]
+        [
+            f"{r}/metrics.csv",
+            f"{r}/summary.md",
+            f"{r}/quality_time.csv",
+            f"{r}/dose_resolution.csv",
+        ]
         + [f"{r}/figures/{f}.png" for f in figs]
-        + [f"{r}/comparisons/{c}.png" for c in CELLS]
+        + [f"{r}/comparisons/{c}.png" for c in cells(scale)]
     )
 
 
@@ -260,14 +290,16 @@ def verified_inputs(scale):
 
 
 def benchmark_files(wildcards):
-    r = f"{root(wildcards.scale)}/benchmarks"
-    out = [f"{r}/simulate_dataset/{c}.tsv" for c in CELLS]
+    scale = wildcards.scale
+    r = f"{root(scale)}/benchmarks"
+    out = [f"{r}/simulate_dataset/{c}.tsv" for c in cells(scale)]
     for a in TRAINED_ARMS:
         out += [
-            f"{r}/{NETWORK_RULES[a.rstrip('0123456789')]}/{a}/{c}.tsv" for c in CELLS
+            f"{r}/{NETWORK_RULES[a.rstrip('0123456789')]}/{a}/{c}.tsv"
+            for c in cells(scale)
         ]
     for a in [a for a in ARMS if is_solver_arm(a)]:
-        out += [f"{r}/reconstruct/{a}/{c}.tsv" for c in CELLS]
+        out += [f"{r}/reconstruct/{a}/{c}.tsv" for c in cells(scale)]
     for a in ARMS:
-        out += [f"{r}/evaluate_arm/{a}/{c}.tsv" for c in CELLS]
+        out += [f"{r}/evaluate_arm/{a}/{c}.tsv" for c in cells(scale)]
     return out

@@ -16,5 +16,7 @@ rule evaluate_arm:
     resources:
         mem_mb=mem_mb(1000, 8000),
         runtime=lambda wildcards: 30 if is_full(wildcards) else 5,
+    params:
+        study=STUDY_DICT,
     script:
         "../scripts/evaluate_arm.py"

@@ -12,7 +12,12 @@ rule simulate_dataset:
             f"{ROOT}/data/{CELL}/summary.png",
             caption="../report/dataset.rst",
             category="Datasets",
-            labels={"dose": "{dose}", "overlap": "{overlap}", "scale": "{scale}"},
+            labels={
+                "dose": "{dose}",
+                "overlap": "{overlap}",
+                "replicate": "{replicate}",
+                "scale": "{scale}",
+            },
         ),
     log:
         f"{ROOT}/logs/simulate_dataset/{CELL}.log",

@@ -102,27 +102,60 @@ rule plot_quality_time:
 rule plot_comparison:
     input:
         aligned=lambda wc: [
-            f"{root(wc.scale)}/eval/{a}/{wc.dose}_{wc.overlap}/aligned.h5"
-            for a in ARMS
+            f"{root(wc.scale)}/eval/{a}/{CELL.format(**wc)}/aligned.h5" for a in ARMS
         ],
         metrics=lambda wc: [
-            f"{root(wc.scale)}/eval/{a}/{wc.dose}_{wc.overlap}/metrics.json"
-            for a in ARMS
+            f"{root(wc.scale)}/eval/{a}/{CELL.format(**wc)}/metrics.json" for a in ARMS
         ],
     output:
         png=report(
             f"{ROOT}/report/comparisons/{CELL}.png",
             caption="../report/comparison.rst",
             category="Comparisons",
-            labels={"dose": "{dose}", "overlap": "{overlap}"},
+            labels={
+                "dose": "{dose}",
+                "overlap": "{overlap}",
+                "replicate": "{replicate}",
+            },
         ),
     log:
         f"{ROOT}/logs/plot_comparison/{CELL}.log",
     params:
         arms=ARMS,
-        title=lambda wc: f"{STUDY_NAME} ({wc.scale}): dose {wc.dose} photons/exposure, {wc.overlap} overlap",
+        title=lambda wc: f"{STUDY_NAME} ({wc.scale}): dose {wc.dose} photons/exposure, {wc.overlap} overlap, replicate {wc.replicate}",
     script:
         "../scripts/report_cell.py"
+
+
+rule fit_dose_resolution:
+    input:
+        csv=f"{ROOT}/report/metrics.csv",
+        metrics=metric_files,
+    output:
+        csv=report(
+            f"{ROOT}/report/dose_resolution.csv",
+            caption="../report/dose_resolution.rst",
+            category="Tables",
+            labels={"table": "dose-resolution power-law fits (CSV)"},
+        ),
+        fluence=report(
+            f"{ROOT}/report/figures/fluence.png",
+            caption="../report/fluence.rst",
+            category="Curves",
+            labels={"figure": "SSIM versus fluence"},
+        ),
+        fits=report(
+            f"{ROOT}/report/figures/dose_resolution.png",
+            caption="../report/dose_resolution.rst",
+            category="Curves",
+            labels={"figure": "dose-resolution fits"},
+        ),
+    log:
+        f"{ROOT}/logs/fit_dose_resolution.log",
+    params:
+        study=STUDY_DICT,
+    script:
+        "../scripts/report_fluence.py"
 
 
 rule verify_study:

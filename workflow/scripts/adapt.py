@@ -2,7 +2,8 @@
 split's counts (no labels), then reconstruct that test split with it (rule adapt_pinn).
 
 input: model, bundle (the trained PINN), test; output: model, bundle, history, curve, recon;
-params: study (dict), scale, overlap, source_arm (the trained PINN's arm id); threads.
+params: study (dict), scale, overlap, source_arm (the trained PINN's arm id); threads; wildcards:
+replicate (the cell replicate).
 """
 
 from ptycho.config import StudyConfig
@@ -18,7 +19,8 @@ def main(smk) -> None:
     bundle = adapt_arm(smk.input.model, smk.input.bundle, smk.input.test, scale.adaptation,
                        scale.training.batch_size, study.seeds.training, smk.output.model,
                        smk.output.bundle, smk.output.history, smk.output.curve,
-                       threads=smk.threads, expected_arm=smk.params.source_arm)
+                       threads=smk.threads, expected_arm=smk.params.source_arm,
+                       replicate=int(smk.wildcards.replicate))
     reconstruct_with_study(smk.output.model, smk.output.bundle, smk.input.test, study,
                            smk.params.scale, smk.params.overlap, smk.output.recon,
                            threads=smk.threads, tmp_dir=getattr(smk.resources, "tmpdir", None),

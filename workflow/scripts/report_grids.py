@@ -1,7 +1,8 @@
 """Study figures from the metrics table: SSIM / MS-SSIM grids, delta grid, metrics versus dose,
 FRC curves and training losses.
 
-input:  csv (metrics.csv), metrics (list of metrics.json), histories (list of history.csv)
+input:  csv (metrics.csv), metrics (list of metrics.json: FRC curves and the bootstrap records
+        of the paired differences), histories (list of history.csv)
 output: ssim_grid, ms_ssim_grid, delta_grid, metric_vs_dose, frc, losses (PNG)
 params: history_labels (one 'arm dose overlap' label per history); optional study (dict) to label
         overlap views with their target f
@@ -18,7 +19,11 @@ def main(smk):
     csv = smk.input.csv
     grids.plot_metric_grid(csv, smk.output.ssim_grid, "ssim", overlap_targets=targets)
     grids.plot_metric_grid(csv, smk.output.ms_ssim_grid, "ms_ssim", overlap_targets=targets)
-    grids.plot_delta_grid(csv, smk.output.delta_grid, overlap_targets=targets)
+    from ptycho.reporting.uncertainty import collect_paired_differences
+
+    paired = collect_paired_differences(list(smk.input.metrics),
+                                        metrics=(("amplitude", "ssim"), ("phase", "ssim")))
+    grids.plot_delta_grid(csv, smk.output.delta_grid, overlap_targets=targets, paired=paired)
     grids.plot_metric_vs_dose(csv, smk.output.metric_vs_dose, overlap_targets=targets)
     grids.plot_frc_curves(list(smk.input.metrics), smk.output.frc)
     grids.plot_loss_curves(list(smk.input.histories), list(smk.params.history_labels),

@@ -22,6 +22,7 @@ def main(smk):
         write_metrics_csv,
         write_summary_md,
     )
+    from ptycho.reporting.uncertainty import collect_uncertainty
 
     metrics = list(smk.input.metrics)
     study = smk.params.study["study"]
@@ -31,6 +32,7 @@ def main(smk):
     write_quality_time_csv(frontier, smk.output.quality_time, study, smk.params.scale)
     write_summary_md(rows, collect_timing(metrics), smk.output.md,
                      references=collect_references(metrics),
+                     uncertainty=collect_uncertainty(metrics, rows, smk.params.study),
                      sections=[frontier_markdown(frontier)])
 
 
