@@ -208,7 +208,8 @@ def _need(headers: dict, path, key: str, kinds: str, ndim: int) -> tuple:
 def open_npz(path) -> SplitSource:
     """A split from a PtychoPINN NPZ (counts = diffraction amplitude squared).
 
-    Amplitudes whose squares are whole numbers are counts; otherwise (PtychoPINN's normalised
+    Positions are ``ycoords`` / ``xcoords`` (PtychoPINN's ``*_start`` keys, pre-correction
+    coordinates, are not needed). Amplitudes whose squares are whole numbers are counts; otherwise (PtychoPINN's normalised
     amplitudes) they are scaled so that the mean counts per pattern equal ``nphotons`` of
     ``_metadata``, and a file with neither is refused. The incident dose is
     ``additional_parameters.dose_photons_per_exposure`` when the file records it.
@@ -234,10 +235,6 @@ def open_npz(path) -> SplitSource:
     meta = read_metadata(path)
     with np.load(path, allow_pickle=False) as z:
         pos = np.stack([z["ycoords"], z["xcoords"]], axis=1).astype(np.float64)
-        for k, j in (("ycoords_start", 0), ("xcoords_start", 1)):
-            if k in z.files and not np.array_equal(np.asarray(z[k], np.float64), pos[:, j]):
-                raise DatasetError(f"{path}: '{k}' differs from '{k[:7]}': grouped-start "
-                                   "coordinates are not single-pattern positions")
         probe = z["probeGuess"].astype(np.complex64)
         obj = z["objectGuess"].astype(np.complex64) if "objectGuess" in z.files else None
     extra = meta.get("additional_parameters") or {}
