@@ -1,4 +1,5 @@
-"""Evaluate one reconstruction file against the ground truth of its test split."""
+"""Evaluate one reconstruction file: against the ground truth of its test split, or, for a test
+split without one, with ground-truth-free measures only (:mod:`ptycho.evaluation.residual`)."""
 
 from __future__ import annotations
 
@@ -19,11 +20,17 @@ from ptycho.evaluation.region import (
     probe_peak_intensity,
     region_from_illumination,
 )
+from ptycho.evaluation.residual import HALF_SUFFIX, data_residual, half_frc
 from ptycho.reconstruct.io import read_reconstruction
 
 REGION_THRESHOLD = 0.1
 REGION_EROSION_PX = 2
 UPSAMPLE = 20
+GROUND_TRUTH_FREE = ("data.poisson_deviance", f"amplitude.frc50_px{HALF_SUFFIX}",
+                     f"amplitude.frc17_px{HALF_SUFFIX}", f"phase.frc50_px{HALF_SUFFIX}",
+                     f"phase.frc17_px{HALF_SUFFIX}")
+"""Metrics (quantity.metric) that need no ground truth: the data residual and the FRC between
+the reconstructions of two interleaved halves of the test scan."""
 
 
 def flat_reference(truth: np.ndarray, mask: np.ndarray, illum: np.ndarray, peak: float) -> dict:
@@ -37,8 +44,15 @@ def flat_reference(truth: np.ndarray, mask: np.ndarray, illum: np.ndarray, peak:
     return metrics
 
 
-def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path) -> dict:
+def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path,
+                            halves=None) -> dict:
     """Region, alignment and metrics of one arm's reconstruction; writes two files atomically.
+
+    A test split without ground truth is evaluated by :func:`evaluate_without_truth` (``halves``,
+    the arm's reconstructions of the two interleaved half scans, are then required); with ground
+    truth, ``halves`` (optional) add the half-scan FRC. Every evaluation also reports the data
+    residual (``metrics["data"]["poisson_deviance"]``, details in ``data_residual``, the flat
+    object's and the ground truth's in ``reference``).
 
     ``recon_path``: reconstruction HDF5 (:mod:`ptycho.reconstruct.io`); ``test_path``: the test
     split dataset it reconstructed (positions, probe and ground-truth object are read from it).
@@ -56,34 +70,33 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path) -
                        "scale_phase": rad, "ramp": [offset rad, gy rad/px, gx rad/px]},
          "metrics": {"amplitude": {mae, mse, psnr, psnr_data_range, ssim, ms_ssim,
                                    frc50_px, frc17_px},
-                     "phase": {same keys}, "complex": {"nce": float}},
+                     "phase": {same keys}, "complex": {"nce": float},
+                     "data": {"poisson_deviance": float (mean per pattern)}},
          "frc": {"amplitude": {"freq": [cycles/px], "frc": [...]}, "phase": {...}},
          "recon_wall_time_s": float, "recon_info": dict,
-         "reference": {"flat_object": {"amplitude": {...}, "phase": {...}, "complex": {...}}},
+         "reference": {"flat_object": {"amplitude": {...}, "phase": {...}, "complex": {...},
+                                       "data": {"poisson_deviance"}},
+                       "ground_truth": {"data": {"poisson_deviance"}}},
          "evaluation": {"region_threshold", "region_erosion_px", "registration_upsample",
-                        "max_shift_px", "psnr_data_range" (text), "psnr_cap_db"}}
+                        "max_shift_px", "psnr_data_range" (text), "psnr_cap_db"},
+         "ground_truth": true, "data_residual": {see residual.data_residual}}
+
+    With ``halves``: ``metrics.amplitude`` / ``metrics.phase`` also hold ``frc50_px_halves`` and
+    ``frc17_px_halves``, with ``frc_halves`` curves and a ``halves`` block.
 
     Raises ``DatasetError`` when the files do not belong together (shape, dose, split) and
     ``PtychoError`` when the region is empty or a metric cannot be computed.
     """
-    rec = read_reconstruction(recon_path)
-    with Dataset(test_path) as ds:
-        positions, probe, truth = ds.positions, ds.probe, ds.object
-        ds_dose, split = ds.dose, ds.split
-    if split != "test":
-        raise DatasetError(f"{test_path}: split is '{split}', expected the 'test' split")
-    if rec.object.shape != truth.shape:
-        raise DatasetError(f"{recon_path}: reconstruction is {rec.object.shape}, the ground truth "
-                           f"of {test_path} is {truth.shape}")
-    if not math.isclose(rec.dose, ds_dose, rel_tol=1e-6):
-        raise DatasetError(f"{recon_path}: dose {rec.dose} differs from the test split's dose "
-                           f"{ds_dose} ({test_path})")
-    peak = probe_peak_intensity(probe)
-    illum = illumination_map(truth.shape, positions, probe)
-    mask = region_from_illumination(illum, peak, REGION_THRESHOLD, REGION_EROSION_PX)
+    with Dataset(test_path, require_object=False) as ds:
+        has_truth = ds.has_object
+    if not has_truth:
+        return evaluate_without_truth(recon_path, test_path, metrics_path, aligned_path, halves)
+    rec, (positions, probe, truth), illum, peak, mask = _open_pair(recon_path, test_path)
     al = align_to_truth(rec.object, truth, mask, upsample=UPSAMPLE, max_shift=MAX_SHIFT_PX,
                         illumination=illum / peak)
     metrics, curves = metrics_and_curves(al.aligned, truth, mask)
+    residual = data_residual(rec.object, test_path)
+    metrics["data"] = {"poisson_deviance": residual["poisson_deviance"]}
     out = {
         "arm": rec.arm,
         "gridsize": int(rec.gridsize),
@@ -111,12 +124,116 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path) -
             "psnr_data_range": "ground-truth max - min over the region",
             "psnr_cap_db": PSNR_CAP_DB,
         },
+        "ground_truth": True,
+        "data_residual": residual,
     }
+    ref = out["reference"]
+    ref["flat_object"]["data"] = {"poisson_deviance": _flat_residual(illum, test_path)}
+    ref["ground_truth"] = {"data": {"poisson_deviance":
+                                    data_residual(truth, test_path)["poisson_deviance"]}}
+    if halves:
+        _add_halves(out, halves, test_path, rec.object.shape)
+    _write(out, aligned_path, metrics_path, al.aligned, mask, rec.arm, recon_path, truth)
+    return out
+
+
+def _open_pair(recon_path, test_path):
+    """(reconstruction, (positions, probe, truth or None), illumination, probe peak, region) of a
+    reconstruction and the test split it reconstructed, checked to belong together."""
+    rec = read_reconstruction(recon_path)
+    with Dataset(test_path, require_object=False) as ds:
+        positions, probe = ds.positions, ds.probe
+        truth = ds.object if ds.has_object else None
+        shape, ds_dose, split = tuple(ds.object_shape), ds.dose, ds.split
+    if split != "test":
+        raise DatasetError(f"{test_path}: split is '{split}', expected the 'test' split")
+    if tuple(rec.object.shape) != shape:
+        what = "ground truth" if truth is not None else "object grid (no ground truth)"
+        raise DatasetError(f"{recon_path}: reconstruction is {rec.object.shape}, the {what} of "
+                           f"{test_path} is {shape}")
+    if not math.isclose(rec.dose, ds_dose, rel_tol=1e-6):
+        raise DatasetError(f"{recon_path}: dose {rec.dose} differs from the test split's dose "
+                           f"{ds_dose} ({test_path})")
+    peak = probe_peak_intensity(probe)
+    illum = illumination_map(shape, positions, probe)
+    mask = region_from_illumination(illum, peak, REGION_THRESHOLD, REGION_EROSION_PX)
+    return rec, (positions, probe, truth), illum, peak, mask
+
+
+def _flat_residual(illum: np.ndarray, test_path) -> float:
+    return data_residual((illum > 0).astype(np.complex64), test_path)["poisson_deviance"]
+
+
+def _add_halves(out: dict, halves, test_path, shape) -> None:
+    """FRC of the arm's two half-scan reconstructions (of the even and the odd test positions,
+    :func:`ptycho.data.split.interleaved_halves`), into ``out`` (metrics and curves)."""
+    if len(halves) != 2:
+        raise DatasetError(f"half-scan FRC needs two reconstructions, got {len(halves)}")
+    recs = [read_reconstruction(p) for p in halves]
+    for p, r in zip(halves, recs):
+        if tuple(r.object.shape) != tuple(shape):
+            raise DatasetError(f"{p}: half-scan reconstruction is {r.object.shape}, expected "
+                               f"{tuple(shape)}")
+    with Dataset(test_path, require_object=False) as ds:
+        probe, positions = ds.probe, ds.positions
+    peak = probe_peak_intensity(probe)
+    masks = [region_from_illumination(illumination_map(shape, positions[h::2], probe), peak,
+                                      REGION_THRESHOLD, REGION_EROSION_PX) for h in (0, 1)]
+    both = masks[0] & masks[1]
+    if not both.any():
+        raise DatasetError(f"{halves[0]}, {halves[1]}: the two half scans illuminate no common "
+                           "pixel; the half-scan FRC cannot be computed")
+    metrics, curves = half_frc(recs[0].object, recs[1].object, both, upsample=UPSAMPLE)
+    for q, values in metrics.items():
+        out["metrics"].setdefault(q, {}).update(values)
+    out["frc_halves"] = curves
+    out["halves"] = {"recons": [str(p) for p in halves], "region_pixels": int(both.sum()),
+                     "split": "interleaved: even and odd positions of the test scan"}
+
+
+def _write(out, aligned_path, metrics_path, aligned, mask, arm, recon_path, truth=None) -> None:
     with atomic_path(aligned_path, ".h5") as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("aligned", data=al.aligned.astype(np.complex64), track_times=False)
-        f.create_dataset("truth", data=np.asarray(truth, np.complex64), track_times=False)
+        f.create_dataset("aligned", data=aligned.astype(np.complex64), track_times=False)
+        if truth is not None:
+            f.create_dataset("truth", data=np.asarray(truth, np.complex64), track_times=False)
         f.create_dataset("mask", data=mask.astype(np.uint8), track_times=False)
-        f.attrs["arm"] = rec.arm
+        f.attrs["arm"] = arm
         f.attrs["source"] = str(Path(recon_path))
     write_json(metrics_path, out)
+
+
+def evaluate_without_truth(recon_path, test_path, metrics_path, aligned_path, halves) -> dict:
+    """Ground-truth-free evaluation of one arm (the test split has no object).
+
+    ``metrics``: ``data.poisson_deviance`` (data residual) and ``amplitude`` / ``phase``
+    ``frc50_px_halves`` / ``frc17_px_halves`` (FRC between the arm's reconstructions of the two
+    interleaved half scans ``halves``); ``reference.flat_object`` holds a flat object's data
+    residual. ``aligned.h5`` holds the reconstruction with its mean phase over the region removed
+    (``/aligned``) and the region (``/mask``); there is no ``/truth``.
+    """
+    if not halves:
+        raise DatasetError(f"{test_path}: no ground truth, so the evaluation needs the arm's "
+                           "reconstructions of the two half scans (halves)")
+    rec, _, illum, _, mask = _open_pair(recon_path, test_path)
+    residual = data_residual(rec.object, test_path)
+    out = {
+        "arm": rec.arm, "gridsize": int(rec.gridsize), "dose": float(rec.dose),
+        "dose_label": dose_label(rec.dose), "overlap_view": rec.overlap_view,
+        "region_pixels": int(mask.sum()),
+        "metrics": {"data": {"poisson_deviance": residual["poisson_deviance"]}},
+        "recon_wall_time_s": float(rec.wall_time_s), "recon_info": rec.info,
+        "reference": {"flat_object": {"data": {"poisson_deviance":
+                                               _flat_residual(illum, test_path)}}},
+        "evaluation": {"region_threshold": REGION_THRESHOLD,
+                       "region_erosion_px": REGION_EROSION_PX,
+                       "registration_upsample": UPSAMPLE, "max_shift_px": MAX_SHIFT_PX},
+        "ground_truth": False,
+        "ground_truth_free_metrics": list(GROUND_TRUTH_FREE),
+        "data_residual": residual,
+    }
+    _add_halves(out, halves, test_path, rec.object.shape)
+    region = rec.object[mask]
+    offset = np.angle(np.sum(region)) if np.any(region) else 0.0
+    _write(out, aligned_path, metrics_path, rec.object * np.exp(-1j * offset), mask, rec.arm,
+           recon_path)
     return out
