@@ -198,13 +198,36 @@ _MD_COLUMNS = (
 )
 
 
+_MD_COLUMNS_GT_FREE = (
+    ("data", "poisson_deviance", "Data residual (deviance/pattern)", ".1f"),
+    ("amplitude", "frc50_px_halves", "Amp FRC 0.5, halves (px)", ".2f"),
+    ("amplitude", "frc17_px_halves", "Amp FRC 1/7, halves (px)", ".2f"),
+    ("phase", "frc50_px_halves", "Phase FRC 0.5, halves (px)", ".2f"),
+    ("phase", "frc17_px_halves", "Phase FRC 1/7, halves (px)", ".2f"),
+)
+GT_FREE_INTRO = (
+    "No ground truth (external data): only ground-truth-free metrics. Data residual: mean "
+    "Poisson deviance per diffraction pattern of the reconstruction re-projected through the "
+    "forward model at the test positions, after one fitted global intensity scale (lower is "
+    "better; the noise floor is about the number of pixels holding counts). FRC, halves: "
+    "resolution (px) where the Fourier ring correlation between the arm's reconstructions of the "
+    "even and the odd test positions falls below 0.5 or 1/7 (lower is better). The *flat object* "
+    "row re-projects a uniform object.")
+
+
 def summary_markdown(rows, timing=None, title: str | None = None, references=None) -> str:
-    """The Markdown text of ``write_summary_md``."""
+    """The Markdown text of ``write_summary_md`` (the ground-truth-free columns when the table
+    holds no SSIM: a study without ground truth)."""
     references = references or {}
     table, doses, overlaps, arms = _index(rows)
     study = rows[0]["study"] if rows else "?"
     scale = rows[0]["scale"] if rows else "?"
     lines = [f"# {title or f'Study {study} ({scale} scale): reconstruction quality'}", ""]
+    if rows and not any(r["metric"] == "ssim" for r in rows):
+        return "\n".join(lines + [GT_FREE_INTRO, ""]
+                         + _value_table(table, doses, overlaps, arms, references,
+                                        _MD_COLUMNS_GT_FREE)
+                         + (_timing_markdown(timing) if timing else []))
     lines += [(
         "Dose: incident photons per exposure. Overlap: the study's overlap view "
         "(f = 1 - step / probe diameter). SSIM and MS-SSIM are unitless (1 is perfect); PSNR uses "
@@ -217,9 +240,21 @@ def summary_markdown(rows, timing=None, title: str | None = None, references=Non
         "reconstructed anything." if references else "")),
         "",
     ]
-    header = ["Dose (photons)", "Overlap", "Arm"] + [c[2] for c in _MD_COLUMNS]
+    lines += _value_table(table, doses, overlaps, arms, references, _MD_COLUMNS)
+    if references:
+        lines += _margin_markdown(table, doses, overlaps, arms, references)
+    if timing:
+        lines += _timing_markdown(timing)
+    return "\n".join(lines)
+
+
+def _value_table(table, doses, overlaps, arms, references, columns) -> list[str]:
+    """One row per cell and arm with ``columns``, the best SSIM of a cell in bold, then the
+    cell's flat-object reference row."""
+    lines = []
+    header = ["Dose (photons)", "Overlap", "Arm"] + [c[2] for c in columns]
     lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join(["---"] * 3 + ["---:"] * len(_MD_COLUMNS)) + "|")
+    lines.append("|" + "|".join(["---"] * 3 + ["---:"] * len(columns)) + "|")
     for d in doses:
         for ov in overlaps:
             present = [a for a in arms if any(k[:3] == (d, ov, a) for k in table)]
@@ -230,7 +265,7 @@ def summary_markdown(rows, timing=None, title: str | None = None, references=Non
                 best[q] = max(vals) if vals else None
             for a in present:
                 cells = [dose_label(d), ov, a]
-                for q, name, _, fmt in _MD_COLUMNS:
+                for q, name, _, fmt in columns:
                     v = table.get((d, ov, a, q, name))
                     s = _cell(v, fmt)
                     if name == "ssim" and v is not None and best.get(q) == v and len(present) > 1:
@@ -240,16 +275,12 @@ def summary_markdown(rows, timing=None, title: str | None = None, references=Non
             ref = references.get((d, ov))
             if ref and present:
                 cells = [dose_label(d), ov, "*flat object*"]
-                for q, name, _, fmt in _MD_COLUMNS:
+                for q, name, _, fmt in columns:
                     v = ref.get(q, {}).get(name)
                     cells.append(_cell(None if v is None else float(v), fmt))
                 lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    if references:
-        lines += _margin_markdown(table, doses, overlaps, arms, references)
-    if timing:
-        lines += _timing_markdown(timing)
-    return "\n".join(lines)
+    return lines
 
 
 def _margin_markdown(table, doses, overlaps, arms, references) -> list[str]:
