@@ -146,12 +146,13 @@ def _plot_without_truth(recs, arm_ids, metrics, png, title: str) -> None:
                 ax.set_title(f"{arm}\nresidual {_num(dev, '.4g')}", fontsize=10)
             else:
                 frc = (vals.get("phase") or {}).get("frc17_px_halves")
-                ax.set_title(f"{arm}: phase FRC 1/7 (halves) {_num(frc, '.2f')} px", fontsize=10)
+                ax.set_title(f"{arm}\nphase FRC 1/7, halves: {_num(frc, '.2f')} px", fontsize=10)
             if j == 0:
                 ax.set_ylabel(label)
         fig.colorbar(im, ax=axes[i, :].tolist(), shrink=0.9, pad=0.01).set_label(label)
-    fig.suptitle(f"{title}\nno ground truth: reconstructions only (region {int(m.sum())} px, "
-                 "grey: outside); residual = Poisson deviance per pattern, lower is better")
+    fig.suptitle(f"{title}\nno ground truth: reconstructions only ({int(m.sum())} px region, "
+                 "grey: outside)\nresidual: Poisson deviance per pattern (lower is better)",
+                 fontsize=10)
     save(fig, png)
 
 

@@ -320,12 +320,12 @@ def plot_gt_free_grids(csv_path, residual_png, frc_png, overlap_targets: dict | 
             for j, arm in enumerate(t.arms):
                 ax = axes[i, j]
                 im = _annotated_panel(ax, t.matrix(arm, q, metric), cmap, norm, xl, yl, fmt)
-                ax.set_title(f"{arm}: {name}" if q == "data" else f"{arm}: {q} {name}")
+                ax.set_title(arm if q == "data" else f"{arm}: {q}")
                 _label_grid_axes(ax, 1 if i == len(quantities) - 1 else 0, j)
         cb = fig.colorbar(im, ax=axes, shrink=0.8)
-        cb.set_label(f"{name} (lower is better)")
-        fig.suptitle(f"Ground-truth-free: {name}\nstudy {t.study}, {t.scale} scale; rows: dose "
-                     "(photons/exposure), columns: overlap view")
+        cb.set_label("deviance per pattern" if metric == "poisson_deviance" else "pixels")
+        fig.suptitle(f"Ground-truth-free: {name}, lower is better\nstudy {t.study}, {t.scale} "
+                     "scale; rows: dose (photons/exposure), columns: overlap view")
         save(fig, png)
 
 
