@@ -239,7 +239,7 @@ def _isolated_iterative(job: dict) -> ReconstructionResult:
 
     code = "import json, sys; from ptycho import api; api._iterative_job(json.loads(sys.argv[1]))"
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(job)], capture_output=True,
-                          text=True)
+                          text=True, check=False)
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         raise PtychoError(f"{job['test']}: iterative reconstruction failed in its child process "

@@ -163,7 +163,7 @@ class GeometryConfig:
     """Physical units of exported files: photon energy (eV), object-detector distance (m),
     detector pixel pitch (m). The object pixel size is lambda z / (N p) (far field)."""
 
-    photon_energy_eV: float = 8000.0  # noqa: N815
+    photon_energy_eV: float = 8000.0
     detector_distance_m: float = 2.0
     detector_pixel_size_m: float = 7.5e-5
 

@@ -46,11 +46,11 @@ def _ptychopinn_load_data(path):
     diff_key = "diff3d" if "diff3d" in data else "diffraction"
     diff = data[diff_key]
     diff3d = np.transpose(diff, [2, 0, 1]) if diff.shape[0] < diff.shape[2] else diff
-    return dict(xcoords=data["xcoords"], ycoords=data["ycoords"],
-                xcoords_start=data["xcoords_start"], ycoords_start=data["ycoords_start"],
-                diff3d=diff3d, probeGuess=data["probeGuess"], objectGuess=data.get("objectGuess"),
-                scan_index=data["scan_index"],
-                metadata=json.loads(np.asarray(data["_metadata"]).item()))
+    return {"xcoords": data["xcoords"], "ycoords": data["ycoords"],
+            "xcoords_start": data["xcoords_start"], "ycoords_start": data["ycoords_start"],
+            "diff3d": diff3d, "probeGuess": data["probeGuess"],
+            "objectGuess": data.get("objectGuess"), "scan_index": data["scan_index"],
+            "metadata": json.loads(np.asarray(data["_metadata"]).item())}
 
 
 def test_npz_has_ptychopinn_keys_and_conventions(cell, tmp_path):
@@ -84,7 +84,7 @@ def test_npz_has_ptychopinn_keys_and_conventions(cell, tmp_path):
 
 
 def test_npz_round_trip_is_exact_and_bytes_are_stable(cell, tmp_path):
-    study, d = cell
+    _, d = cell
     export_npz(d / "test.h5", tmp_path / "a.npz")
     export_npz(d / "test.h5", tmp_path / "b.npz")
     assert (tmp_path / "a.npz").read_bytes() == (tmp_path / "b.npz").read_bytes()
@@ -121,9 +121,10 @@ def _arrays(n=20, N=16, H=64):
     rng = np.random.default_rng(0)
     y = rng.uniform(N, H - N, n)
     x = rng.uniform(N, H - N, n)
-    return dict(diff3d=np.sqrt(rng.poisson(5.0, (n, N, N))).astype(np.float32), xcoords=x,
-                ycoords=y, xcoords_start=x, ycoords_start=y,
-                probeGuess=np.ones((N, N), np.complex64), objectGuess=np.ones((H, H), np.complex64))
+    return {"diff3d": np.sqrt(rng.poisson(5.0, (n, N, N))).astype(np.float32), "xcoords": x,
+            "ycoords": y, "xcoords_start": x, "ycoords_start": y,
+            "probeGuess": np.ones((N, N), np.complex64),
+            "objectGuess": np.ones((H, H), np.complex64)}
 
 
 def test_normalised_amplitudes_are_scaled_to_nphotons(tmp_path):
@@ -180,7 +181,7 @@ def test_ptychodus_round_trip_through_its_own_readers(cell, tmp_path):
 
     from ptycho.interop.ptychodus import export_split, open_ptychodus
 
-    study, d = cell
+    _, d = cell
     geometry = GeometryConfig(photon_energy_eV=10000.0, detector_distance_m=3.0,
                               detector_pixel_size_m=55e-6)
     out = export_split(d / "test.h5", tmp_path / "test", geometry)

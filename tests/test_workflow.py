@@ -191,7 +191,7 @@ def test_readme_api_example_runs_and_matches_the_workflow(tiny_run, tmp_path):
     (tmp_path / "tests" / "data").mkdir(parents=True)
     shutil.copy(TINY, tmp_path / "tests" / "data" / "tiny_study.yaml")
     r = subprocess.run([sys.executable, "-c", _readme_api_example()], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=600, check=False)
     assert r.returncode == 0, r.stderr[-3000:]
     amp, phase = (float(v) for v in r.stdout.split()[-2:])
     wf = json.loads((tiny_run / "eval" / "pinn_g1" / EXTERNAL_CELL / "metrics.json").read_text())
@@ -232,7 +232,8 @@ def test_external_study_without_ground_truth_verifies(exported_cell, tmp_path):
     detail = {c["name"]: c["detail"] for c in report["checks"]}
     assert "without ground truth" in detail["ground_truth_metrics"]
     assert "frc17_px_halves" in detail["ground_truth_metrics"]
-    rows = list(csv.DictReader(open(root / "report" / "metrics.csv")))
+    with open(root / "report" / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
     assert {r["metric"] for r in rows} == {"poisson_deviance", "frc50_px_halves", "frc17_px_halves"}
     m = {a: json.loads((root / "eval" / a / EXTERNAL_CELL / "metrics.json").read_text())
          for a in ("pinn_g1", "iterative")}
@@ -268,10 +269,10 @@ def test_external_study_with_ground_truth_reproduces_the_cell(exported_cell, tin
 def _bad_npz(path: Path, n=20, N=16, H=64, **edits) -> Path:
     rng = np.random.default_rng(0)
     y, x = rng.uniform(N, H - N, n), rng.uniform(N, H - N, n)
-    arrays = dict(diff3d=np.sqrt(rng.poisson(5.0, (n, N, N))).astype(np.float32), xcoords=x,
-                  ycoords=y, xcoords_start=x, ycoords_start=y,
-                  probeGuess=np.ones((N, N), np.complex64),
-                  objectGuess=np.ones((H, H), np.complex64))
+    arrays = {"diff3d": np.sqrt(rng.poisson(5.0, (n, N, N))).astype(np.float32), "xcoords": x,
+              "ycoords": y, "xcoords_start": x, "ycoords_start": y,
+              "probeGuess": np.ones((N, N), np.complex64),
+              "objectGuess": np.ones((H, H), np.complex64)}
     for k, v in edits.items():
         if v is None:
             arrays.pop(k)

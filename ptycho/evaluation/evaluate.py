@@ -91,7 +91,7 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path,
         has_truth = ds.has_object
     if not has_truth:
         return evaluate_without_truth(recon_path, test_path, metrics_path, aligned_path, halves)
-    rec, (positions, probe, truth), illum, peak, mask = _open_pair(recon_path, test_path)
+    rec, (_, _, truth), illum, peak, mask = _open_pair(recon_path, test_path)
     al = align_to_truth(rec.object, truth, mask, upsample=UPSAMPLE, max_shift=MAX_SHIFT_PX,
                         illumination=illum / peak)
     metrics, curves = metrics_and_curves(al.aligned, truth, mask)

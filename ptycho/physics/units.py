@@ -13,7 +13,7 @@ from ptycho.config import GeometryConfig
 from ptycho.errors import ConfigError
 
 
-def wavelength_m(photon_energy_eV: float) -> float:  # noqa: N803
+def wavelength_m(photon_energy_eV: float) -> float:
     """Photon wavelength (m) of a photon energy (eV)."""
     if not photon_energy_eV > 0:
         raise ConfigError(f"photon energy must be > 0 eV, got {photon_energy_eV}")
