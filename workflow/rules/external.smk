@@ -32,7 +32,7 @@ if EXTERNAL:
             study=STUDY_DICT,
             scale="{scale}",
         script:
-            "../scripts/import_dataset.py"
+            "../scripts/simulate_dataset.py"
 
 
 if not GROUND_TRUTH:

@@ -1,4 +1,5 @@
-"""simulate_dataset: one dose x overlap cell -> train.h5, test.h5, summary.json, summary.png."""
+"""simulate_dataset (and import_dataset, for a study on external data): one dose x overlap cell
+-> train.h5, test.h5, summary.json, summary.png."""
 
 from ptycho import api
 from ptycho.runner import run_job
@@ -6,9 +7,10 @@ from ptycho.runner import run_job
 
 def main(smk):
     study = api.load_study(smk.params.study)
-    api.simulate_cell(study, smk.params.scale, smk.wildcards.dose, smk.wildcards.overlap,
-                      train=smk.output.train, test=smk.output.test, summary=smk.output.summary,
-                      figure=smk.output.figure)
+    make_cell = api.import_cell if study.data.external else api.simulate_cell
+    make_cell(study, smk.params.scale, smk.wildcards.dose, smk.wildcards.overlap,
+              train=smk.output.train, test=smk.output.test, summary=smk.output.summary,
+              figure=smk.output.figure)
 
 
 run_job(snakemake, main)  # noqa: F821
