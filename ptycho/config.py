@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -295,6 +295,125 @@ class EqualFluenceConfig:
 
 
 @dataclass(frozen=True)
+class GeometryConfig:
+    """Physical units of exported files: photon energy (eV), object-detector distance (m),
+    detector pixel pitch (m). The object pixel size is lambda z / (N p) (far field)."""
+
+    photon_energy_eV: float = 8000.0
+    detector_distance_m: float = 2.0
+    detector_pixel_size_m: float = 7.5e-5
+
+
+EXTERNAL_FORMATS = ("hdf5", "npz", "ptychodus")
+
+
+@dataclass(frozen=True)
+class ExternalFile:
+    """One split of an external dataset: ``format`` hdf5 / npz with ``path``, or ptychodus with
+    ``product`` and ``diffraction``."""
+
+    format: str
+    path: str | None = None
+    product: str | None = None
+    diffraction: str | None = None
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        return (self.product, self.diffraction) if self.format == "ptychodus" else (self.path,)
+
+
+@dataclass(frozen=True)
+class ExternalCell:
+    dose: float
+    overlap: str
+    train: ExternalFile
+    test: ExternalFile
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``source`` simulated (from object and probe) or external (``cells``, one per grid cell);
+    ``ground_truth`` False: no object is used, evaluation is ground-truth free."""
+
+    source: str = "simulated"
+    ground_truth: bool = True
+    cells: tuple[ExternalCell, ...] = ()
+
+    @property
+    def external(self) -> bool:
+        return self.source == "external"
+
+    def cell(self, dose_lbl: str, overlap: str) -> ExternalCell:
+        for c in self.cells:
+            if dose_label(c.dose) == dose_lbl and c.overlap == overlap:
+                return c
+        raise ConfigError(f"data/cells: no external dataset for cell {dose_lbl}_{overlap}")
+
+
+def _external_file(f: dict, where: str, source: str) -> ExternalFile:
+    need = ("product", "diffraction") if f["format"] == "ptychodus" else ("path",)
+    for key in need:
+        if not f.get(key):
+            raise ConfigError(f"{source}: '{where}/{key}' is required for format {f['format']}")
+    extra = [k for k in ("path", "product", "diffraction") if k in f and k not in need]
+    if extra:
+        raise ConfigError(f"{source}: '{where}' has {extra}, which format {f['format']} does not "
+                          f"use (expected {list(need)})")
+    return ExternalFile(format=f["format"], path=f.get("path"), product=f.get("product"),
+                        diffraction=f.get("diffraction"))
+
+
+def _data_config(d: dict, source: str) -> DataConfig:
+    dc = d["data"]
+    if dc["source"] == "simulated":
+        if dc["cells"]:
+            raise ConfigError(f"{source}: 'data/cells' is only used with data/source: external")
+        if not dc["ground_truth"]:
+            raise ConfigError(f"{source}: 'data/ground_truth: false' needs data/source: external "
+                              "(a simulated object is always known)")
+        return DataConfig()
+    if "baseline" in d["arms"] and not dc["ground_truth"]:
+        raise ConfigError(f"{source}: 'data/ground_truth' is false but the supervised 'baseline' "
+                          "arm trains on ground-truth patches; remove it from 'arms'")
+    for arm in ("adapted", "hybrid"):
+        if arm in d["arms"] and not dc["ground_truth"]:
+            raise ConfigError(
+                f"{source}: 'data/ground_truth' is false but the '{arm}' arm is in 'arms': the "
+                "ground-truth-free FRC needs independent reconstructions of the two half scans, "
+                f"which the {arm} arm does not have (it is built from the whole test scan); "
+                "remove it from 'arms'")
+    reps = {name: s["replicates"] for name, s in d["scales"].items() if s.get("replicates", 1) != 1}
+    if reps:
+        raise ConfigError(f"{source}: external data has one measured dataset per cell, so every "
+                          f"scale needs 'replicates: 1'; got {reps}")
+    grid = {(dose_label(x), o) for x in d["doses"] for o in d["overlaps"]}
+    cells, seen = [], set()
+    for i, c in enumerate(dc["cells"]):
+        where = f"data/cells/{i}"
+        key = (dose_label(c["dose"]), c["overlap"])
+        if c["overlap"] not in d["overlaps"]:
+            raise ConfigError(f"{source}: '{where}/overlap' is '{c['overlap']}', expected one of "
+                              f"{sorted(d['overlaps'])}")
+        if key not in grid:
+            raise ConfigError(f"{source}: '{where}/dose' {c['dose']} is not one of 'doses' "
+                              f"{d['doses']}")
+        if key in seen:
+            raise ConfigError(f"{source}: '{where}' repeats cell {key[0]}_{key[1]}")
+        seen.add(key)
+        cells.append(ExternalCell(
+            dose=float(c["dose"]), overlap=c["overlap"],
+            train=_external_file(c["train"], f"{where}/train", source),
+            test=_external_file(c["test"], f"{where}/test", source),
+        ))
+    missing = sorted(f"{a}_{b}" for a, b in grid - seen)
+    if missing:
+        raise ConfigError(f"{source}: 'data/cells' has no dataset for the grid cells {missing} "
+                          "(one entry per dose x overlap)")
+    return DataConfig(source="external", ground_truth=bool(dc["ground_truth"]),
+                      cells=tuple(cells))
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     study: str
     description: str
@@ -313,6 +432,8 @@ class StudyConfig:
     hybrid: HybridConfig | None = None
     intervals: IntervalConfig = IntervalConfig()
     equal_fluence: EqualFluenceConfig | None = None
+    geometry: GeometryConfig = field(default_factory=GeometryConfig)
+    data: DataConfig = field(default_factory=DataConfig)
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -398,6 +519,8 @@ class StudyConfig:
             hybrid=_hybrid_config(d, source, adapted_g),
             intervals=IntervalConfig(**d["intervals"]),
             equal_fluence=_equal_fluence(d, source),
+            geometry=GeometryConfig(**d["geometry"]),
+            data=_data_config(d, source),
         )
 
     @classmethod

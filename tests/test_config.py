@@ -157,3 +157,50 @@ def test_equal_fluence_view_is_checked():
         "cells": [{"dose": 1000, "overlap": "dense"}, {"dose": 1000, "overlap": "medium"}]})
     with pytest.raises(ConfigError, match="equal_fluence/cells/1/overlap"):
         StudyConfig.from_dict(unknown)
+
+
+def _external(**data):
+    cells = [{"dose": d, "overlap": o,
+              "train": {"format": "npz", "path": f"{o}_{d}_train.npz"},
+              "test": {"format": "ptychodus", "product": "p.h5", "diffraction": "d.h5"}}
+             for d in (1000, 100000) for o in ("dense", "sparse")]
+    return small_study_dict(arms=["pinn", "iterative"],
+                            data={"source": "external", "cells": cells, **data})
+
+
+def test_external_data_and_geometry_keys():
+    s = StudyConfig.from_dict(_external(ground_truth=False))
+    assert s.data.external and not s.data.ground_truth and len(s.data.cells) == 4
+    cell = s.data.cell("1e5", "sparse")
+    assert cell.train.paths == ("sparse_100000_train.npz",)
+    assert cell.test.paths == ("p.h5", "d.h5")
+    g = StudyConfig.from_dict(small_study_dict()).geometry  # defaults stated in the README
+    assert (g.photon_energy_eV, g.detector_distance_m, g.detector_pixel_size_m) == (8000.0, 2.0, 7.5e-5)
+    assert not StudyConfig.from_dict(small_study_dict()).data.external
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda d: d.update(arms=["pinn", "baseline"]), "supervised 'baseline'"),
+    (lambda d: d["data"]["cells"].pop(), r"no dataset for the grid cells \['1e5_sparse'\]"),
+    (lambda d: d["data"]["cells"][0].update(overlap="medium"), "'data/cells/0/overlap' is 'medium'"),
+    (lambda d: d["data"]["cells"][0].update(dose=5000), "'data/cells/0/dose' 5000"),
+    (lambda d: d["data"]["cells"][1].update(dose=1000, overlap="dense"), "repeats cell 1e3_dense"),
+    (lambda d: d["data"]["cells"][0]["test"].pop("product"), "'data/cells/0/test/product' is required"),
+    (lambda d: d["data"]["cells"][0]["train"].update(product="x.h5"), "format npz does not use"),
+    (lambda d: d["data"]["cells"][0]["train"].update(format="tiff"), "data/cells/0/train/format"),
+    (lambda d: d["data"]["cells"][0].pop("train"), "'train' is a required property"),
+])
+def test_bad_external_data_config(edit, match):
+    d = _external(ground_truth=False)
+    edit(d)
+    with pytest.raises(ConfigError, match=match):
+        StudyConfig.from_dict(d, source="study.yaml")
+
+
+def test_simulated_study_rejects_external_only_keys():
+    with pytest.raises(ConfigError, match="needs data/source: external"):
+        StudyConfig.from_dict(small_study_dict(data={"ground_truth": False}))
+    with pytest.raises(ConfigError, match="only used with data/source: external"):
+        StudyConfig.from_dict(small_study_dict(data={"cells": _external()["data"]["cells"]}))
+    with pytest.raises(ConfigError, match="geometry/photon_energy_eV"):
+        StudyConfig.from_dict(small_study_dict(geometry={"photon_energy_eV": -1}))

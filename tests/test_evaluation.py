@@ -304,11 +304,13 @@ def test_evaluate_reconstruction_end_to_end(split_files):
     assert set(saved) == {"arm", "gridsize", "dose", "dose_label", "overlap_view", "region_pixels",
                           "alignment", "metrics", "frc", "recon_wall_time_s", "recon_info",
                           "reference", "evaluation", "replicate", "fluence", "intervals",
-                          "bootstrap", "frc_limits", "recon_path", "test_path"}
+                          "bootstrap", "frc_limits", "recon_path", "test_path", "ground_truth",
+                          "data_residual"}
     assert (saved["arm"], saved["gridsize"], saved["dose_label"]) == ("pinn", 2, "1e3")
     assert saved["recon_info"] == {"epochs": 3} and saved["recon_wall_time_s"] == 1.5
     assert set(saved["alignment"]) == {"shift", "shift_capped", "scale_abs", "scale_phase", "ramp"}
-    assert set(saved["metrics"]) == {"amplitude", "phase", "complex"}
+    assert set(saved["metrics"]) == {"amplitude", "phase", "complex", "data"}
+    assert saved["metrics"]["data"]["poisson_deviance"] == saved["data_residual"]["poisson_deviance"]
     for comp in ("amplitude", "phase"):
         assert set(saved["metrics"][comp]) == METRIC_KEYS
         assert saved["metrics"][comp]["ssim"] > 0.99

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import yaml
@@ -325,3 +326,137 @@ def test_replicates_plan_one_job_per_cell_replicate(tmp_path):
         assert any(line.split()[:2] == [rule, str(count)] for line in out.splitlines()), rule
     for cell in ("1e3_dense_r0", "1e3_dense_r1", "1e5_dense_r1"):
         assert f"results/tiny/scaled/eval/iterative/{cell}/metrics.json" in out
+
+
+# ------------------------------------------- Python API, exports and studies on external data
+README = REPO / "README.md"
+EXTERNAL_CELL = "1e5_dense_r0"
+
+
+def _readme_api_example() -> str:
+    section = README.read_text().split("## Python API", 1)[1]
+    return section.split("```python", 1)[1].split("```", 1)[0]
+
+
+def _same_metrics(got: dict, want: dict, rel: float = 1e-6) -> None:
+    for q, values in want["metrics"].items():
+        for name, v in values.items():
+            assert got["metrics"][q][name] == pytest.approx(v, rel=rel, abs=1e-9), (q, name)
+
+
+@pytest.mark.slow
+def test_readme_api_example_runs_and_matches_the_workflow(tiny_run, tmp_path):
+    """The README's ten lines, run as written, give the workflow's metrics for the same cell."""
+    (tmp_path / "tests" / "data").mkdir(parents=True)
+    shutil.copy(TINY, tmp_path / "tests" / "data" / "tiny_study.yaml")
+    r = subprocess.run([sys.executable, "-c", _readme_api_example()], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    amp, phase = (float(v) for v in r.stdout.split()[-2:])
+    wf = json.loads((tiny_run / "eval" / "pinn_g1" / EXTERNAL_CELL / "metrics.json").read_text())
+    assert amp == pytest.approx(wf["metrics"]["amplitude"]["ssim"], rel=1e-6)
+    assert phase == pytest.approx(wf["metrics"]["phase"]["ssim"], rel=1e-6)
+    api = json.loads((tmp_path / "demo" / "eval" / "pinn_g1" / "metrics.json").read_text())
+    _same_metrics(api, wf)
+
+
+def _external_study(data_dir: Path, ground_truth: bool) -> dict:
+    d = yaml.safe_load(TINY.read_text())
+    files = {s: {"format": "npz", "path": str(data_dir / f"{s}.npz")} for s in ("train", "test")}
+    d.update(study="tinyext" if ground_truth else "tinyext_nogt", arms=["pinn", "iterative"],
+             gridsizes=[1], doses=[100000], overlaps={"dense": 0.7},
+             data={"source": "external", "ground_truth": ground_truth,
+                   "cells": [{"dose": 100000, "overlap": "dense", **files}]})
+    return d
+
+
+@pytest.fixture(scope="module")
+def exported_cell(tiny_run):
+    """The tiny study's 1e5 dense splits exported as PtychoPINN NPZ by the export rule."""
+    out = [f"results/tiny/scaled/export/{EXTERNAL_CELL}/data/{s}.npz" for s in ("train", "test")]
+    r = snakemake(tiny_run.parents[2], "--cores", "2", *out)
+    if r.returncode != 0:
+        pytest.fail(f"export failed:\n{r.stderr[-4000:]}")
+    return tiny_run / "export" / EXTERNAL_CELL / "data"
+
+
+@pytest.mark.slow
+def test_external_study_without_ground_truth_verifies(exported_cell, tmp_path):
+    wd = make_workdir(tmp_path, _external_study(exported_cell, ground_truth=False))
+    r = snakemake(wd, "--cores", "2", "phase_g_scaled")
+    assert r.returncode == 0, r.stderr[-6000:]
+    root = wd / "results" / "tinyext_nogt" / "scaled"
+    report = json.loads((root / "report" / "verification_report.json").read_text())
+    assert report["passed"] is True, [c for c in report["checks"] if not c["passed"]]
+    detail = {c["name"]: c["detail"] for c in report["checks"]}
+    assert "without ground truth" in detail["ground_truth_metrics"]
+    assert "frc17_px_halves" in detail["ground_truth_metrics"]
+    with open(root / "report" / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["metric"] for r in rows} == {"poisson_deviance", "frc50_px_halves", "frc17_px_halves"}
+    m = {a: json.loads((root / "eval" / a / EXTERNAL_CELL / "metrics.json").read_text())
+         for a in ("pinn_g1", "iterative")}
+    dev = {a: v["metrics"]["data"]["poisson_deviance"] for a, v in m.items()}
+    flat = m["iterative"]["reference"]["flat_object"]["data"]["poisson_deviance"]
+    # pty-chi explains the data far better than a flat object; the 3-epoch PINN lies in between
+    assert dev["iterative"] < 0.1 * flat and dev["iterative"] < dev["pinn_g1"] < flat
+    for a in m:
+        assert m[a]["ground_truth"] is False
+        for q in ("amplitude", "phase"):
+            assert 2.0 <= m[a]["metrics"][q]["frc17_px_halves"] <= m[a]["metrics"][q]["frc50_px_halves"]
+    with h5py.File(root / "data" / EXTERNAL_CELL / "test.h5") as f:
+        assert "object" not in f
+    for fig in ("residual_grid", "frc_halves_grid", "ssim_grid", "frc"):
+        assert (root / "report" / "figures" / f"{fig}.png").stat().st_size > 10_000
+    assert "Data residual" in (root / "report" / "summary.md").read_text()
+
+
+@pytest.mark.slow
+def test_external_study_with_ground_truth_reproduces_the_cell(exported_cell, tiny_run, tmp_path):
+    wd = make_workdir(tmp_path, _external_study(exported_cell, ground_truth=True))
+    targets = [f"results/tinyext/scaled/eval/{a}/{EXTERNAL_CELL}/metrics.json"
+               for a in ("pinn_g1", "iterative")]
+    r = snakemake(wd, "--cores", "2", *targets)
+    assert r.returncode == 0, r.stderr[-6000:]
+    for a, target in zip(("pinn_g1", "iterative"), targets):
+        got = json.loads((wd / target).read_text())
+        want = json.loads((tiny_run / "eval" / a / EXTERNAL_CELL / "metrics.json").read_text())
+        assert got["metrics"]["amplitude"]["ssim"] > -1  # scored against the imported truth
+        _same_metrics(got, want)
+
+
+def _bad_npz(path: Path, n=20, N=16, H=64, **edits) -> Path:
+    rng = np.random.default_rng(0)
+    y, x = rng.uniform(N, H - N, n), rng.uniform(N, H - N, n)
+    arrays = {"diff3d": np.sqrt(rng.poisson(5.0, (n, N, N))).astype(np.float32), "xcoords": x,
+              "ycoords": y, "xcoords_start": x, "ycoords_start": y,
+              "probeGuess": np.ones((N, N), np.complex64),
+              "objectGuess": np.ones((H, H), np.complex64)}
+    for k, v in edits.items():
+        if v is None:
+            arrays.pop(k)
+        else:
+            arrays[k] = v(arrays[k]) if callable(v) else v
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("edits,message", [
+    ({"ycoords": None}, "missing key 'ycoords'"),
+    ({"diff3d": lambda a: a.astype(np.uint16)}, "'diff3d' has dtype uint16"),
+    ({"xcoords": lambda a: a[:-2], "xcoords_start": lambda a: a[:-2]},
+     "18 positions but 'diff3d' holds 20"),
+    ({"ycoords": lambda a: a + 60.0}, "outside the object"),
+])
+def test_bad_external_files_stop_before_any_job(tmp_path, edits, message):
+    bad = _bad_npz(tmp_path / "bad.npz", **edits)
+    good = _bad_npz(tmp_path / "good.npz")
+    study = _external_study(tmp_path, ground_truth=True)
+    study["data"]["cells"][0]["train"]["path"] = str(good)
+    study["data"]["cells"][0]["test"]["path"] = str(bad)
+    wd = make_workdir(tmp_path, study)
+    r = snakemake(wd, "-n", "phase_g_scaled", timeout=120)
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert message in out and "bad.npz" in out
+    assert not (wd / "results").exists()

@@ -3,7 +3,8 @@
 /diffraction (n, N, N) float32 counts, chunked by patterns
 /positions   (n, 2) float64 patch centres (y, x) in object pixels
 /probe       (N, N) complex64
-/object      (H, W) complex64 ground truth
+/object      (H, W) complex64 ground truth (absent for external data without one: the grid is
+             then the 'object_size' of the config attribute)
 root attributes: dose, overlap_target, overlap_measured, overlap_area, probe_diameter, split, seed,
 N, format_version, config (JSON); replicate (int, 0 when absent), fluence (mean incident photons
 per object pixel over the split's lit region), exposures_per_px (fluence / dose), and, when the
@@ -65,7 +66,11 @@ class DatasetWriter:
         self.n = int(n)
         self.positions = np.asarray(positions, dtype=np.float64)
         self.probe = np.asarray(probe, dtype=np.complex64)
-        self.obj = np.asarray(obj, dtype=np.complex64)
+        # no ground truth (external data): the object grid is meta.config['object_size']
+        self.obj = None if obj is None else np.asarray(obj, dtype=np.complex64)
+        if self.obj is None and "object_size" not in meta.config:
+            raise DatasetError(f"{self.path}: a file without ground truth needs 'object_size' in "
+                               "its config")
         self.meta = meta
         self.chunk = max(1, min(int(chunk), max(self.n, 1)))
         self._cursor = 0
@@ -88,7 +93,8 @@ class DatasetWriter:
                              compression="lzf" if self.n else None, **kw)
             f.create_dataset("positions", data=self.positions, **kw)
             f.create_dataset("probe", data=self.probe, **kw)
-            f.create_dataset("object", data=self.obj, **kw)
+            if self.obj is not None:
+                f.create_dataset("object", data=self.obj, **kw)
             m = self.meta
             f.attrs["dose"] = float(m.dose)
             f.attrs["overlap_target"] = float(m.overlap_target)

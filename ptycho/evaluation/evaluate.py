@@ -1,4 +1,5 @@
-"""Evaluate one reconstruction file against the ground truth of its test split."""
+"""Evaluate one reconstruction file: against the ground truth of its test split, or, for a test
+split without one, with ground-truth-free measures only (:mod:`ptycho.evaluation.residual`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ptycho.evaluation.region import (
     probe_peak_intensity,
     region_from_illumination,
 )
+from ptycho.evaluation.residual import HALF_SUFFIX, data_residual, half_frc
 from ptycho.physics.illumination import LIT_EROSION_PX, LIT_THRESHOLD, fluence_map, mean_fluence
 from ptycho.physics.probe import energy_diameter
 from ptycho.reconstruct.io import read_reconstruction
@@ -29,6 +31,11 @@ from ptycho.rng import replicate_labels
 REGION_THRESHOLD = LIT_THRESHOLD
 REGION_EROSION_PX = LIT_EROSION_PX
 UPSAMPLE = 20
+GROUND_TRUTH_FREE = ("data.poisson_deviance", f"amplitude.frc50_px{HALF_SUFFIX}",
+                     f"amplitude.frc17_px{HALF_SUFFIX}", f"phase.frc50_px{HALF_SUFFIX}",
+                     f"phase.frc17_px{HALF_SUFFIX}")
+"""Metrics (quantity.metric) that need no ground truth: the data residual and the FRC between
+the reconstructions of two interleaved halves of the test scan."""
 
 
 def score(obj: np.ndarray, truth: np.ndarray, mask: np.ndarray, illum: np.ndarray, peak: float):
@@ -48,8 +55,15 @@ def flat_reference(truth: np.ndarray, mask: np.ndarray, illum: np.ndarray, peak:
 
 
 def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path,
-                            intervals: IntervalConfig | None = None, seed: int = 13) -> dict:
+                            intervals: IntervalConfig | None = None, seed: int = 13,
+                            halves=None) -> dict:
     """Region, alignment and metrics of one arm's reconstruction; writes two files atomically.
+
+    A test split without ground truth is evaluated by :func:`evaluate_without_truth` (``halves``,
+    the arm's reconstructions of the two interleaved half scans, are then required); with ground
+    truth, ``halves`` (optional) add the half-scan FRC. Every evaluation also reports the data
+    residual (``metrics["data"]["poisson_deviance"]``, details in ``data_residual``, the flat
+    object's and the ground truth's in ``reference``).
 
     ``recon_path``: reconstruction HDF5 (:mod:`ptycho.reconstruct.io`); ``test_path``: the test
     split dataset it reconstructed (positions, probe and ground-truth object are read from it).
@@ -67,16 +81,20 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path,
                        "scale_phase": rad, "ramp": [offset rad, gy rad/px, gx rad/px]},
          "metrics": {"amplitude": {mae, mse, psnr, psnr_data_range, ssim, ms_ssim,
                                    frc50_px, frc17_px},
-                     "phase": {same keys}, "complex": {"nce": float}},
+                     "phase": {same keys}, "complex": {"nce": float},
+                     "data": {"poisson_deviance": float (mean per pattern)}},
          "frc": {"amplitude": {"freq": [cycles/px], "frc": [...]}, "phase": {...}},
          "recon_wall_time_s": float, "recon_info": dict, "recon_path": str, "test_path": str,
-         "reference": {"flat_object": {"amplitude": {...}, "phase": {...}, "complex": {...}}},
+         "reference": {"flat_object": {"amplitude": {...}, "phase": {...}, "complex": {...},
+                                       "data": {"poisson_deviance"}},
+                       "ground_truth": {"data": {"poisson_deviance"}}},
          "snapshots": [{"epoch": int, "wall_time_s": float, "shift": [dy, dx],
                         "metrics": {same as "metrics"}}, ...]   (solver arms only: every
                         convergence snapshot scored like the final object; the last one is the
                         final object, so its metrics equal "metrics")
          "evaluation": {"region_threshold", "region_erosion_px", "registration_upsample",
                         "max_shift_px", "psnr_data_range" (text), "psnr_cap_db"},
+         "ground_truth": true, "data_residual": {see residual.data_residual},
          "replicate": int (the test split's replicate),
          "fluence": {"photons_per_px": mean incident photons per pixel over the region,
                      "photons_per_m2": same per m^2 (null without a pixel size),
@@ -91,33 +109,30 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path,
     (the study's ``seeds.bootstrap``) set the block bootstrap of
     :mod:`ptycho.evaluation.intervals`; its stream names the cell and replicate but not the arm.
 
+    With ``halves``: ``metrics.amplitude`` / ``metrics.phase`` also hold ``frc50_px_halves`` and
+    ``frc17_px_halves``, with ``frc_halves`` curves and a ``halves`` block.
+
     Raises ``DatasetError`` when the files do not belong together (shape, dose, split) and
     ``PtychoError`` when the region is empty or a metric cannot be computed.
     """
-    rec = read_reconstruction(recon_path)
+    with Dataset(test_path, require_object=False) as ds:
+        has_truth = ds.has_object
+    if not has_truth:
+        return evaluate_without_truth(recon_path, test_path, metrics_path, aligned_path, halves)
     intervals = intervals or IntervalConfig()
+    rec, (positions, probe, truth), illum, peak, mask = _open_pair(recon_path, test_path)
     with Dataset(test_path) as ds:
-        positions, probe, truth = ds.positions, ds.probe, ds.object
-        ds_dose, split, replicate = ds.dose, ds.split, ds.replicate
+        ds_dose, replicate = ds.dose, ds.replicate
         pixel_size = ds.attrs.get("pixel_size_m")
         view = str(ds.config.get("overlap_view", rec.overlap_view))
-    if split != "test":
-        raise DatasetError(f"{test_path}: split is '{split}', expected the 'test' split")
-    if rec.object.shape != truth.shape:
-        raise DatasetError(f"{recon_path}: reconstruction is {rec.object.shape}, the ground truth "
-                           f"of {test_path} is {truth.shape}")
-    if not math.isclose(rec.dose, ds_dose, rel_tol=1e-6):
-        raise DatasetError(f"{recon_path}: dose {rec.dose} differs from the test split's dose "
-                           f"{ds_dose} ({test_path})")
-    peak = probe_peak_intensity(probe)
-    illum = illumination_map(truth.shape, positions, probe)
-    mask = region_from_illumination(illum, peak, REGION_THRESHOLD, REGION_EROSION_PX)
     al, metrics, curves = score(rec.object, truth, mask, illum, peak)
     stream = bootstrap_stream(dose_label(ds_dose), view, replicate_labels(replicate))
     ci, record = metric_intervals(al.aligned, truth, mask, metrics, curves,
                                   energy_diameter(probe, 0.9), seed, stream,
                                   intervals.confidence, intervals.resamples, intervals.block_px)
-    fluence = mean_fluence(fluence_map(truth.shape, positions, probe, ds_dose), mask)
+    fluence = _fluence(positions, probe, ds_dose, mask, pixel_size)
+    residual = data_residual(rec.object, test_path)
+    metrics["data"] = {"poisson_deviance": residual["poisson_deviance"]}
     out = {
         "arm": rec.arm,
         "gridsize": int(rec.gridsize),
@@ -147,36 +162,155 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path,
             "psnr_data_range": "ground-truth max - min over the region",
             "psnr_cap_db": PSNR_CAP_DB,
         },
+        "ground_truth": True,
+        "data_residual": residual,
         "replicate": int(replicate),
-        "fluence": {
-            "photons_per_px": fluence,
-            "photons_per_m2": None if pixel_size is None else fluence / float(pixel_size) ** 2,
-            "exposures_per_px": fluence / float(ds_dose),
-            "pixel_size_m": pixel_size,
-        },
+        "fluence": fluence,
         "intervals": ci,
         "bootstrap": record,
-        "frc_limits": {"nyquist_px": NYQUIST_PERIOD_PX, "largest_px": float(1.0 / curves["amplitude"]["freq"][0])},
+        "frc_limits": {"nyquist_px": NYQUIST_PERIOD_PX,
+                       "largest_px": float(1.0 / curves["amplitude"]["freq"][0])},
     }
+    ref = out["reference"]
+    ref["flat_object"]["data"] = {"poisson_deviance": _flat_residual(illum, test_path)}
+    ref["ground_truth"] = {"data": {"poisson_deviance":
+                                    data_residual(truth, test_path)["poisson_deviance"]}}
     if rec.snapshots is not None:
-        out["snapshots"] = _score_snapshots(rec.snapshots, truth, mask, illum, peak, recon_path)
-    with atomic_path(aligned_path, ".h5") as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("aligned", data=al.aligned.astype(np.complex64), track_times=False)
-        f.create_dataset("truth", data=np.asarray(truth, np.complex64), track_times=False)
-        f.create_dataset("mask", data=mask.astype(np.uint8), track_times=False)
-        f.attrs["arm"] = rec.arm
-        f.attrs["source"] = str(Path(recon_path))
-    write_json(metrics_path, out)
+        out["snapshots"] = _score_snapshots(rec.snapshots, truth, mask, illum, peak, recon_path,
+                                            test_path)
+    if halves:
+        _add_halves(out, halves, test_path, rec.object.shape)
+    _write(out, aligned_path, metrics_path, al.aligned, mask, rec.arm, recon_path, truth)
     return out
 
 
-def _score_snapshots(snaps, truth, mask, illum, peak, recon_path) -> list[dict]:
+def _fluence(positions, probe, dose: float, mask, pixel_size) -> dict:
+    """Mean incident photons per pixel over the evaluation region (and per m^2 with a pixel
+    size), with the exposures per pixel."""
+    f = mean_fluence(fluence_map(mask.shape, positions, probe, dose), mask)
+    return {"photons_per_px": f,
+            "photons_per_m2": None if pixel_size is None else f / float(pixel_size) ** 2,
+            "exposures_per_px": f / float(dose), "pixel_size_m": pixel_size}
+
+
+def _score_snapshots(snaps, truth, mask, illum, peak, recon_path, test_path) -> list[dict]:
+    """Every convergence snapshot scored like the final object (the same alignment, metrics and
+    data residual)."""
     if snaps.objects.shape[1:] != truth.shape:
         raise DatasetError(f"{recon_path}: snapshots are {snaps.objects.shape[1:]}, the ground "
                            f"truth is {truth.shape}")
     out = []
     for epoch, t, obj in zip(snaps.epochs, snaps.wall_time_s, snaps.objects):
         al, metrics, _ = score(obj, truth, mask, illum, peak)
+        metrics["data"] = {"poisson_deviance": data_residual(obj, test_path)["poisson_deviance"]}
         out.append({"epoch": int(epoch), "wall_time_s": float(t),
                     "shift": [al.shift[0], al.shift[1]], "metrics": metrics})
+    return out
+
+
+def _open_pair(recon_path, test_path):
+    """(reconstruction, (positions, probe, truth or None), illumination, probe peak, region) of a
+    reconstruction and the test split it reconstructed, checked to belong together."""
+    rec = read_reconstruction(recon_path)
+    with Dataset(test_path, require_object=False) as ds:
+        positions, probe = ds.positions, ds.probe
+        truth = ds.object if ds.has_object else None
+        shape, ds_dose, split = tuple(ds.object_shape), ds.dose, ds.split
+    if split != "test":
+        raise DatasetError(f"{test_path}: split is '{split}', expected the 'test' split")
+    if tuple(rec.object.shape) != shape:
+        what = "ground truth" if truth is not None else "object grid (no ground truth)"
+        raise DatasetError(f"{recon_path}: reconstruction is {rec.object.shape}, the {what} of "
+                           f"{test_path} is {shape}")
+    if not math.isclose(rec.dose, ds_dose, rel_tol=1e-6):
+        raise DatasetError(f"{recon_path}: dose {rec.dose} differs from the test split's dose "
+                           f"{ds_dose} ({test_path})")
+    peak = probe_peak_intensity(probe)
+    illum = illumination_map(shape, positions, probe)
+    mask = region_from_illumination(illum, peak, REGION_THRESHOLD, REGION_EROSION_PX)
+    return rec, (positions, probe, truth), illum, peak, mask
+
+
+def _flat_residual(illum: np.ndarray, test_path) -> float:
+    return data_residual((illum > 0).astype(np.complex64), test_path)["poisson_deviance"]
+
+
+def _add_halves(out: dict, halves, test_path, shape) -> None:
+    """FRC of the arm's two half-scan reconstructions (of the even and the odd test positions,
+    :func:`ptycho.data.split.interleaved_halves`), into ``out`` (metrics and curves)."""
+    if len(halves) != 2:
+        raise DatasetError(f"half-scan FRC needs two reconstructions, got {len(halves)}")
+    recs = [read_reconstruction(p) for p in halves]
+    for p, r in zip(halves, recs):
+        if tuple(r.object.shape) != tuple(shape):
+            raise DatasetError(f"{p}: half-scan reconstruction is {r.object.shape}, expected "
+                               f"{tuple(shape)}")
+    with Dataset(test_path, require_object=False) as ds:
+        probe, positions = ds.probe, ds.positions
+    peak = probe_peak_intensity(probe)
+    masks = [region_from_illumination(illumination_map(shape, positions[h::2], probe), peak,
+                                      REGION_THRESHOLD, REGION_EROSION_PX) for h in (0, 1)]
+    both = masks[0] & masks[1]
+    if not both.any():
+        raise DatasetError(f"{halves[0]}, {halves[1]}: the two half scans illuminate no common "
+                           "pixel; the half-scan FRC cannot be computed")
+    metrics, curves = half_frc(recs[0].object, recs[1].object, both, upsample=UPSAMPLE)
+    for q, values in metrics.items():
+        out["metrics"].setdefault(q, {}).update(values)
+    out["frc_halves"] = curves
+    out["halves"] = {"recons": [str(p) for p in halves], "region_pixels": int(both.sum()),
+                     "split": "interleaved: even and odd positions of the test scan"}
+
+
+def _write(out, aligned_path, metrics_path, aligned, mask, arm, recon_path, truth=None) -> None:
+    with atomic_path(aligned_path, ".h5") as tmp, h5py.File(tmp, "w") as f:
+        f.create_dataset("aligned", data=aligned.astype(np.complex64), track_times=False)
+        if truth is not None:
+            f.create_dataset("truth", data=np.asarray(truth, np.complex64), track_times=False)
+        f.create_dataset("mask", data=mask.astype(np.uint8), track_times=False)
+        f.attrs["arm"] = arm
+        f.attrs["source"] = str(Path(recon_path))
+    write_json(metrics_path, out)
+
+
+def evaluate_without_truth(recon_path, test_path, metrics_path, aligned_path, halves) -> dict:
+    """Ground-truth-free evaluation of one arm (the test split has no object).
+
+    ``metrics``: ``data.poisson_deviance`` (data residual) and ``amplitude`` / ``phase``
+    ``frc50_px_halves`` / ``frc17_px_halves`` (FRC between the arm's reconstructions of the two
+    interleaved half scans ``halves``); ``reference.flat_object`` holds a flat object's data
+    residual. ``aligned.h5`` holds the reconstruction with its mean phase over the region removed
+    (``/aligned``) and the region (``/mask``); there is no ``/truth``.
+    """
+    if not halves:
+        raise DatasetError(f"{test_path}: no ground truth, so the evaluation needs the arm's "
+                           "reconstructions of the two half scans (halves)")
+    rec, (positions, probe, _), illum, _, mask = _open_pair(recon_path, test_path)
+    with Dataset(test_path, require_object=False) as ds:
+        ds_dose, replicate, pixel_size = ds.dose, ds.replicate, ds.attrs.get("pixel_size_m")
+    residual = data_residual(rec.object, test_path)
+    out = {
+        "arm": rec.arm, "gridsize": int(rec.gridsize), "dose": float(rec.dose),
+        "dose_label": dose_label(rec.dose), "overlap_view": rec.overlap_view,
+        "region_pixels": int(mask.sum()),
+        "metrics": {"data": {"poisson_deviance": residual["poisson_deviance"]}},
+        "recon_wall_time_s": float(rec.wall_time_s), "recon_info": rec.info,
+        "reference": {"flat_object": {"data": {"poisson_deviance":
+                                               _flat_residual(illum, test_path)}}},
+        "evaluation": {"region_threshold": REGION_THRESHOLD,
+                       "region_erosion_px": REGION_EROSION_PX,
+                       "registration_upsample": UPSAMPLE, "max_shift_px": MAX_SHIFT_PX},
+        "ground_truth": False,
+        "ground_truth_free_metrics": list(GROUND_TRUTH_FREE),
+        "data_residual": residual,
+        "recon_path": str(recon_path),
+        "test_path": str(test_path),
+        "replicate": int(replicate),
+        "fluence": _fluence(positions, probe, ds_dose, mask, pixel_size),
+    }
+    _add_halves(out, halves, test_path, rec.object.shape)
+    region = rec.object[mask]
+    offset = np.angle(np.sum(region)) if np.any(region) else 0.0
+    _write(out, aligned_path, metrics_path, rec.object * np.exp(-1j * offset), mask, rec.arm,
+           recon_path)
     return out

@@ -26,6 +26,19 @@ REQUIRED_METRICS = {
     "phase": ("mae", "mse", "psnr", "ssim", "ms_ssim", "frc50_px", "frc17_px", "psnr_data_range"),
     "complex": ("nce",),
 }
+# Metrics every arm reports in a study without ground truth (external data, data/ground_truth
+# false): the data residual and the FRC between reconstructions of two interleaved half scans.
+REQUIRED_METRICS_GT_FREE = {
+    "amplitude": ("frc50_px_halves", "frc17_px_halves"),
+    "phase": ("frc50_px_halves", "frc17_px_halves"),
+    "data": ("poisson_deviance",),
+}
+
+
+def required_metrics(ground_truth: bool = True) -> dict:
+    """The metrics every arm of a study must report: ``REQUIRED_METRICS`` with ground truth,
+    ``REQUIRED_METRICS_GT_FREE`` without."""
+    return REQUIRED_METRICS if ground_truth else REQUIRED_METRICS_GT_FREE
 
 
 def arm_sort_key(arm: str) -> tuple:

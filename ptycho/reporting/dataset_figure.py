@@ -17,8 +17,10 @@ def plot_dataset_summary(train_path, test_path, png_path) -> None:
     from matplotlib.colors import LogNorm
     from matplotlib.patches import Circle, Rectangle
 
-    with Dataset(train_path) as tr, Dataset(test_path) as te:
-        obj = te.object
+    with Dataset(train_path, require_object=False) as tr, \
+            Dataset(test_path, require_object=False) as te:
+        obj = te.object if te.has_object else None
+        shape = tuple(te.object_shape)
         probe = te.probe
         N = te.N
         pos_tr, pos_te = tr.positions, te.positions
@@ -28,7 +30,7 @@ def plot_dataset_summary(train_path, test_path, png_path) -> None:
         dose = te.dose
         n_tr, n_te = tr.n, te.n
         f_meas_tr = tr.attrs.get("overlap_measured")
-    H, W = obj.shape
+    H, W = shape
     row = cfg.get("split_row")
     if row is None and len(pos_tr) and len(pos_te):
         row = 0.5 * (pos_tr[:, 0].max() + N / 2 + pos_te[:, 0].min() - N / 2)
@@ -46,14 +48,27 @@ def plot_dataset_summary(train_path, test_path, png_path) -> None:
         cb.set_label(label)
         return im
 
-    show(axes[0, 0], np.abs(obj), f"object amplitude ({H} x {W} px)", "gray", "amplitude", extent=ext)
-    show(axes[0, 1], np.angle(obj), "object phase", "twilight_shifted", "phase (rad)", extent=ext)
+    if obj is not None:
+        show(axes[0, 0], np.abs(obj), f"object amplitude ({H} x {W} px)", "gray", "amplitude",
+             extent=ext)
+        show(axes[0, 1], np.angle(obj), "object phase", "twilight_shifted", "phase (rad)",
+             extent=ext)
+        backdrop = np.abs(obj)
+    else:  # external data without ground truth: where the scans put light instead
+        from ptycho.evaluation.region import illumination_map
+
+        backdrop = illumination_map(shape, np.concatenate([pos_tr, pos_te]), probe)
+        show(axes[0, 0], backdrop, f"no ground truth: summed probe intensity ({H} x {W} px)",
+             "gray", "sum |P|^2", extent=ext)
+        axes[0, 1].axis("off")
+        axes[0, 1].text(0.5, 0.5, "no ground-truth object\n(external data, data/ground_truth: "
+                        "false)", ha="center", va="center", fontsize=12)
     for ax in axes[0, :2]:
         ax.set_xlabel("x (object pixels)")
         ax.set_ylabel("y (object pixels)")
 
     ax = axes[0, 2]
-    ax.imshow(np.abs(obj), cmap="gray", alpha=0.35, extent=ext)
+    ax.imshow(backdrop, cmap="gray", alpha=0.35, extent=ext)
     ax.scatter(pos_tr[:, 1], pos_tr[:, 0], s=9, c="tab:blue", label=f"train ({n_tr})")
     ax.scatter(pos_te[:, 1], pos_te[:, 0], s=9, c="tab:orange", label=f"test ({n_te})")
     if row is not None:

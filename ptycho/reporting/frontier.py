@@ -119,11 +119,14 @@ def _ssim(metrics: dict, q: str) -> float:
 
 def collect_cells(metric_paths) -> list[CellArms]:
     """One :class:`CellArms` per (dose, overlap, replicate) from ``metrics.json`` files, cells in
-    order of dose, then first appearance of the overlap, then replicate. A solver arm without snapshots is an error (its
+    order of dose, then first appearance of the overlap, then replicate; evaluations without
+    ground truth are skipped. A solver arm without snapshots is an error (its
     curve would be invented)."""
     cells: dict[tuple, CellArms] = {}
     for path in metric_paths:
         m = read_metrics_json(path)
+        if not m.get("ground_truth", True):
+            continue  # no SSIM without a ground truth: no quality-time curve
         key = (float(m["dose"]), str(m["overlap_view"]), int(m.get("replicate", 0)))
         arm = str(m["arm"])
         flat = (m.get("reference") or {}).get("flat_object") or {}
@@ -288,7 +291,8 @@ def plot_quality_time(metric_paths, png) -> None:
     plt = pyplot()
     cells = collect_cells(metric_paths)
     if not cells:
-        message_figure(png, "Quality against time", "No metrics files were given.")
+        message_figure(png, "Quality against time", "No metrics files with a ground truth were "
+                       "given (a study without ground truth has no SSIM to plot).")
         return
     doses = sorted({c.dose for c in cells})
     overlaps = list(dict.fromkeys(c.overlap for c in cells))

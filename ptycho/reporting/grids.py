@@ -19,7 +19,13 @@ from ptycho.reporting.tables import read_history, read_metrics_csv, read_metrics
 
 _METRIC_NAMES = {"ssim": "SSIM", "ms_ssim": "MS-SSIM", "psnr": "PSNR (dB)", "mae": "MAE",
                  "mse": "MSE", "frc50_px": "FRC 0.5 resolution (px)",
-                 "frc17_px": "FRC 1/7 resolution (px)", "nce": "NCE"}
+                 "frc17_px": "FRC 1/7 resolution (px)", "nce": "NCE",
+                 "poisson_deviance": "data residual (deviance/pattern)",
+                 "frc50_px_halves": "FRC 0.5 of half scans (px)",
+                 "frc17_px_halves": "FRC 1/7 of half scans (px)"}
+NO_TRUTH = ("This study has no ground truth (data/ground_truth: false), so {name} cannot be "
+            "computed.\nGround-truth-free metrics: residual_grid.png (data residual) and "
+            "frc_halves_grid.png (FRC of half scans).")
 
 
 class _Table:
@@ -73,6 +79,18 @@ class _Table:
                     row.append("")
             out.append(row)
         return out
+
+    def has(self, metric: str) -> bool:
+        return any(k[4] == metric for k in self.values)
+
+
+def _missing_metric(t: _Table, metric: str, png) -> bool:
+    """Write a figure saying why ``metric`` is absent (no ground truth); True when it did."""
+    if t.has(metric):
+        return False
+    name = _METRIC_NAMES.get(metric, metric)
+    message_figure(png, f"{name}: study {t.study}, {t.scale} scale", NO_TRUTH.format(name=name))
+    return True
 
 
 def _load(csv_path) -> _Table:
@@ -129,6 +147,8 @@ def plot_metric_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict 
     from matplotlib.colors import Normalize
 
     t = _load(csv_path)
+    if _missing_metric(t, metric, png):
+        return
     name = _METRIC_NAMES.get(metric, metric)
     n_arm = len(t.arms)
     w = max(2.4, 1.1 * len(t.overlaps) + 1.2)
@@ -172,6 +192,8 @@ def plot_delta_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict |
     from matplotlib.colors import TwoSlopeNorm
 
     t = _load(csv_path)
+    if _missing_metric(t, metric, png):
+        return
     name = _METRIC_NAMES.get(metric, metric)
     comps = _comparisons(t.arms)
     if not comps:
@@ -227,6 +249,8 @@ def _paired_notes(paired, t: _Table, a: str, b: str, q: str, metric: str):
 
 _VS_DOSE_ROWS = (("amplitude", "ssim"), ("phase", "ssim"), ("amplitude", "psnr"),
                  ("phase", "psnr"), ("amplitude", "frc17_px"), ("phase", "frc17_px"))
+VS_DOSE_ROWS_GT_FREE = (("data", "poisson_deviance"), ("amplitude", "frc17_px_halves"),
+                        ("phase", "frc17_px_halves"))
 
 
 def plot_metric_vs_dose(csv_path, png, rows=_VS_DOSE_ROWS, overlap_targets: dict | None = None) -> None:
@@ -270,9 +294,10 @@ def plot_metric_vs_dose(csv_path, png, rows=_VS_DOSE_ROWS, overlap_targets: dict
     save(fig, png)
 
 
-def plot_frc_curves(metric_paths, png) -> None:
+def plot_frc_curves(metric_paths, png, key: str = "frc") -> None:
     """Fourier ring correlation of every arm (lines) per cell: rows dose, columns overlap x
-    (amplitude, phase); the 0.5 and 1/7 thresholds are drawn."""
+    (amplitude, phase); the 0.5 and 1/7 thresholds are drawn. ``key`` "frc": against the ground
+    truth; "frc_halves": between the reconstructions of the two half scans."""
     plt = pyplot()
     data = [read_metrics_json(p) for p in metric_paths]
     if not data:
@@ -290,7 +315,7 @@ def plot_frc_curves(metric_paths, png) -> None:
     for m in data:
         i = doses.index(float(m["dose"]))
         for q in ("amplitude", "phase"):
-            curve = (m.get("frc") or {}).get(q) or {}
+            curve = (m.get(key) or {}).get(q) or {}
             fr, c = curve.get("freq"), curve.get("frc")
             if not fr or not c:
                 continue
@@ -315,10 +340,52 @@ def plot_frc_curves(metric_paths, png) -> None:
                 Line2D([], [], color="0.3", ls=":", label="1/7 threshold")]
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles))
     study = data[0].get("study", "")
-    fig.suptitle("Fourier ring correlation with the ground truth (aligned, evaluation region)"
-                 + (f": study {study}" if study else "")
+    what = ("between the reconstructions of the two interleaved half scans (no ground truth)"
+            if key == "frc_halves" else "with the ground truth (aligned, evaluation region)")
+    fig.suptitle(f"Fourier ring correlation {what}" + (f": study {study}" if study else "")
                  + "\nrows: dose (photons/exposure); the resolution is where a curve crosses a threshold")
     save(fig, png)
+
+
+def plot_gt_free_grids(csv_path, residual_png, frc_png, overlap_targets: dict | None = None) -> None:
+    """The ground-truth-free grids (rows: dose, columns: overlap; one panel per arm): the data
+    residual (mean Poisson deviance per pattern, log colour scale) and the FRC 1/7 resolution of
+    the half-scan reconstructions (amplitude and phase). Lower is better in both (dark)."""
+    plt = pyplot()
+    from matplotlib.colors import LogNorm, Normalize
+
+    t = _load(csv_path)
+    xl = _overlap_labels(t, overlap_targets)
+    yl = [dose_label(d) for d in t.doses]
+    w = max(2.4, 1.1 * len(t.overlaps) + 1.2)
+    h = max(2.0, 0.55 * len(t.doses) + 1.3)
+    cmap = plt.get_cmap("viridis_r")
+    for png, metric, quantities, fmt in (
+            (residual_png, "poisson_deviance", ("data",), "{:.0f}"),
+            (frc_png, "frc17_px_halves", ("amplitude", "phase"), "{:.1f}")):
+        if _missing_metric(t, metric, png):
+            continue
+        vals = np.concatenate([t.matrix(a, q, metric).ravel() for a in t.arms for q in quantities])
+        vals = vals[np.isfinite(vals)]
+        lo, hi = (float(vals.min()), float(vals.max())) if vals.size else (1.0, 10.0)
+        norm = (LogNorm(max(lo, 1e-3), max(hi, lo * 1.01, 1e-2)) if metric == "poisson_deviance"
+                else Normalize(min(lo, 2.0), max(hi, 2.5)))
+        fig, axes = plt.subplots(len(quantities), len(t.arms), squeeze=False,
+                                 figsize=(max(w * len(t.arms) + 1.2, 8.0),
+                                          h * len(quantities) + 0.9), constrained_layout=True)
+        im = None
+        name = _METRIC_NAMES[metric]
+        for i, q in enumerate(quantities):
+            for j, arm in enumerate(t.arms):
+                ax = axes[i, j]
+                im = _annotated_panel(ax, t.matrix(arm, q, metric), cmap, norm, xl, yl, fmt)
+                ax.set_title(arm if q == "data" else f"{arm}: {q}")
+                _label_grid_axes(ax, 1 if i == len(quantities) - 1 else 0, j)
+        cb = fig.colorbar(im, ax=axes, shrink=0.8)
+        cb.set_label("deviance per pattern" if metric == "poisson_deviance" else "pixels")
+        fig.suptitle(f"Ground-truth-free: {name}, lower is better\nstudy {t.study}, {t.scale} "
+                     "scale; rows: dose (photons/exposure), columns: overlap view")
+        save(fig, png)
 
 
 def _loss_ylabel(arm: str) -> str:
@@ -374,6 +441,7 @@ def plot_loss_curves(history_paths, labels, png) -> None:
 __all__ = [
     "plot_delta_grid",
     "plot_frc_curves",
+    "plot_gt_free_grids",
     "plot_loss_curves",
     "plot_metric_grid",
     "plot_metric_vs_dose",

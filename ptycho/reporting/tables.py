@@ -243,9 +243,27 @@ def _cell_fluence(rows) -> dict:
     return {k: sum(v) / len(v) for k, v in acc.items()}
 
 
+_MD_COLUMNS_GT_FREE = (
+    ("data", "poisson_deviance", "Data residual (deviance/pattern)", ".1f"),
+    ("amplitude", "frc50_px_halves", "Amp FRC 0.5, halves (px)", ".2f"),
+    ("amplitude", "frc17_px_halves", "Amp FRC 1/7, halves (px)", ".2f"),
+    ("phase", "frc50_px_halves", "Phase FRC 0.5, halves (px)", ".2f"),
+    ("phase", "frc17_px_halves", "Phase FRC 1/7, halves (px)", ".2f"),
+)
+GT_FREE_INTRO = (
+    "No ground truth (external data): only ground-truth-free metrics. Data residual: mean "
+    "Poisson deviance per diffraction pattern of the reconstruction re-projected through the "
+    "forward model at the test positions, after one fitted global intensity scale (lower is "
+    "better; the noise floor is about the number of pixels holding counts). FRC, halves: "
+    "resolution (px) where the Fourier ring correlation between the arm's reconstructions of the "
+    "even and the odd test positions falls below 0.5 or 1/7 (lower is better). The *flat object* "
+    "row re-projects a uniform object.")
+
+
 def summary_markdown(rows, timing=None, title: str | None = None, references=None,
                      uncertainty=None, sections=None) -> str:
-    """The Markdown text of ``write_summary_md``."""
+    """The Markdown text of ``write_summary_md`` (the ground-truth-free columns when the table
+    holds no SSIM: a study without ground truth)."""
     from ptycho.reporting.uncertainty import (
         interval_note,
         replicate_counts,
@@ -260,6 +278,11 @@ def summary_markdown(rows, timing=None, title: str | None = None, references=Non
     study = rows[0]["study"] if rows else "?"
     scale = rows[0]["scale"] if rows else "?"
     lines = [f"# {title or f'Study {study} ({scale} scale): reconstruction quality'}", ""]
+    if rows and not any(r["metric"] == "ssim" for r in rows):
+        return "\n".join(lines + [GT_FREE_INTRO, ""]
+                         + _value_table(table, doses, overlaps, arms, references,
+                                        _MD_COLUMNS_GT_FREE, estimates, fluence)
+                         + (_timing_markdown(timing) if timing else []))
     lines += [(
         "Dose: incident photons per exposure. Overlap: the study's overlap view "
         "(f = 1 - step / probe diameter). SSIM and MS-SSIM are unitless (1 is perfect); PSNR uses "
@@ -278,10 +301,29 @@ def summary_markdown(rows, timing=None, title: str | None = None, references=Non
                          any(math.isfinite(float(r.get("ci_low", math.nan))) for r in rows))
     if note:
         lines += [note, ""]
+    lines += _value_table(table, doses, overlaps, arms, references, _MD_COLUMNS, estimates,
+                          fluence)
+    if references:
+        lines += _margin_markdown(table, doses, overlaps, arms, references)
+    if uncertainty:
+        lines += uncertainty_markdown(uncertainty, estimates)
+    if timing:
+        lines += _timing_markdown(timing)
+    lines += [s for s in (sections or ()) if s]
+    return "\n".join(lines)
+
+
+def _value_table(table, doses, overlaps, arms, references, columns, estimates=None,
+                 fluence=None) -> list[str]:
+    """One row per cell and arm with ``columns`` (each value with its interval or spread from
+    ``estimates``), the best SSIM of a cell in bold, then the cell's flat-object reference row;
+    a fluence column when ``fluence`` ({(dose, overlap): photons/px}) is given."""
+    estimates, fluence = estimates or {}, fluence or {}
+    lines = []
     fl = ["Fluence (photons/px)"] if fluence else []
-    header = ["Dose (photons)", "Overlap", *fl, "Arm"] + [c[2] for c in _MD_COLUMNS]
+    header = ["Dose (photons)", "Overlap", *fl, "Arm"] + [c[2] for c in columns]
     lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join(["---"] * (3 + len(fl)) + ["---:"] * len(_MD_COLUMNS)) + "|")
+    lines.append("|" + "|".join(["---"] * (3 + len(fl)) + ["---:"] * len(columns)) + "|")
     for d in doses:
         for ov in overlaps:
             present = [a for a in arms if any(k[:3] == (d, ov, a) for k in table)]
@@ -293,7 +335,7 @@ def summary_markdown(rows, timing=None, title: str | None = None, references=Non
             flu = [_cell(fluence.get((d, ov)), ".4g")] if fluence else []
             for a in present:
                 cells = [dose_label(d), ov, *flu, a]
-                for q, name, _, fmt in _MD_COLUMNS:
+                for q, name, _, fmt in columns:
                     v = table.get((d, ov, a, q, name))
                     e = estimates.get((d, ov, a, q, name))
                     s = _cell(v, fmt) if e is None else e.text(fmt)
@@ -304,19 +346,12 @@ def summary_markdown(rows, timing=None, title: str | None = None, references=Non
             ref = references.get((d, ov))
             if ref and present:
                 cells = [dose_label(d), ov, *flu, "*flat object*"]
-                for q, name, _, fmt in _MD_COLUMNS:
+                for q, name, _, fmt in columns:
                     v = ref.get(q, {}).get(name)
                     cells.append(_cell(None if v is None else float(v), fmt))
                 lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    if references:
-        lines += _margin_markdown(table, doses, overlaps, arms, references)
-    if uncertainty:
-        lines += uncertainty_markdown(uncertainty, estimates)
-    if timing:
-        lines += _timing_markdown(timing)
-    lines += [s for s in (sections or ()) if s]
-    return "\n".join(lines)
+    return lines
 
 
 def _margin_markdown(table, doses, overlaps, arms, references) -> list[str]:

@@ -38,7 +38,7 @@ import numpy as np
 from ptycho.config import StudyConfig, arm_gridsize, dose_label, is_solver_arm, snapshot_epochs
 from ptycho.errors import PtychoError
 from ptycho.reconstruct.io import object_sha256
-from ptycho.reporting import REQUIRED_METRICS
+from ptycho.reporting import required_metrics
 from ptycho.reporting.inventory import check_inventory
 from ptycho.reporting.tables import read_history, read_metrics_csv, read_metrics_json
 
@@ -55,6 +55,9 @@ _RANGES = {
     "frc50_px": (0.0, math.inf, True),
     "frc17_px": (0.0, math.inf, True),
     "psnr_data_range": (0.0, math.inf, True),
+    "poisson_deviance": (0.0, math.inf, False),
+    "frc50_px_halves": (0.0, math.inf, True),
+    "frc17_px_halves": (0.0, math.inf, True),
 }
 
 
@@ -89,13 +92,14 @@ def check_grid_complete(study: StudyConfig, rows) -> tuple[bool, str]:
         except PtychoError:
             pass
     grid = [(d, ov, a) for d in study.dose_labels for ov in study.overlaps for a in study.arm_ids]
+    required = required_metrics(study.data.ground_truth)
     missing = []
     for d, ov, a in grid:
         got = have.get((d, ov, a))
         if not got:
             missing.append(f"{d}_{ov}/{a} (no rows)")
             continue
-        lack = [f"{q}.{m}" for q, ms in REQUIRED_METRICS.items() for m in ms if (q, m) not in got]
+        lack = [f"{q}.{m}" for q, ms in required.items() for m in ms if (q, m) not in got]
         if lack:
             missing.append(f"{d}_{ov}/{a} (missing {', '.join(lack)})")
     unexpected = sorted(f"{d}_{ov}/{a}" for d, ov, a in set(have) - set(grid))
@@ -173,7 +177,7 @@ def check_files(expected_files) -> tuple[bool, str]:
 def _open_pair(train, test):
     from ptycho.data.dataset import Dataset
 
-    return Dataset(train), Dataset(test)
+    return Dataset(train, require_object=False), Dataset(test, require_object=False)
 
 
 def check_split(dataset_pairs) -> tuple[bool, str]:
@@ -211,7 +215,7 @@ def check_overlap(dataset_pairs, tol: float = OVERLAP_TOLERANCE) -> tuple[bool, 
     bad, worst = [], 0.0
     for pair in dataset_pairs:
         for path in pair:
-            with Dataset(path) as ds:
+            with Dataset(path, require_object=False) as ds:
                 a = ds.attrs
             t, m = float(a["overlap_target"]), float(a["overlap_measured"])
             dev = abs(m - t)
@@ -435,6 +439,8 @@ def check_snapshots(study: StudyConfig, scale: str, metric_paths) -> tuple[bool,
     solvers = [a for a in study.arm_ids if is_solver_arm(a)]
     if not solvers:
         return True, "the study has no solver arm"
+    if not study.data.ground_truth:
+        return True, "no ground truth: the snapshots have no SSIM to score (not checked)"
     cfg = study.scale(scale).iterative
     want = list(snapshot_epochs(cfg.iterations, cfg.snapshots))
     seen, bad = _arm_problems(metric_paths, is_solver_arm, lambda m: _snapshot_problems(m, want))
@@ -491,18 +497,51 @@ def check_replicates(study: StudyConfig, scale: str, dataset_pairs, metric_paths
 
 
 def check_intervals(metric_paths) -> tuple[bool, str]:
-    """Every metrics file: finite intervals that contain their values, and a positive fluence."""
+    """Every metrics file: finite intervals that contain their values, and a positive fluence.
+    An evaluation without ground truth has no bootstrap intervals (its metrics, the data residual
+    and the half-scan FRC, are global); it needs its fluence only."""
     from ptycho.reporting.uncertainty import check_interval_record
 
-    bad = []
+    bad, free = [], 0
     for p in metric_paths:
-        bad += check_interval_record(read_metrics_json(p), str(p))
+        m = read_metrics_json(p)
+        if m.get("ground_truth", True):
+            bad += check_interval_record(m, str(p))
+            continue
+        free += 1
+        bad += [x for x in check_interval_record({**m, "intervals": {}}, str(p))
+                if "fluence" in x]
     if not metric_paths:
         return False, "no metrics files given"
     if bad:
         return False, _listing(bad, "bad intervals")
+    note = (f" ({free} evaluations without ground truth: fluence only, no bootstrap intervals)"
+            if free else "")
     return True, (f"{len(metric_paths)} metrics files: every interval is finite and contains its "
-                  "value; fluence recorded")
+                  f"value; fluence recorded{note}")
+
+
+def check_ground_truth(study: StudyConfig, metric_paths) -> tuple[bool, str]:
+    """Every evaluation used the ground truth exactly when the study has one (``ground_truth`` in
+    ``metrics.json``; files written before the key existed count as with ground truth); the
+    detail names the ground-truth-free metrics."""
+    from ptycho.evaluation.evaluate import GROUND_TRUTH_FREE
+
+    want = study.data.ground_truth
+    bad = []
+    for p in metric_paths:
+        m = read_metrics_json(p)
+        got = bool(m.get("ground_truth", True))
+        if got != want:
+            bad.append(f"{p}: evaluated {'with' if got else 'without'} ground truth")
+    if bad:
+        return False, _listing(bad, f"evaluations that contradict data/ground_truth: {want}")
+    free = ", ".join(GROUND_TRUTH_FREE)
+    if want:
+        return True, (f"{len(metric_paths)} evaluations against the ground truth; "
+                      f"ground-truth-free metrics also reported: data.poisson_deviance")
+    return True, (f"{len(metric_paths)} evaluations without ground truth (external data): only "
+                  f"ground-truth-free metrics are reported: {free}")
 
 
 def check_inventory_disk(inventory_path, root) -> tuple[bool, str]:
@@ -534,7 +573,7 @@ def check_study_matches(study: StudyConfig, scale: str, dataset_pairs, rows) -> 
     bad = []
     for pair in dataset_pairs:
         for path in pair:
-            with Dataset(path) as ds:
+            with Dataset(path, require_object=False) as ds:
                 cfg = ds.config
                 dose = ds.dose
                 f_t = float(ds.attrs["overlap_target"])
@@ -609,6 +648,8 @@ def verify_study(study_dict: dict, scale: str, root, expected_files, dataset_pai
     run("intervals_valid", check_intervals, metric_paths)
     run("inventory_matches_disk", check_inventory_disk, inventory_path, root)
     run("no_leftover_temporaries", check_no_partial_files, root)
+    run("ground_truth_metrics",
+        lambda: (need(study), check_ground_truth(study, metric_paths))[1])
     run("study_matches_results",
         lambda: (need(study, rows), check_study_matches(study, scale, dataset_pairs, rows))[1])
     failed = [c["name"] for c in checks if not c["passed"]]

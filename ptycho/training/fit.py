@@ -230,9 +230,7 @@ def _build(arm_id: str, ds: Dataset, gridsize: int, norm: float, tc, amplitude_i
     spec = BackboneSpec.from_training(tc)
     optimizer = keras.optimizers.Adam(learning_rate(tc, steps_per_epoch, arm_id))
     if arm_id == "baseline":
-        from ptycho.models.baseline import build_baseline
-
-        from ptycho.models.baseline import SupportMAE
+        from ptycho.models.baseline import SupportMAE, build_baseline
 
         model = build_baseline(ds.N, norm, spec, amplitude_init)
         S = spec.output_size(ds.N)

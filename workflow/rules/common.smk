@@ -256,6 +256,8 @@ def report_outputs(scale):
         "fluence",
         "dose_resolution",
     ]
+    if not GROUND_TRUTH:
+        figs += ["residual_grid", "frc_halves_grid"]
     return (
         [
             f"{r}/metrics.csv",
@@ -277,6 +279,7 @@ def expected_files(wildcards):
         + recon_outputs(s, ARMS)
         + eval_outputs(s)
         + report_outputs(s)
+        + half_outputs(s)
     )
 
 
@@ -292,7 +295,8 @@ def verified_inputs(scale):
 def benchmark_files(wildcards):
     scale = wildcards.scale
     r = f"{root(scale)}/benchmarks"
-    out = [f"{r}/simulate_dataset/{c}.tsv" for c in cells(scale)]
+    data_rule = "import_dataset" if EXTERNAL else "simulate_dataset"
+    out = [f"{r}/{data_rule}/{c}.tsv" for c in cells(scale)]
     for a in TRAINED_ARMS:
         out += [
             f"{r}/{NETWORK_RULES[a.rstrip('0123456789')]}/{a}/{c}.tsv"
@@ -303,3 +307,69 @@ def benchmark_files(wildcards):
     for a in ARMS:
         out += [f"{r}/evaluate_arm/{a}/{c}.tsv" for c in cells(scale)]
     return out
+
+
+# ---- external data and ground-truth-free evaluation (data: in the study; rules/external.smk)
+EXTERNAL = STUDY.data.external
+GROUND_TRUTH = STUDY.data.ground_truth
+if EXTERNAL:
+    from ptycho.data.external import check_external
+    from ptycho.errors import PtychoError
+
+    try:  # every external file is opened and checked before any job runs
+        check_external(STUDY)
+    except PtychoError as _exc:
+        raise WorkflowError(f"{STUDY_FILE}: {_exc}")
+
+
+def external_files(wildcards):
+    """The external files of a cell (inputs of import_dataset, so a changed file re-imports)."""
+    cell = STUDY.data.cell(wildcards.dose, wildcards.overlap)
+    return [p for split in (cell.train, cell.test) for p in split.paths]
+
+
+def half_recons(wildcards):
+    """An arm's reconstructions of the two half scans: evaluated only without ground truth."""
+    if GROUND_TRUTH:
+        return []
+    r = root(wildcards.scale)
+    c = f"{wildcards.dose}_{wildcards.overlap}_r{wildcards.replicate}"
+    return [f"{r}/recon_halves/{wildcards.arm}/{c}_half{h}.h5" for h in (1, 2)]
+
+
+def half_outputs(scale):
+    """Half-scan test files and every arm's half-scan reconstructions (ground-truth-free studies)."""
+    if GROUND_TRUTH:
+        return []
+    r = root(scale)
+    return [f"{r}/data/{c}/test_half{h}.h5" for c in cells(scale) for h in (1, 2)] + [
+        f"{r}/recon_halves/{a}/{c}_half{h}.h5"
+        for a in ARMS
+        for c in cells(scale)
+        for h in (1, 2)
+    ]
+
+
+def export_outputs(scale, kind):
+    """Files of the export targets: 'npz' (PtychoPINN) or 'ptychodus' (product + diffraction)."""
+    r = f"{root(scale)}/export"
+    CELLS = cells(scale)
+    if kind == "npz":
+        return [f"{r}/{c}/data/{s}.npz" for c in CELLS for s in ("train", "test")] + [
+            f"{r}/{c}/recon/{a}.npz" for c in CELLS for a in ARMS
+        ]
+    return [
+        f"{r}/{c}/data/{s}/{f}"
+        for c in CELLS
+        for s in ("train", "test")
+        for f in ("diffraction.h5", "product.h5")
+    ] + [f"{r}/{c}/recon/{a}/product.h5" for c in CELLS for a in ARMS]
+
+
+def trained_history(wildcards):
+    """The training history of a network arm (its loss curve goes into exported products)."""
+    if wildcards.arm not in TRAINED_ARMS:
+        return []
+    return [
+        f"{root(wildcards.scale)}/models/{wildcards.arm}/{wildcards.dose}_{wildcards.overlap}/history.csv"
+    ]

@@ -5,6 +5,7 @@ rule evaluate_arm:
     input:
         recon=f"{ROOT}/recon/{{arm}}/{CELL}.h5",
         test=f"{ROOT}/data/{CELL}/test.h5",
+        halves=half_recons,
     output:
         metrics=f"{ROOT}/eval/{{arm}}/{CELL}/metrics.json",
         aligned=f"{ROOT}/eval/{{arm}}/{CELL}/aligned.h5",

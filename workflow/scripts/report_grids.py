@@ -21,11 +21,16 @@ def main(smk):
     grids.plot_metric_grid(csv, smk.output.ms_ssim_grid, "ms_ssim", overlap_targets=targets)
     from ptycho.reporting.uncertainty import collect_paired_differences
 
+    # a study without ground truth (data/ground_truth: false) plots its ground-truth-free metrics
+    truth = ((study or {}).get("data") or {}).get("ground_truth", True)
     paired = collect_paired_differences(list(smk.input.metrics),
-                                        metrics=(("amplitude", "ssim"), ("phase", "ssim")))
+                                        metrics=(("amplitude", "ssim"), ("phase", "ssim"))
+                                        ) if truth else None
     grids.plot_delta_grid(csv, smk.output.delta_grid, overlap_targets=targets, paired=paired)
-    grids.plot_metric_vs_dose(csv, smk.output.metric_vs_dose, overlap_targets=targets)
-    grids.plot_frc_curves(list(smk.input.metrics), smk.output.frc)
+    rows = {} if truth else {"rows": grids.VS_DOSE_ROWS_GT_FREE}
+    grids.plot_metric_vs_dose(csv, smk.output.metric_vs_dose, overlap_targets=targets, **rows)
+    grids.plot_frc_curves(list(smk.input.metrics), smk.output.frc,
+                          key="frc" if truth else "frc_halves")
     grids.plot_loss_curves(list(smk.input.histories), list(smk.params.history_labels),
                            smk.output.losses)
 

@@ -25,6 +25,7 @@ def main(smk):
     from ptycho.reporting.uncertainty import collect_uncertainty
 
     metrics = list(smk.input.metrics)
+    truth = (smk.params.study.get("data") or {}).get("ground_truth", True)
     study = smk.params.study["study"]
     rows = collect_metrics(metrics, study, smk.params.scale)
     frontier = matched_quality(collect_cells(metrics))
@@ -32,7 +33,8 @@ def main(smk):
     write_quality_time_csv(frontier, smk.output.quality_time, study, smk.params.scale)
     write_summary_md(rows, collect_timing(metrics), smk.output.md,
                      references=collect_references(metrics),
-                     uncertainty=collect_uncertainty(metrics, rows, smk.params.study),
+                     uncertainty=collect_uncertainty(metrics, rows, smk.params.study)
+                     if truth else None,
                      sections=[frontier_markdown(frontier)])
 
 

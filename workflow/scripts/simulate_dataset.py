@@ -1,20 +1,16 @@
-"""simulate_dataset: one dose x overlap cell replicate -> train.h5, test.h5, summary.json,
-summary.png (wildcards dose, overlap, replicate)."""
+"""simulate_dataset (and import_dataset, for a study on external data): one dose x overlap cell
+replicate -> train.h5, test.h5, summary.json, summary.png (wildcards dose, overlap, replicate)."""
 
-from ptycho.config import StudyConfig
-from ptycho.data.generate import simulate_cell
-from ptycho.data.io import write_json
-from ptycho.reporting.dataset_figure import plot_dataset_summary
+from ptycho import api
 from ptycho.runner import run_job
 
 
 def main(smk):
-    study = StudyConfig.from_dict(smk.params.study)
-    summary = simulate_cell(study, smk.params.scale, smk.wildcards.dose, smk.wildcards.overlap,
-                            smk.output.train, smk.output.test,
-                            replicate=int(smk.wildcards.replicate))
-    plot_dataset_summary(smk.output.train, smk.output.test, smk.output.figure)
-    write_json(smk.output.summary, summary)
+    study = api.load_study(smk.params.study)
+    make_cell = api.import_cell if study.data.external else api.simulate_cell
+    make_cell(study, smk.params.scale, smk.wildcards.dose, smk.wildcards.overlap,
+              train=smk.output.train, test=smk.output.test, summary=smk.output.summary,
+              figure=smk.output.figure, replicate=int(smk.wildcards.replicate))
 
 
 run_job(snakemake, main)  # noqa: F821
