@@ -136,18 +136,16 @@ def import_cell(study: StudyConfig, scale: str, dose: float | str, overlap: str,
                 figure=None, replicate: int = 0) -> Cell:
     """Write one cell of a study on external data (``data:``) into dataset files, as
     :func:`simulate_cell` does for a simulated one. External data is one measurement per cell:
-    ``replicate`` must be 0."""
+    every ``replicate`` holds the same counts (only the training seeds differ)."""
     from ptycho.config import dose_label
     from ptycho.data.external import import_cell as _import
 
     if not study.data.external:
         raise ConfigError(f"study '{study.study}' simulates its data; use simulate_cell")
-    if int(replicate) != 0:
-        raise ConfigError(f"study '{study.study}' reads external data: one dataset per cell, "
-                          f"replicate must be 0, got {replicate}")
     label = dose if isinstance(dose, str) else dose_label(dose)
     tr, te, sp, fig = _cell_files(out_dir, train, test, summary, figure)
-    return _finish_cell(_import(study, scale, label, overlap, tr, te), tr, te, sp, fig)
+    return _finish_cell(_import(study, scale, label, overlap, tr, te, replicate=int(replicate)),
+                        tr, te, sp, fig)
 
 
 def split_halves(test_path: PathLike, out_dir: PathLike | None = None, *, half1=None,

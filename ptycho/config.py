@@ -382,10 +382,6 @@ def _data_config(d: dict, source: str) -> DataConfig:
                 "ground-truth-free FRC needs independent reconstructions of the two half scans, "
                 f"which the {arm} arm does not have (it is built from the whole test scan); "
                 "remove it from 'arms'")
-    reps = {name: s["replicates"] for name, s in d["scales"].items() if s.get("replicates", 1) != 1}
-    if reps:
-        raise ConfigError(f"{source}: external data has one measured dataset per cell, so every "
-                          f"scale needs 'replicates: 1'; got {reps}")
     grid = {(dose_label(x), o) for x in d["doses"] for o in d["overlaps"]}
     cells, seen = [], set()
     for i, c in enumerate(dc["cells"]):

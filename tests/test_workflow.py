@@ -95,7 +95,9 @@ def test_tiny_study_quality_time(tiny_run):
     net = json.loads((root / "eval" / "pinn_g2" / "1e5_dense_r0" / "metrics.json").read_text())
     info = hyb["recon_info"]
     assert info["start_arm"] == "pinn_g2"  # the default rule: the study has gridsize 2
-    assert Path(info["start_source"]).resolve() == (root / "recon/pinn_g2/1e5_dense_r0.h5").resolve()
+    start = Path(info["start_source"])  # relative to the run's working directory
+    start = start if start.is_absolute() else root.parents[2] / start
+    assert start.resolve() == (root / "recon/pinn_g2/1e5_dense_r0.h5").resolve()
     assert hyb["recon_wall_time_s"] > net["recon_wall_time_s"] == info["start_wall_time_s"]
     rows = list(csv.DictReader((root / "report" / "quality_time.csv").open()))
     # 2 cells x 2 quantities x (3 networks + hybrid)

@@ -177,9 +177,11 @@ def write_split(src: SplitSource, path, meta: DatasetMeta, keep_object: bool,
 
 
 def import_cell(study: StudyConfig, scale_name: str, dose: str, overlap_view: str,
-                train_path, test_path) -> dict:
+                train_path, test_path, replicate: int = 0) -> dict:
     """Write one cell's train and test dataset files from its external
-    files; returns the cell summary (the keys of :func:`ptycho.data.generate.simulate_cell`'s)."""
+    files; returns the cell summary (the keys of :func:`ptycho.data.generate.simulate_cell`'s).
+    A measurement has one noise realisation: every ``replicate`` holds the same counts, and only
+    the seeds drawn with the replicate label (grouping, validation split, training) differ."""
     from ptycho.physics.probe import energy_diameter
     from ptycho.physics.scan import mean_area_overlap, measured_overlap
 
@@ -213,7 +215,7 @@ def import_cell(study: StudyConfig, scale_name: str, dose: str, overlap_view: st
                            overlap_measured=(measured_overlap(src.positions, d) if src.n > 1
                                              else summary["overlap_measured"]),
                            overlap_area=f_area, probe_diameter=d, split=split,
-                           seed=study.seeds.simulation, config=cfg)
+                           seed=study.seeds.simulation, config=cfg, replicate=int(replicate))
         summary["splits"][split] = write_split(src, paths[split], meta, keep_object=gt,
                                                chunk=scale.chunk_size)
         summary["imported_from"][split] = source

@@ -356,7 +356,7 @@ def _test_grid(m: dict) -> tuple[int, int]:
     if not m.get("test_path"):
         raise PtychoError(f"metrics of {m['arm']} {m['dose']:g} {m['overlap_view']} do not name "
                           "their test split ('test_path')")
-    with Dataset(m["test_path"]) as ds:
+    with Dataset(m["test_path"], require_object=False) as ds:
         return tuple(int(v) for v in ds.object_shape)
 
 
@@ -475,6 +475,8 @@ def check_replicates(study: StudyConfig, scale: str, dataset_pairs, metric_paths
                if data.get((d, ov, k)) != {"train", "test"}]
     have: dict[tuple, set] = {}
     for p in metric_paths:
+        if not Path(p).is_file():
+            continue  # a missing file: its cell replicate lacks that arm's metrics (below)
         m = read_metrics_json(p)
         key = (dose_label(m["dose"]), str(m["overlap_view"]), int(m.get("replicate", 0)))
         have.setdefault(key, set()).add(str(m["arm"]))
