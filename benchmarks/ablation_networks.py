@@ -1,7 +1,7 @@
 """Network ablation: which backbone and recipe make the network arms learn, at the scaled budget.
 
     python benchmarks/ablation_networks.py --results results/dose_overlap/scaled \
-        --cells 1e5_dense 1e3_dense --arms pinn_g1 --variants cnn-8-3 resunet-16-2-s0.5 \
+        --cells 1e5_dense_r0 1e3_dense_r0 --arms pinn_g1 --variants cnn-8-3 resunet-16-2-s0.5 \
         --epochs 10 20 --out benchmarks/out/ablation.jsonl [--jobs 2]
 
 Every run trains one arm of one cell of a finished study's datasets (``data/<cell>/train.h5``) with
@@ -135,7 +135,7 @@ def main() -> None:
     ap.add_argument("--results", default="results/dose_overlap/scaled")
     ap.add_argument("--study", default="studies/dose_overlap/study.yaml")
     ap.add_argument("--scale", default="scaled")
-    ap.add_argument("--cells", nargs="+", default=["1e5_dense", "1e3_dense"])
+    ap.add_argument("--cells", nargs="+", default=["1e5_dense_r0", "1e3_dense_r0"])
     ap.add_argument("--arms", nargs="+", default=["pinn_g1"])
     ap.add_argument("--variants", nargs="+", default=["cnn-8-3"])
     ap.add_argument("--epochs", nargs="+", type=int, default=[10])

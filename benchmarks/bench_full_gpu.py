@@ -1,6 +1,6 @@
 """The full scale on one GPU node: run the real workflow and gather its measurements in one JSON.
 
-    python benchmarks/bench_full_gpu.py [--scope cell|study] [--cell 1e5_dense] [--cores 16]
+    python benchmarks/bench_full_gpu.py [--scope cell|study] [--cell 1e5_dense]  (dose_overlap) [--cores 16]
         [--gpus 1] [--json full_gpu.json] [--keep DIR]
         [--object-size H W] [--epochs E] [--iterations I]      # cut down (e.g. on a CPU machine)
 
@@ -40,7 +40,8 @@ SNAKEFILE = REPO / "workflow" / "Snakefile"
 STUDY = REPO / "studies" / "dose_overlap" / "study.yaml"
 
 
-def derived_study(path: Path, scope: str, cell: str, object_size, epochs, iterations) -> dict:
+def derived_study(path: Path, scope: str, cell: str, object_size, epochs, iterations,
+                  adaptation_epochs=None) -> dict:
     raw = yaml.safe_load(path.read_text())
     if scope == "cell":
         from ptycho.config import dose_label
@@ -51,7 +52,11 @@ def derived_study(path: Path, scope: str, cell: str, object_size, epochs, iterat
             raise SystemExit(f"{path}: no cell '{cell}' (doses {raw['doses']}, overlaps "
                              f"{list(raw['overlaps'])})")
         raw["doses"], raw["overlaps"] = doses, {view: raw["overlaps"][view]}
+        raw["scales"]["full"]["replicates"] = 1  # one cell: one replicate of it
+        raw.pop("equal_fluence", None)  # names cells of the whole grid
     full = raw["scales"]["full"]
+    if adaptation_epochs is not None:
+        full.setdefault("adaptation", {})["epochs"] = int(adaptation_epochs)
     if object_size:
         full["object_size"] = list(object_size)
     if epochs:
@@ -135,11 +140,14 @@ def main() -> int:
     ap.add_argument("--object-size", type=int, nargs=2, default=None, metavar=("H", "W"))
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--iterations", type=int, default=None, help="pty-chi LSQML epochs")
+    ap.add_argument("--adaptation-epochs", type=int, default=None,
+                    help="epochs of the adapted arm's fine-tuning")
     ap.add_argument("--json", default="full_gpu.json")
     ap.add_argument("--keep", default=None, help="run in this directory and keep it")
     a = ap.parse_args()
 
-    raw = derived_study(Path(a.study), a.scope, a.cell, a.object_size, a.epochs, a.iterations)
+    raw = derived_study(Path(a.study), a.scope, a.cell, a.object_size, a.epochs, a.iterations,
+                        a.adaptation_epochs)
     out = {"scope": a.scope, "cell": a.cell if a.scope == "cell" else None,
            "device": device_info(), "cut_down": {"object_size": a.object_size,
                                                  "epochs": a.epochs, "iterations": a.iterations}}

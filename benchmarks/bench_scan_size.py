@@ -1,6 +1,6 @@
 """Scan-size benchmark: network inference + phase synchronisation + stitching from 2k to 100k patterns.
 
-    python benchmarks/bench_scan_size.py --model results/dose_overlap/scaled/models/pinn_g1/1e5_dense
+    python benchmarks/bench_scan_size.py --model results/dose_overlap/scaled/models/pinn_g1/1e5_dense_r0
         [--sizes 2000 20000 100000] [--threads 2] [--sync-method blocks] [--json out.json]
 
 One large dense scan at the default study's scaled size: N, probe, scan pattern, jitter and the
@@ -91,7 +91,7 @@ def simulate_scan(study_path: Path, n: int, dose: float, path: Path, seed: int =
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="results/dose_overlap/scaled/models/pinn_g1/1e5_dense",
+    ap.add_argument("--model", default="results/dose_overlap/scaled/models/pinn_g1/1e5_dense_r0",
                     help="a trained arm's directory (model.keras, bundle.json) at the scaled N")
     ap.add_argument("--study", default=str(STUDY))
     ap.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000, 100000])

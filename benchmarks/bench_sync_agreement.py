@@ -1,7 +1,7 @@
 """Same result on the study: the block synchronisation against the global solve, every arm and cell.
 
     python benchmarks/bench_sync_agreement.py --results results/dose_overlap/scaled [--out DIR]
-        [--arms pinn_g1 pinn_g2 baseline] [--cells 1e5_dense ...] [--threads 1] [--tolerance 0.005]
+        [--arms pinn_g1 pinn_g2 baseline] [--cells 1e5_dense_r0 ...] [--threads 1] [--tolerance 0.005]
 
 For every trained network arm and cell of a finished study (``models/<arm>/<cell>/`` and
 ``data/<cell>/test.h5`` under ``--results``), the test split is reconstructed three times with
@@ -55,7 +55,7 @@ def main() -> int:
     study = StudyConfig.from_yaml(a.study)
     scale = study.scale(a.scale)
     results = Path(a.results)
-    cells = a.cells or [f"{d}_{o}" for d in study.dose_labels for o in study.overlaps]
+    cells = a.cells or [f"{d}_{o}_r0" for d in study.dose_labels for o in study.overlaps]
     arms = a.arms or [p.name for p in sorted((results / "models").iterdir()) if p.is_dir()]
     rows = []
     print(f"{'arm':>8} {'cell':>11} {'amp SSIM g/b':>15} {'phase SSIM g/b':>15} {'d phase':>8} "

@@ -1,6 +1,6 @@
 """Does more varied training data help the network arms, at the same pattern budget?
 
-    python benchmarks/training_objects.py --results results/dose_overlap/scaled --cell 1e5_dense \
+    python benchmarks/training_objects.py --results results/dose_overlap/scaled --cell 1e5_dense_r0 \
         --arm pinn_g1 --pairs camera:moon chelsea:coffee rocket:brick [--threads 1]
 
 A cell's networks learn from the train split: ~1,200 patterns of the upper rows of one image. This
