@@ -87,6 +87,7 @@ def device_info() -> dict:
 def gather(root: Path, run_output: str, workdir: Path) -> dict:
     """Per-rule figures from the benchmark TSVs, throughput and GPU memory from bundles and
     reconstructions, SSIM from the evaluations, under the scale's results ``root``."""
+    from ptycho.config import is_solver_arm
     from ptycho.reconstruct.io import read_reconstruction
     from ptycho.reporting.resources import measured_by_rule, planned_jobs
 
@@ -104,9 +105,10 @@ def gather(root: Path, run_output: str, workdir: Path) -> dict:
         rec = read_reconstruction(recon_path)
         row = {"arm": rec.arm, "cell": recon_path.stem, "n_patterns": rec.n_patterns,
                "wall_s": rec.wall_time_s, "peak_gpu_mb": rec.info.get("peak_gpu_mb")}
-        if rec.arm == "iterative":
-            row.update(ptychi_s=rec.info["wall_time_s"], import_s=rec.info.get("import_s"),
-                       device=rec.info.get("device"), iterations=rec.info.get("iterations"))
+        if is_solver_arm(rec.arm):  # iterative, hybrid (its wall time: + its start's inference)
+            row.update(ptychi_s=rec.info.get("wall_time_s", rec.wall_time_s),
+                       import_s=rec.info.get("import_s"), device=rec.info.get("device"),
+                       iterations=rec.info.get("iterations"))
             iterative.append(row)
         else:
             sync = rec.info.get("synchronisation", {})
