@@ -116,7 +116,7 @@ def main() -> None:
     ap.add_argument("--results", default="results/dose_overlap/scaled")
     ap.add_argument("--study", default=str(REPO / "studies" / "dose_overlap" / "study.yaml"))
     ap.add_argument("--scale", default="scaled")
-    ap.add_argument("--cell", default="1e5_dense")
+    ap.add_argument("--cell", default="1e5_dense_r0")
     ap.add_argument("--arm", default="pinn_g1")
     ap.add_argument("--pairs", nargs="+", default=["camera:moon", "chelsea:coffee", "rocket:brick"])
     ap.add_argument("--threads", type=int, default=1)
