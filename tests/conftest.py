@@ -48,3 +48,16 @@ def small_study():
     from ptycho.config import StudyConfig
 
     return StudyConfig.from_dict(small_study_dict())
+
+
+# The longest test files first: the two test workers (pytest-xdist, one file per worker at a
+# time) start on them and share the short files afterwards, instead of meeting both at the end.
+LONGEST_FIRST = ("test_workflow.py", "test_training_resunet.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a file is kept

@@ -452,13 +452,16 @@ def test_sigterm_removes_the_temporary_sigkill_leaves_one_the_next_run_removes(t
         def main(smk):
             with atomic_path({str(tmp_path / 'r' / 'out.h5')!r}) as tmp:
                 tmp.write_bytes(b"half")
+                print("writing", flush=True)
                 time.sleep(60)
         run_job(types.SimpleNamespace(log=[], threads=1, rule="job"), main)
     """
     out = tmp_path / "r"
     for sig, code_expected in ((signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGKILL, None)):
         proc = _python(code)
-        _wait_for(lambda: out.is_dir() and any(is_partial(p.name) for p in out.iterdir()), proc)
+        # the job is mid-write (its temporary in hand, inside the with block) when it is stopped
+        assert proc.stdout.readline().strip() == "writing", proc.communicate()
+        assert any(is_partial(p.name) for p in out.iterdir())
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
         if code_expected is not None:

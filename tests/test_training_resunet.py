@@ -117,7 +117,7 @@ def test_adapted_arm_fits_the_test_counts_without_labels(trained_resunet, cell, 
     shutil.copy(test_path, no_truth)
     with h5py.File(no_truth, "a") as f:
         del f["object"]
-    cfg = AdaptationConfig(epochs=2, learning_rate=1e-3)
+    cfg = AdaptationConfig(epochs=1, learning_rate=1e-3)
     outs = {}
     for name, path in (("with", test_path), ("without", no_truth)):
         o = outputs(tmp_path / name, "adapted_g2")

@@ -184,7 +184,7 @@ def test_killed_jobs_rerun_to_the_same_results_and_leave_nothing(tiny_run, tmp_p
     tmpdir = wd / "tmp"
     tmpdir.mkdir()
     original_csv = (root / "report" / "metrics.csv").read_bytes()
-    (root / "recon" / "pinn_g2" / "1e5_dense_r0.h5").unlink()
+    (root / "recon" / "pinn_g1" / "1e5_dense_r0.h5").unlink()  # reruns pinn_g1's job
     (root / "eval" / "baseline" / "1e5_dense_r0" / "metrics.json").unlink()
     args = ("--cores", "2", "phase_g_scaled", "--default-resources", f"tmpdir='{tmpdir}'")
     faults = dict(os.environ, PTYCHO_TEST_KILL="stitch,eval/baseline/1e5_dense_r0/aligned.h5",
