@@ -55,7 +55,8 @@ def test_tiny_study_end_to_end(tiny_run):
     assert {"grid_complete", "files_exist_nonempty", "split_invariant", "loss_fell",
             "inventory_matches_disk", "metrics_finite_and_in_range", "replicates_complete",
             "intervals_valid"} <= names
-    rows = list(csv.DictReader(open(root / "report" / "metrics.csv")))
+    with open(root / "report" / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
     cells = {(r["dose"], r["overlap"]) for r in rows}
     arms = {r["arm"] for r in rows}
     assert len(cells) == 2 and arms == {"pinn_g1", "pinn_g2", "baseline", "iterative", "hybrid"}
