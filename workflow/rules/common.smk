@@ -371,5 +371,6 @@ def trained_history(wildcards):
     if wildcards.arm not in TRAINED_ARMS:
         return []
     return [
-        f"{root(wildcards.scale)}/models/{wildcards.arm}/{wildcards.dose}_{wildcards.overlap}/history.csv"
+        f"{root(wildcards.scale)}/models/{wildcards.arm}/"
+        f"{wildcards.dose}_{wildcards.overlap}_r{wildcards.replicate}/history.csv"
     ]
