@@ -13,8 +13,8 @@ one JSON line to ``--out`` (so a long ablation can be resumed: runs already ther
 the table of all runs is printed at the end.
 
 A variant is ``<backbone>-<filters>-<depth>[-s<support>][-lr<rate>][-slr<rate>][-cos][-b<batch>][-a<epochs>]
-[-alr<rate>]``, e.g. ``resunet-16-2-s0.5-lr0.002-cos``; ``-a``/``-alr`` set the adaptation epochs
-and learning rate of the ``adapted_g<g>`` arms (which train ``pinn_g<g>`` first, then fine-tune it
+[-alr<rate>][-ab<patterns>]``, e.g. ``resunet-16-2-s0.5-lr0.002-cos``; ``-a``/``-alr``/``-ab`` set the adaptation epochs,
+learning rate and patterns per step of the ``adapted_g<g>`` arms (which train ``pinn_g<g>`` first, then fine-tune it
 on the test split's counts; their fit time is the sum); everything else comes from the study's
 scale.
 """
@@ -60,7 +60,8 @@ CHILD = textwrap.dedent(
     if adapted:
         from ptycho.training.adapt import adapt_arm
         cfg = dataclasses.replace(scale.adaptation, **a["adaptation"])
-        ab = adapt_arm(d / "model.keras", d / "bundle.json", cell / "test.h5", cfg, tc.batch_size,
+        ab = adapt_arm(d / "model.keras", d / "bundle.json", cell / "test.h5", cfg,
+                       cfg.patterns_per_step(tc.batch_size),
                        study.seeds.training, d / "adapted.keras", d / "adapted.json",
                        d / "adapted.csv", d / "adapted.png", threads=1)
         b["fit_time_s"] += ab["fit_time_s"]
@@ -107,6 +108,8 @@ def parse_variant(v: str) -> dict:
             out["schedule"] = "cosine"
         elif p.startswith("b"):
             out["batch_size"] = int(p[1:])
+        elif p.startswith("ab"):
+            out.setdefault("adaptation", {})["batch_size"] = int(p[2:])
         elif p.startswith("alr"):
             out.setdefault("adaptation", {})["learning_rate"] = float(p[3:])
         elif p.startswith("a"):

@@ -175,6 +175,12 @@ class AdaptationConfig:
 
     epochs: int
     learning_rate: float
+    # patterns per step (a gridsize-2 batch holds batch_size / 4 groups); None: the scale's
+    # training batch size
+    batch_size: int | None = None
+
+    def patterns_per_step(self, training_batch_size: int) -> int:
+        return int(self.batch_size or training_batch_size)
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,20 @@ def test_adapted_arm_id_follows_the_largest_gridsize_or_the_option():
     assert arm_gridsize("adapted_g2") == 2 and arm_gridsize("pinn_g1") == 1
 
 
+def test_adaptation_batch_size_defaults_to_the_training_batch():
+    scales = small_study_dict()["scales"]
+    s = StudyConfig.from_dict(small_study_dict(arms=["pinn", "adapted"]))
+    sc = s.scale("scaled")
+    assert sc.adaptation.batch_size is None
+    assert sc.adaptation.patterns_per_step(sc.training.batch_size) == sc.training.batch_size
+    scales["scaled"]["adaptation"] = {"epochs": 3, "batch_size": 4}
+    sc = StudyConfig.from_dict(small_study_dict(arms=["pinn", "adapted"], scales=scales)).scale("scaled")
+    assert sc.adaptation.patterns_per_step(sc.training.batch_size) == 4
+    scales["scaled"]["adaptation"] = {"batch_size": 0}
+    with pytest.raises(ConfigError, match="batch_size"):
+        StudyConfig.from_dict(small_study_dict(arms=["pinn", "adapted"], scales=scales))
+
+
 @pytest.mark.parametrize("gridsizes,arms,start", [([1, 2], ["pinn", "baseline"], "pinn_g2"),
                                                   ([1], ["pinn", "baseline"], "pinn_g1"),
                                                   ([2], ["pinn"], "pinn_g2")])

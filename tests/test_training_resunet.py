@@ -138,3 +138,30 @@ def test_adapted_arm_fits_the_test_counts_without_labels(trained_resunet, cell, 
         _, ob = trained_resunet["baseline"]
         adapt_arm(ob["model_path"], ob["bundle_path"], test_path, cfg, 16, 11,
                   *outputs(tmp_path / "x", "b").values())
+
+
+def test_adaptation_batch_size_sets_the_steps_of_an_epoch(trained_resunet, cell,  # noqa: F811
+                                                          tmp_path):
+    """``adaptation: {batch_size: 4}`` (patterns per step) through the API: a gridsize-2 step then
+    holds one group of 4, so an epoch makes 4x the steps of the default 16-pattern batch."""
+    import dataclasses
+
+    from ptycho import api
+
+    study, _, test_path = cell
+    _, src = trained_resunet["pinn_g2"]
+    st = tiny_study(**RESUNET)
+    sc = st.scale("scaled")
+    small = dataclasses.replace(sc.adaptation, epochs=1, batch_size=4)
+    st = dataclasses.replace(st, scales={**st.scales,
+                                         "scaled": dataclasses.replace(sc, adaptation=small)})
+    arm = api.adapt_arm(st, "scaled", (src["model_path"], src["bundle_path"]), test_path,
+                        tmp_path / "a4")
+    info = arm.info["adaptation"]
+    assert info["batch_size_patterns"] == 4
+    with Dataset(test_path, require_object=False) as ds:
+        n = ds.n
+    groups = -(-n // 4)  # an epoch draws 1/4 of the n groups (one per position)
+    assert info["groups_per_epoch"] == groups
+    assert info["steps_per_epoch"] == groups  # one group per step; 16 patterns: -(-groups // 4)
+    assert sc.training.batch_size == 16 and sc.adaptation.patterns_per_step(16) == 16

@@ -135,6 +135,7 @@ def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_s
             "adaptation": {"epochs": int(cfg.epochs), "learning_rate": float(cfg.learning_rate),
                            "schedule": "one warm-up epoch, cosine decay to 0",
                            "batch_size_patterns": int(batch_size), "groups_per_epoch": per_epoch,
+                           "steps_per_epoch": len(train),
                            "data": str(test_path), "labels_used": False,
                            "check_groups": n_check},
             "seeds": {**source["seeds"], "adaptation": int(seed), "adaptation_tensorflow": tf_seed},
