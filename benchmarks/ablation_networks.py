@@ -13,8 +13,8 @@ one JSON line to ``--out`` (so a long ablation can be resumed: runs already ther
 the table of all runs is printed at the end.
 
 A variant is ``<backbone>-<filters>-<depth>[-s<support>][-lr<rate>][-slr<rate>][-cos][-b<batch>][-a<epochs>]
-[-alr<rate>][-ab<patterns>]``, e.g. ``resunet-16-2-s0.5-lr0.002-cos``; ``-a``/``-alr``/``-ab`` set the adaptation epochs,
-learning rate and patterns per step of the ``adapted_g<g>`` arms (which train ``pinn_g<g>`` first, then fine-tune it
+[-alr<rate>][-ab<patterns>][-afz]``, e.g. ``resunet-16-2-s0.5-lr0.002-cos``; ``-a``/``-alr``/``-ab``/``-afz`` set the adaptation epochs,
+learning rate, patterns per step and a frozen encoder of the ``adapted_g<g>`` arms (which train ``pinn_g<g>`` first, then fine-tune it
 on the test split's counts; their fit time is the sum); everything else comes from the study's
 scale.
 """
@@ -108,6 +108,8 @@ def parse_variant(v: str) -> dict:
             out["schedule"] = "cosine"
         elif p.startswith("b"):
             out["batch_size"] = int(p[1:])
+        elif p == "afz":
+            out.setdefault("adaptation", {})["freeze_encoder"] = True
         elif p.startswith("ab"):
             out.setdefault("adaptation", {})["batch_size"] = int(p[2:])
         elif p.startswith("alr"):

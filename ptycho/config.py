@@ -178,6 +178,8 @@ class AdaptationConfig:
     # patterns per step (a gridsize-2 batch holds batch_size / 4 groups); None: the scale's
     # training batch size
     batch_size: int | None = None
+    # keep the backbone's encoder (stem and enc* layers) fixed and fine-tune the rest
+    freeze_encoder: bool = False
 
     def patterns_per_step(self, training_batch_size: int) -> int:
         return int(self.batch_size or training_batch_size)

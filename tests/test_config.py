@@ -92,14 +92,15 @@ def test_adaptation_batch_size_defaults_to_the_training_batch():
     scales = small_study_dict()["scales"]
     s = StudyConfig.from_dict(small_study_dict(arms=["pinn", "adapted"]))
     sc = s.scale("scaled")
-    assert sc.adaptation.batch_size is None
+    assert sc.adaptation.batch_size is None and sc.adaptation.freeze_encoder is False
     assert sc.adaptation.patterns_per_step(sc.training.batch_size) == sc.training.batch_size
     scales["scaled"]["adaptation"] = {"epochs": 3, "batch_size": 4}
     sc = StudyConfig.from_dict(small_study_dict(arms=["pinn", "adapted"], scales=scales)).scale("scaled")
     assert sc.adaptation.patterns_per_step(sc.training.batch_size) == 4
-    scales["scaled"]["adaptation"] = {"batch_size": 0}
-    with pytest.raises(ConfigError, match="batch_size"):
-        StudyConfig.from_dict(small_study_dict(arms=["pinn", "adapted"], scales=scales))
+    for bad, key in (({"batch_size": 0}, "batch_size"), ({"freeze_encoder": "yes"}, "freeze_encoder")):
+        scales["scaled"]["adaptation"] = bad
+        with pytest.raises(ConfigError, match=key):
+            StudyConfig.from_dict(small_study_dict(arms=["pinn", "adapted"], scales=scales))
 
 
 @pytest.mark.parametrize("gridsizes,arms,start", [([1, 2], ["pinn", "baseline"], "pinn_g2"),

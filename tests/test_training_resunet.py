@@ -140,19 +140,24 @@ def test_adapted_arm_fits_the_test_counts_without_labels(trained_resunet, cell, 
                   *outputs(tmp_path / "x", "b").values())
 
 
-def test_adaptation_batch_size_sets_the_steps_of_an_epoch(trained_resunet, cell,  # noqa: F811
-                                                          tmp_path):
-    """``adaptation: {batch_size: 4}`` (patterns per step) through the API: a gridsize-2 step then
-    holds one group of 4, so an epoch makes 4x the steps of the default 16-pattern batch."""
+def test_adaptation_batch_size_and_frozen_encoder(trained_resunet, cell,  # noqa: F811
+                                                 tmp_path):
+    """``adaptation: {batch_size: 4, freeze_encoder: true}`` through the API: a gridsize-2 step
+    holds one group of 4 patterns (an epoch makes 4x the steps of the default 16-pattern batch);
+    the encoder's weights stay bit-identical to the trained PINN's while the rest moves, and the
+    saved model is an ordinary trainable PINN."""
     import dataclasses
 
+    import keras
+
     from ptycho import api
+    from ptycho.training.adapt import is_encoder
 
     study, _, test_path = cell
     _, src = trained_resunet["pinn_g2"]
     st = tiny_study(**RESUNET)
     sc = st.scale("scaled")
-    small = dataclasses.replace(sc.adaptation, epochs=1, batch_size=4)
+    small = dataclasses.replace(sc.adaptation, epochs=1, batch_size=4, freeze_encoder=True)
     st = dataclasses.replace(st, scales={**st.scales,
                                          "scaled": dataclasses.replace(sc, adaptation=small)})
     arm = api.adapt_arm(st, "scaled", (src["model_path"], src["bundle_path"]), test_path,
@@ -160,8 +165,20 @@ def test_adaptation_batch_size_sets_the_steps_of_an_epoch(trained_resunet, cell,
     info = arm.info["adaptation"]
     assert info["batch_size_patterns"] == 4
     with Dataset(test_path, require_object=False) as ds:
-        n = ds.n
-    groups = -(-n // 4)  # an epoch draws 1/4 of the n groups (one per position)
+        groups = -(-ds.n // 4)  # an epoch draws 1/4 of the n groups (one per position)
     assert info["groups_per_epoch"] == groups
     assert info["steps_per_epoch"] == groups  # one group per step; 16 patterns: -(-groups // 4)
     assert sc.training.batch_size == 16 and sc.adaptation.patterns_per_step(16) == 16
+    before = keras.saving.load_model(src["model_path"], compile=False)
+    after = keras.saving.load_model(arm.model, compile=False)
+    assert info["frozen_layers"] and all(is_encoder(n) for n in info["frozen_layers"])
+    assert "stem" in info["frozen_layers"]
+    assert info["trainable_parameters"] < sum(int(np.prod(w.shape)) for w in after.trainable_weights)
+    moved = {}
+    for lb, la in zip(before.layers, after.layers):
+        assert la.trainable
+        if lb.weights:
+            moved[lb.name] = not all(np.array_equal(np.asarray(a), np.asarray(b))
+                                     for a, b in zip(lb.weights, la.weights))
+    assert not any(v for k, v in moved.items() if is_encoder(k))
+    assert any(v for k, v in moved.items() if k.startswith(("mid", "dec", "head", "amp", "phase")))

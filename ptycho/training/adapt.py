@@ -47,6 +47,12 @@ def adapted_arm_id(source_arm: str) -> str:
     return "adapted_g" + source_arm[len("pinn_g"):]
 
 
+def is_encoder(layer_name: str) -> bool:
+    """A layer of the backbone's encoder: the residual U-Net's ``stem`` and ``enc<i>_*`` layers,
+    the cnn's ``enc<i>_*`` layers."""
+    return layer_name == "stem" or (layer_name.startswith("enc") and layer_name[3:4].isdigit())
+
+
 def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_size: int,
               seed: int, out_model, out_bundle, out_history, out_curve, threads: int = 1,
               expected_arm: str | None = None, replicate: int = 0) -> dict:
@@ -101,6 +107,10 @@ def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_s
         tf_seed = int_seed(seed, arm, dose_lbl, view, *rep)
         keras.utils.set_random_seed(tf_seed)
         model = load_model(model_path, source, bundle_path)
+        frozen = [layer for layer in model.layers if cfg.freeze_encoder and is_encoder(layer.name)]
+        for layer in frozen:
+            layer.trainable = False
+        trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
         # the groups inference stitches (same grouping stream), so the adapted model is fitted to
         # exactly the inputs it then reconstructs
         table = group_table(ds.positions, g, int(source["config"]["neighbours"]), N,
@@ -136,6 +146,9 @@ def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_s
                            "schedule": "one warm-up epoch, cosine decay to 0",
                            "batch_size_patterns": int(batch_size), "groups_per_epoch": per_epoch,
                            "steps_per_epoch": len(train),
+                           "freeze_encoder": bool(cfg.freeze_encoder),
+                           "frozen_layers": [layer.name for layer in frozen],
+                           "trainable_parameters": trainable,
                            "data": str(test_path), "labels_used": False,
                            "check_groups": n_check},
             "seeds": {**source["seeds"], "adaptation": int(seed), "adaptation_tensorflow": tf_seed},
@@ -151,6 +164,8 @@ def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_s
         bundle["wall_time_s"] = time.perf_counter() - t0
         if not math.isfinite(final_loss):
             raise TrainingError(f"{label}: loss after adaptation is {final_loss}; no model written")
+        for layer in frozen:  # the saved model is an ordinary, fully trainable PINN
+            layer.trainable = True
         write_outputs(model, bundle, recorder.rows, out_model, out_bundle, out_history, out_curve)
         log.info("%s: %d epochs in %.1f s, loss on %d check groups %.6g -> %.6g", label,
                  len(recorder.rows), fit_time, n_check, initial_loss, final_loss)
