@@ -117,18 +117,21 @@ def test_adapted_arm_fits_the_test_counts_without_labels(trained_resunet, cell, 
     shutil.copy(test_path, no_truth)
     with h5py.File(no_truth, "a") as f:
         del f["object"]
-    cfg = AdaptationConfig(epochs=1, learning_rate=1e-3)
+    # 4 patterns per step (one group of 4) and the encoder fixed: the options of
+    # ``scales.<s>.adaptation`` (the default 16 patterns, all layers, runs in test_workflow)
+    cfg = AdaptationConfig(epochs=1, learning_rate=1e-3, batch_size=4, freeze_encoder=True)
     outs = {}
     for name, path in (("with", test_path), ("without", no_truth)):
         o = outputs(tmp_path / name, "adapted_g2")
-        outs[name] = (adapt_arm(src["model_path"], src["bundle_path"], path, cfg, 16, 11,
-                                o["model_path"], o["bundle_path"], o["history_path"],
-                                o["curve_path"]), o)
+        outs[name] = (adapt_arm(src["model_path"], src["bundle_path"], path, cfg,
+                                cfg.patterns_per_step(16), 11, o["model_path"], o["bundle_path"],
+                                o["history_path"], o["curve_path"]), o)
     bundle, o = outs["with"]
     assert bundle["arm"] == "adapted_g2" and bundle["source_arm"] == "pinn_g2"
     assert bundle["adaptation"]["labels_used"] is False and bundle["final_loss"] <= bundle["initial_loss"]
     assert all(np.array_equal(a, b) for a, b in zip(_weights(o["model_path"]),
                                                     _weights(outs["without"][1]["model_path"])))
+    _check_frozen_encoder(bundle, src["model_path"], o["model_path"], test_path)
     rec = reconstruct_with_study(o["model_path"], o["bundle_path"], test_path, tiny_study(),
                                  "scaled", "dense", tmp_path / "rec.h5",
                                  extra_time_s=bundle["fit_time_s"])
@@ -140,39 +143,22 @@ def test_adapted_arm_fits_the_test_counts_without_labels(trained_resunet, cell, 
                   *outputs(tmp_path / "x", "b").values())
 
 
-def test_adaptation_batch_size_and_frozen_encoder(trained_resunet, cell,  # noqa: F811
-                                                 tmp_path):
-    """``adaptation: {batch_size: 4, freeze_encoder: true}`` through the API: a gridsize-2 step
-    holds one group of 4 patterns (an epoch makes 4x the steps of the default 16-pattern batch);
-    the encoder's weights stay bit-identical to the trained PINN's while the rest moves, and the
-    saved model is an ordinary trainable PINN."""
-    import dataclasses
-
+def _check_frozen_encoder(bundle, source_model, adapted_model, test_path):
+    """4 patterns per step = one group per step; the encoder's weights bit-identical to the source
+    PINN's while the rest moves; the saved model an ordinary trainable PINN."""
     import keras
 
-    from ptycho import api
     from ptycho.training.adapt import is_encoder
 
-    study, _, test_path = cell
-    _, src = trained_resunet["pinn_g2"]
-    st = tiny_study(**RESUNET)
-    sc = st.scale("scaled")
-    small = dataclasses.replace(sc.adaptation, epochs=1, batch_size=4, freeze_encoder=True)
-    st = dataclasses.replace(st, scales={**st.scales,
-                                         "scaled": dataclasses.replace(sc, adaptation=small)})
-    arm = api.adapt_arm(st, "scaled", (src["model_path"], src["bundle_path"]), test_path,
-                        tmp_path / "a4")
-    info = arm.info["adaptation"]
-    assert info["batch_size_patterns"] == 4
+    info = bundle["adaptation"]
+    assert info["batch_size_patterns"] == 4 and info["freeze_encoder"] is True
     with Dataset(test_path, require_object=False) as ds:
         groups = -(-ds.n // 4)  # an epoch draws 1/4 of the n groups (one per position)
     assert info["groups_per_epoch"] == groups
     assert info["steps_per_epoch"] == groups  # one group per step; 16 patterns: -(-groups // 4)
-    assert sc.training.batch_size == 16 and sc.adaptation.patterns_per_step(16) == 16
-    before = keras.saving.load_model(src["model_path"], compile=False)
-    after = keras.saving.load_model(arm.model, compile=False)
-    assert info["frozen_layers"] and all(is_encoder(n) for n in info["frozen_layers"])
-    assert "stem" in info["frozen_layers"]
+    before = keras.saving.load_model(source_model, compile=False)
+    after = keras.saving.load_model(adapted_model, compile=False)
+    assert "stem" in info["frozen_layers"] and all(is_encoder(n) for n in info["frozen_layers"])
     assert info["trainable_parameters"] < sum(int(np.prod(w.shape)) for w in after.trainable_weights)
     moved = {}
     for lb, la in zip(before.layers, after.layers):
@@ -182,3 +168,30 @@ def test_adaptation_batch_size_and_frozen_encoder(trained_resunet, cell,  # noqa
                                      for a, b in zip(lb.weights, la.weights))
     assert not any(v for k, v in moved.items() if is_encoder(k))
     assert any(v for k, v in moved.items() if k.startswith(("mid", "dec", "head", "amp", "phase")))
+
+
+def test_api_passes_the_adaptation_settings(monkeypatch, tmp_path):
+    """``ptycho.api.adapt_arm`` hands the scale's adaptation settings to the adaptation: its own
+    ``batch_size`` when set, else the scale's training batch."""
+    import dataclasses
+
+    import ptycho.training.adapt as adapt_mod
+    from ptycho import api
+
+    seen = []
+
+    def fake(model, bundle, test, cfg, batch_size, seed, *paths, **kw):
+        seen.append((cfg, batch_size, kw["expected_arm"]))
+        return {"arm": "adapted_g2"}
+
+    monkeypatch.setattr(adapt_mod, "adapt_arm", fake)
+    st = tiny_study(**RESUNET)
+    sc = st.scale("scaled")
+    for setting, expected in ((None, sc.training.batch_size), (4, 4)):
+        ad = dataclasses.replace(sc.adaptation, batch_size=setting, freeze_encoder=True)
+        study = dataclasses.replace(st, scales={**st.scales,
+                                                "scaled": dataclasses.replace(sc, adaptation=ad)})
+        api.adapt_arm(study, "scaled", (tmp_path / "m.keras", tmp_path / "b.json"),
+                      tmp_path / "test.h5", tmp_path / "out")
+        cfg, batch, _ = seen[-1]
+        assert batch == expected and cfg.freeze_encoder is True
