@@ -193,7 +193,8 @@ def adapt_arm(study: StudyConfig, scale: str, model, test_path: PathLike,
              _out(history, out_dir, "history.csv", "history"),
              _out(curve, out_dir, "loss.png", "curve"))
     info = _adapt(source_model, source_bundle, test_path, sc.adaptation,
-                  sc.adaptation.patterns_per_step(sc.training.batch_size), study.seeds.training, *paths, threads=threads,
+                  sc.adaptation.patterns_per_step(sc.training.batch_size), study.seeds.training,
+                  *paths, threads=threads,
                   expected_arm=None if study.adapted_gridsize is None
                   else f"pinn_g{study.adapted_gridsize}", replicate=int(replicate))
     return TrainedArm(str(info["arm"]), *paths, info=info)

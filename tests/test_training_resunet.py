@@ -29,7 +29,7 @@ from ptycho.errors import TrainingError
 @pytest.fixture(scope="module")
 def trained_resunet(cell, tmp_path_factory):  # noqa: F811
     """pinn_g2 and baseline with the residual U-Net backbone (short: shapes, bundles, fairness)."""
-    study, train_path, _ = cell
+    _, train_path, _ = cell
     root = tmp_path_factory.mktemp("resunet")
     st = tiny_study(**RESUNET)
     return {arm: train(st, train_path, root, arm) for arm in ("pinn_g2", "baseline")}
@@ -62,15 +62,15 @@ def _with_object(src, dst, transform):
     return dst
 
 
-def test_pinn_never_reads_a_label_and_the_baseline_only_train_patches(  # noqa: F811
-        trained_resunet, cell, tmp_path):
+def test_pinn_never_reads_a_label_and_the_baseline_only_train_patches(
+        trained_resunet, cell, tmp_path):  # noqa: F811
     """Same seed and data, other ground truth: a PINN (resunet) trains to bit-identical weights
     whatever /object holds; the supervised baseline trains to identical weights when the object
     changes outside the train patches and to other weights when it changes under them. The
     reference weights are those of the ``trained_resunet`` models (same settings, true object)."""
     from ptycho.physics.forward import SUBPIXEL_MARGIN, patch_corners
 
-    study, train_path, _ = cell
+    _, train_path, _ = cell
     st = tiny_study(**RESUNET)
     rng = np.random.default_rng(5)
     garbage = _with_object(train_path, tmp_path / "garbage.h5",
@@ -109,7 +109,7 @@ def test_adapted_arm_fits_the_test_counts_without_labels(trained_resunet, cell, 
     from ptycho.reconstruct.inference import reconstruct_with_study
     from ptycho.training.adapt import adapt_arm
 
-    study, _, test_path = cell
+    _, _, test_path = cell
     _, src = trained_resunet["pinn_g2"]
     no_truth = tmp_path / "no_truth.h5"
     import shutil
@@ -148,6 +148,7 @@ def _check_frozen_encoder(bundle, source_model, adapted_model, test_path):
     PINN's while the rest moves; the saved model an ordinary trainable PINN."""
     import keras
 
+    from ptycho.models.backbones import count_parameters
     from ptycho.training.adapt import is_encoder
 
     info = bundle["adaptation"]
@@ -159,7 +160,7 @@ def _check_frozen_encoder(bundle, source_model, adapted_model, test_path):
     before = keras.saving.load_model(source_model, compile=False)
     after = keras.saving.load_model(adapted_model, compile=False)
     assert "stem" in info["frozen_layers"] and all(is_encoder(n) for n in info["frozen_layers"])
-    assert info["trainable_parameters"] < sum(int(np.prod(w.shape)) for w in after.trainable_weights)
+    assert info["trainable_parameters"] < count_parameters(after)
     moved = {}
     for lb, la in zip(before.layers, after.layers):
         assert la.trainable

@@ -98,6 +98,7 @@ def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_s
         configure_tensorflow(threads)
         import keras
 
+        from ptycho.models.backbones import count_parameters
         from ptycho.models.physics_layer import PoissonNLL
         from ptycho.training import loop
         from ptycho.training.callbacks import EpochRecorder, KeepBest, NaNGuard
@@ -110,7 +111,7 @@ def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_s
         frozen = [layer for layer in model.layers if cfg.freeze_encoder and is_encoder(layer.name)]
         for layer in frozen:
             layer.trainable = False
-        trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+        trainable = count_parameters(model)  # trainable weights only
         # the groups inference stitches (same grouping stream), so the adapted model is fitted to
         # exactly the inputs it then reconstructs
         table = group_table(ds.positions, g, int(source["config"]["neighbours"]), N,
