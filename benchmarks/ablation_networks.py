@@ -12,7 +12,7 @@ code path, in a fresh subprocess with one thread (as a scaled job runs). Each fi
 one JSON line to ``--out`` (so a long ablation can be resumed: runs already there are skipped) and
 the table of all runs is printed at the end.
 
-A variant is ``<backbone>-<filters>-<depth>[-s<support>][-lr<rate>][-slr<rate>][-cos][-b<batch>][-a<epochs>]
+A variant is ``<backbone>-<filters>-<depth>[-s<support>][-lr<rate>][-slr<rate>][-cos][-rph][-b<batch>][-a<epochs>]
 [-alr<rate>][-ab<patterns>][-afz]``, e.g. ``resunet-16-2-s0.5-lr0.002-cos``; ``-a``/``-alr``/``-ab``/``-afz`` set the adaptation epochs,
 learning rate, patterns per step and a frozen encoder of the ``adapted_g<g>`` arms (which train ``pinn_g<g>`` first, then fine-tune it
 on the test split's counts; their fit time is the sum); everything else comes from the study's
@@ -98,12 +98,14 @@ def parse_variant(v: str) -> dict:
         raise SystemExit(f"variant {v!r}: expected <backbone>-<filters>-<depth>[-options]")
     out = {"backbone": parts[0], "filters": int(parts[1]), "depth": int(parts[2])}
     for p in parts[3:]:
-        if p.startswith("s"):
-            out["support"] = float(p[1:])
-        elif p.startswith("slr"):
+        if p.startswith("slr"):
             out["supervised_learning_rate"] = float(p[3:])
+        elif p.startswith("s"):
+            out["support"] = float(p[1:])
         elif p.startswith("lr"):
             out["learning_rate"] = float(p[2:])
+        elif p == "rph":
+            out["supervised_phase"] = "offset_free"
         elif p == "cos":
             out["schedule"] = "cosine"
         elif p.startswith("b"):

@@ -103,6 +103,18 @@ def test_adaptation_batch_size_defaults_to_the_training_batch():
             StudyConfig.from_dict(small_study_dict(arms=["pinn", "adapted"], scales=scales))
 
 
+def test_supervised_phase_loss_option():
+    scales = small_study_dict()["scales"]
+    assert StudyConfig.from_dict(small_study_dict()).scale("scaled").training.supervised_phase == (
+        "absolute")
+    scales["scaled"]["training"] = {"supervised_phase": "offset_free"}
+    s = StudyConfig.from_dict(small_study_dict(scales=scales))
+    assert s.scale("scaled").training.supervised_phase == "offset_free"
+    scales["scaled"]["training"] = {"supervised_phase": "relative"}
+    with pytest.raises(ConfigError, match="supervised_phase"):
+        StudyConfig.from_dict(small_study_dict(scales=scales))
+
+
 @pytest.mark.parametrize("gridsizes,arms,start", [([1, 2], ["pinn", "baseline"], "pinn_g2"),
                                                   ([1], ["pinn", "baseline"], "pinn_g1"),
                                                   ([2], ["pinn"], "pinn_g2")])

@@ -86,6 +86,38 @@ def test_poisson_nll_is_the_shifted_negative_log_likelihood():
     assert float(PoissonNLL()(k, lam)) == pytest.approx(float(got.mean()), rel=1e-5)
 
 
+def test_support_mae_absolute_and_offset_free_phase():
+    import keras
+
+    from ptycho.models.baseline import SupportMAE
+
+    rng = np.random.default_rng(1)
+    N, S = 8, 4
+    y = np.stack([rng.uniform(0.2, 1, (3, N, N)), rng.uniform(-1, 1, (3, N, N))], -1).astype("f4")
+    p = np.stack([rng.uniform(0.2, 1, (3, N, N)), rng.uniform(-1, 1, (3, N, N))], -1).astype("f4")
+    c = slice(2, 6)
+    d = (y - p)[:, c, c]
+    absolute = np.abs(d).reshape(3, -1).mean(1)
+    dph = d[..., 1] - d[..., 1].mean(axis=(1, 2), keepdims=True)
+    free = (np.abs(d[..., 0]).reshape(3, -1).sum(1) + np.abs(dph).reshape(3, -1).sum(1)) / (2 * S * S)
+    np.testing.assert_allclose(SupportMAE(N, S).call(y, p).numpy(), absolute, rtol=1e-5)
+    np.testing.assert_allclose(SupportMAE(N, S, phase_offset_free=True).call(y, p).numpy(), free,
+                               rtol=1e-5)
+    # a constant phase per patch (what one diffraction pattern cannot tell) costs nothing in the
+    # offset-free loss and its full size in the absolute one; amplitude errors count in both
+    shifted = y.copy()
+    shifted[..., 1] += np.array([0.7, -0.4, 0.2], "f4")[:, None, None]
+    assert np.abs(SupportMAE(N, S, phase_offset_free=True).call(y, shifted).numpy()).max() < 1e-6
+    np.testing.assert_allclose(SupportMAE(N, S).call(y, shifted).numpy(), [0.35, 0.2, 0.1],
+                               rtol=1e-5)
+    scaled = y.copy()
+    scaled[..., 0] *= 0.5
+    np.testing.assert_allclose(SupportMAE(N, S, phase_offset_free=True).call(y, scaled).numpy(),
+                               (0.5 * y[:, c, c, 0]).reshape(3, -1).mean(1) / 2, rtol=1e-5)
+    # the option survives a save/reload of a model compiled with it
+    cfg = keras.losses.deserialize(keras.losses.serialize(SupportMAE(N, S, True))).get_config()
+    assert cfg["phase_offset_free"] is True and cfg["size"] == S
+
 # ----------------------------------------------------------------------------- overlap constraint
 def _group_patches(obj, positions, groups, N):
     from ptycho.data.grouping import group_offsets

@@ -31,21 +31,34 @@ class SupportMAE(keras.losses.Loss):
     """Mean absolute error of amplitude and phase over the centred ``size`` x ``size`` square of
     the patch (the network's support; the whole patch when ``size`` = N).
 
+    ``phase_offset_free``: score the phase modulo a constant per patch -- the phase error minus its
+    mean over the support. A diffraction pattern is the same for O and O exp(i c), so one pattern
+    does not determine its patch's phase offset; the stitching synchronises the offsets over the
+    overlaps. With the absolute phase as target the network is asked for something its input does
+    not hold, and learns an average offset instead of the phase's structure.
+
     Outside its support the network outputs a constant flat object, so errors there carry no
     gradient; leaving them out of the mean keeps the loss value a measure of what the network
     learns (with support 1/2, three quarters of a patch would otherwise be a constant floor)."""
 
-    def __init__(self, N: int, size: int, name: str = "support_mae", **kwargs):
+    def __init__(self, N: int, size: int, phase_offset_free: bool = False,
+                 name: str = "support_mae", **kwargs):
         super().__init__(name=name, **kwargs)
         self.N, self.size = int(N), int(size)
+        self.phase_offset_free = bool(phase_offset_free)
 
     def call(self, y_true, y_pred):
         a = (self.N - self.size) // 2
         sl = slice(a, a + self.size)
-        err = keras.ops.abs(y_true[:, sl, sl, :] - y_pred[:, sl, sl, :])
+        diff = y_true[:, sl, sl, :] - y_pred[:, sl, sl, :]
+        if self.phase_offset_free:
+            ph = diff[..., 1:2]
+            ph = ph - keras.ops.mean(ph, axis=(1, 2), keepdims=True)
+            diff = keras.ops.concatenate([diff[..., 0:1], ph], axis=-1)
+        err = keras.ops.abs(diff)
         return keras.ops.mean(keras.ops.reshape(err, (keras.ops.shape(err)[0], -1)), axis=-1)
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(N=self.N, size=self.size)
+        cfg.update(N=self.N, size=self.size, phase_offset_free=self.phase_offset_free)
         return cfg

@@ -234,9 +234,11 @@ def _build(arm_id: str, ds: Dataset, gridsize: int, norm: float, tc, amplitude_i
 
         model = build_baseline(ds.N, norm, spec, amplitude_init)
         S = spec.output_size(ds.N)
-        model.compile(optimizer=optimizer, loss=SupportMAE(ds.N, S))
+        offset_free = tc.supervised_phase == "offset_free"
+        model.compile(optimizer=optimizer, loss=SupportMAE(ds.N, S, phase_offset_free=offset_free))
         where = "the patch" if S == ds.N else f"the centred {S} x {S} support"
-        return model, f"mae(amplitude, phase) over {where}"
+        phase = "phase modulo its mean, " if offset_free else ""
+        return model, f"mae(amplitude, {phase}phase) over {where}"
     from ptycho.models.physics_layer import PoissonNLL
     from ptycho.models.pinn import build_pinn
 
