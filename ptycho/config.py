@@ -161,9 +161,9 @@ class TrainingConfig:
     support: float = 1.0
     schedule: str = "plateau"
     supervised_learning_rate: float | None = None
-    # the baseline's phase target: "absolute" (the label's phase) or "offset_free" (modulo one
-    # constant per patch, which a single diffraction pattern does not determine)
-    supervised_phase: str = "absolute"
+    # the baseline's phase target: "offset_free" (modulo one constant per patch, which a single
+    # diffraction pattern does not determine) or "absolute" (the label's phase)
+    supervised_phase: str = "offset_free"
 
     def rate(self, arm_id: str) -> float:
         """The learning rate of an arm: ``supervised_learning_rate`` for the baseline when set."""

@@ -106,10 +106,10 @@ def test_adaptation_batch_size_defaults_to_the_training_batch():
 def test_supervised_phase_loss_option():
     scales = small_study_dict()["scales"]
     assert StudyConfig.from_dict(small_study_dict()).scale("scaled").training.supervised_phase == (
-        "absolute")
-    scales["scaled"]["training"] = {"supervised_phase": "offset_free"}
+        "offset_free")
+    scales["scaled"]["training"] = {"supervised_phase": "absolute"}
     s = StudyConfig.from_dict(small_study_dict(scales=scales))
-    assert s.scale("scaled").training.supervised_phase == "offset_free"
+    assert s.scale("scaled").training.supervised_phase == "absolute"
     scales["scaled"]["training"] = {"supervised_phase": "relative"}
     with pytest.raises(ConfigError, match="supervised_phase"):
         StudyConfig.from_dict(small_study_dict(scales=scales))
