@@ -12,11 +12,12 @@ code path, in a fresh subprocess with one thread (as a scaled job runs). Each fi
 one JSON line to ``--out`` (so a long ablation can be resumed: runs already there are skipped) and
 the table of all runs is printed at the end.
 
-A variant is ``<backbone>-<filters>-<depth>[-s<support>][-lr<rate>][-slr<rate>][-cos][-rph][-b<batch>][-a<epochs>]
+A variant is ``<backbone>-<filters>-<depth>[-s<support>][-lr<rate>][-slr<rate>][-cos][-rph|-aph][-gal][-b<batch>][-a<epochs>]
 [-alr<rate>][-ab<patterns>][-afz]``, e.g. ``resunet-16-2-s0.5-lr0.002-cos``; ``-a``/``-alr``/``-ab``/``-afz`` set the adaptation epochs,
 learning rate, patterns per step and a frozen encoder of the ``adapted_g<g>`` arms (which train ``pinn_g<g>`` first, then fine-tune it
-on the test split's counts; their fit time is the sum); everything else comes from the study's
-scale.
+on the test split's counts; their fit time is the sum); ``-rph`` / ``-aph`` set the baseline's phase loss
+(``supervised_phase``: offset_free / absolute), ``-gal`` aligns a group's member phases
+(``align_group_phases``); everything else comes from the study's scale.
 """
 
 from __future__ import annotations
@@ -104,8 +105,10 @@ def parse_variant(v: str) -> dict:
             out["support"] = float(p[1:])
         elif p.startswith("lr"):
             out["learning_rate"] = float(p[2:])
-        elif p == "rph":
-            out["supervised_phase"] = "offset_free"
+        elif p == "gal":
+            out["align_group_phases"] = True
+        elif p in ("rph", "aph"):
+            out["supervised_phase"] = "offset_free" if p == "rph" else "absolute"
         elif p == "cos":
             out["schedule"] = "cosine"
         elif p.startswith("b"):

@@ -164,6 +164,9 @@ class TrainingConfig:
     # the baseline's phase target: "offset_free" (modulo one constant per patch, which a single
     # diffraction pattern does not determine) or "absolute" (the label's phase)
     supervised_phase: str = "offset_free"
+    # gridsize 2: rotate the members of a group onto the seed's phase offset before the overlap
+    # constraint averages them
+    align_group_phases: bool = False
 
     def rate(self, arm_id: str) -> float:
         """The learning rate of an arm: ``supervised_learning_rate`` for the baseline when set."""

@@ -154,6 +154,37 @@ def test_overlap_constraint_keeps_consistent_patches(weighted):
     assert err.mean() < 0.01
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_aligned_overlap_constraint_removes_member_phase_offsets(weighted):
+    """Members cut from one object but each with its own constant phase offset (what one
+    diffraction pattern cannot tell): the plain average washes the consensus out, the aligned one
+    returns the patches with the seed's offset, and changes nothing for consistent patches."""
+    from ptycho.data.grouping import make_groups
+    from ptycho.models.pinn import OverlapConstraint, member_weight
+
+    N = 16
+    w = member_weight(simulated_probe(N)) if weighted else None
+    obj = smooth_object((64, 64), seed=5, sigma=1.5)
+    rng = np.random.default_rng(6)
+    yy, xx = np.meshgrid(np.arange(14, 50, 4), np.arange(14, 50, 5), indexing="ij")
+    pos = (np.stack([yy.ravel(), xx.ravel()], 1) + rng.integers(-1, 2, (yy.size, 2))).astype(float)
+    groups = make_groups(pos, 2, 6, N, rng)
+    t, off = _group_patches(obj, pos, groups, N)
+    aligned = OverlapConstraint(N, weight=w, align_phases=True)
+    re, im = aligned([t.real.astype("f4"), t.imag.astype("f4"), off])
+    assert np.abs(re.numpy() + 1j * im.numpy() - t).max() < 1e-5
+    offsets = rng.uniform(-2.5, 2.5, (len(groups), 1, 1, 4))
+    ts = t * np.exp(1j * offsets)
+    seed = np.exp(1j * offsets[..., :1])  # the consensus carries the seed's offset
+    re, im = aligned([ts.real.astype("f4"), ts.imag.astype("f4"), off])
+    assert np.abs(re.numpy() + 1j * im.numpy() - t * seed).max() < 1e-4
+    re, im = OverlapConstraint(N, weight=w)([ts.real.astype("f4"), ts.imag.astype("f4"), off])
+    plain = re.numpy() + 1j * im.numpy()
+    assert np.abs(plain - t * seed)[..., 0].mean() > 0.05  # the plain average mixes the offsets
+    # the layer's option is saved with it
+    assert OverlapConstraint.from_config(aligned.get_config()).align_phases is True
+
+
 def test_overlap_constraint_makes_inconsistent_patches_agree():
     from ptycho.models.pinn import OverlapConstraint
 

@@ -44,20 +44,44 @@ def interpolation_matrices(offsets, N: int) -> tf.Tensor:
     return tf.nn.relu(1.0 - tf.abs(u - i - N / 2 - o))
 
 
-def overlap_average(re, im, offsets, N: int, eps: float = 1e-6, weight=None):
+def align_member_phases(placed):
+    """Rotate every member of a group onto its seed's phase offset.
+
+    ``placed`` (B, C, 2, H, W): the members' weighted (real, imaginary) patches on the group's
+    canvas, member 0 the seed. Member m is multiplied by exp(i theta_m), theta_m the phase of
+    sum z_0 conj(z_m) over the canvas (the offset that best matches the seed where both are
+    placed; theta_0 = 0). A diffraction pattern does not fix its patch's phase offset, so a
+    network that turns each pattern into its patch on its own cannot make neighbours' offsets
+    agree; averaging members with different offsets would wash the consensus out.
+    """
+    r0, i0 = placed[:, :1, 0], placed[:, :1, 1]
+    rm, im = placed[:, :, 0], placed[:, :, 1]
+    sr = tf.reduce_sum(r0 * rm + i0 * im, axis=(-2, -1))[..., None, None]  # (B, C, 1, 1)
+    si = tf.reduce_sum(i0 * rm - r0 * im, axis=(-2, -1))[..., None, None]
+    mag = tf.sqrt(sr * sr + si * si + 1e-30)
+    cr, ci = sr / mag, si / mag
+    return tf.stack([rm * cr - im * ci, rm * ci + im * cr], axis=2)
+
+
+def overlap_average(re, im, offsets, N: int, eps: float = 1e-6, weight=None,
+                    align_phases: bool = False):
     """Place (Wy @ (w patch) @ Wx^T), divide by the placed weights, cut out (Wy^T @ mean @ Wx).
 
     re, im: (B, N, N, C); offsets (B, C, 2) pixels of each member from its seed, |offset| < N/2;
     ``weight`` (N, N) non-negative per-pixel weight of every member (``None``: uniform), so that
     where patches overlap the members that see a pixel best dominate the consensus;
-    returns (re, im) (B, N, N, C).
+    ``align_phases``: first rotate each member onto the seed's phase offset
+    (``align_member_phases``); returns (re, im) (B, N, N, C).
     """
     offsets = tf.cast(offsets, tf.float32)
     wy = interpolation_matrices(offsets[..., 0], N)[:, :, None]  # (B, C, 1, 2N, N)
     wx = interpolation_matrices(offsets[..., 1], N)[:, :, None]
     z = tf.transpose(tf.stack([re, im], axis=1), (0, 4, 1, 2, 3))  # (B, C, 2, N, N)
     w = tf.ones((N, N), tf.float32) if weight is None else tf.cast(weight, tf.float32)
-    placed = tf.reduce_sum(tf.matmul(tf.matmul(wy, z * w), wx, transpose_b=True), axis=1)
+    members = tf.matmul(tf.matmul(wy, z * w), wx, transpose_b=True)  # (B, C, 2, 2N, 2N)
+    if align_phases:
+        members = align_member_phases(members)
+    placed = tf.reduce_sum(members, axis=1)
     support = tf.reduce_sum(tf.matmul(tf.matmul(wy, w), wx, transpose_b=True), axis=1)  # (B,1,2N,2N)
     mean = placed / tf.maximum(support, eps)  # (B, 2, 2N, 2N)
     out = tf.matmul(tf.matmul(wy, mean[:, None], transpose_a=True), wx)  # (B, C, 2, N, N)
@@ -110,17 +134,20 @@ class OverlapConstraint(keras.layers.Layer):
     way; the PINN uses the probe intensity |P|^2 / max |P|^2 plus ``MEMBER_WEIGHT_FLOOR``, so where
     members overlap, the ones whose probe lights a pixel (whose pattern constrains it) dominate the
     consensus, and each member's unconstrained patch edge barely moves its neighbours' centres.
-    ``weight=None`` averages uniformly over the patches' supports.
+    ``weight=None`` averages uniformly over the patches' supports. ``align_phases``: each member is
+    first rotated onto the seed's phase offset (``align_member_phases``), so members whose
+    offsets differ by a constant still agree (the consensus then carries the seed's offset).
     Patches cut from one consistent object at integer offsets come back unchanged; inconsistent
     patches are replaced by their consensus, so the physics layer only sees patches that agree.
     The weight is stored as a non-trainable variable, saved with the model.
     """
 
     def __init__(self, N: int, eps: float = 1e-6, weight: np.ndarray | None = None,
-                 weighted: bool | None = None, **kwargs):
+                 weighted: bool | None = None, align_phases: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.N = int(N)
         self.eps = float(eps)
+        self.align_phases = bool(align_phases)
         self.weighted = bool(weight is not None if weighted is None else weighted)
         self._weight_init = None if weight is None else np.asarray(weight, dtype=np.float32)
         if self._weight_init is not None and (self._weight_init.shape != (self.N, self.N)
@@ -140,14 +167,14 @@ class OverlapConstraint(keras.layers.Layer):
     def call(self, inputs):
         re, im, offsets = inputs
         w = self.member_weight if self.weighted else None
-        return overlap_average(re, im, offsets, self.N, self.eps, w)
+        return overlap_average(re, im, offsets, self.N, self.eps, w, self.align_phases)
 
     def compute_output_shape(self, input_shape):
         return [input_shape[0], input_shape[0]]
 
     def get_config(self):
         cfg = super().get_config()
-        cfg.update(N=self.N, eps=self.eps, weighted=self.weighted)
+        cfg.update(N=self.N, eps=self.eps, weighted=self.weighted, align_phases=self.align_phases)
         return cfg
 
 
@@ -158,11 +185,13 @@ def member_weight(probe: np.ndarray) -> np.ndarray:
 
 
 def build_pinn(N: int, gridsize: int, dose: float, probe: np.ndarray, norm: float,
-               spec: BackboneSpec, amplitude_init: float = 0.5) -> keras.Model:
+               spec: BackboneSpec, amplitude_init: float = 0.5,
+               align_phases: bool = False) -> keras.Model:
     """The PINN training model: inputs ``counts`` (B, N, N, C) [and ``offsets`` (B, C, 2) for
     g >= 2] -> expected counts (B, N, N, C) photons at ``dose``.
 
-    ``amplitude_init``: the amplitude the untrained network starts near (``mean_transmission``).
+    ``amplitude_init``: the amplitude the untrained network starts near (``mean_transmission``);
+    ``align_phases`` (g = 2): the overlap constraint aligns the members' phase offsets first.
     """
     if gridsize not in (1, 2):
         raise ConfigError(f"gridsize must be 1 or 2, got {gridsize}")
@@ -183,7 +212,7 @@ def build_pinn(N: int, gridsize: int, dose: float, probe: np.ndarray, norm: floa
         offsets = keras.Input((C, 2), name="offsets")
         inputs.append(offsets)
         re, im = AmpPhaseToComplex(name="raw_patches")([amp, phase])
-        re, im = OverlapConstraint(N, weight=member_weight(probe),
+        re, im = OverlapConstraint(N, weight=member_weight(probe), align_phases=align_phases,
                                    name="object_patches")([re, im, offsets])
     lam = PoissonForward(N, dose, probe, name="physics")([re, im])
     return keras.Model(inputs, lam, name=f"pinn_g{gridsize}")

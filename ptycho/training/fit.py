@@ -242,7 +242,8 @@ def _build(arm_id: str, ds: Dataset, gridsize: int, norm: float, tc, amplitude_i
     from ptycho.models.physics_layer import PoissonNLL
     from ptycho.models.pinn import build_pinn
 
-    model = build_pinn(ds.N, gridsize, ds.dose, ds.probe, norm, spec, amplitude_init)
+    model = build_pinn(ds.N, gridsize, ds.dose, ds.probe, norm, spec, amplitude_init,
+                       align_phases=tc.align_group_phases)
     model.compile(optimizer=optimizer, loss=PoissonNLL())
     return model, "poisson_nll (shifted by the saturated NLL, per pixel)"
 
