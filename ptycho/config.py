@@ -166,7 +166,7 @@ class TrainingConfig:
     supervised_phase: str = "offset_free"
     # gridsize 2: rotate the members of a group onto the seed's phase offset before the overlap
     # constraint averages them
-    align_group_phases: bool = False
+    align_group_phases: bool = True
 
     def rate(self, arm_id: str) -> float:
         """The learning rate of an arm: ``supervised_learning_rate`` for the baseline when set."""

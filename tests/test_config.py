@@ -113,6 +113,9 @@ def test_supervised_phase_loss_option():
     scales["scaled"]["training"] = {"supervised_phase": "relative"}
     with pytest.raises(ConfigError, match="supervised_phase"):
         StudyConfig.from_dict(small_study_dict(scales=scales))
+    scales["scaled"]["training"] = {"align_group_phases": "yes"}
+    with pytest.raises(ConfigError, match="align_group_phases"):
+        StudyConfig.from_dict(small_study_dict(scales=scales))
 
 
 @pytest.mark.parametrize("gridsizes,arms,start", [([1, 2], ["pinn", "baseline"], "pinn_g2"),
