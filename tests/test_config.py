@@ -103,10 +103,10 @@ def test_adaptation_batch_size_defaults_to_the_training_batch():
             StudyConfig.from_dict(small_study_dict(arms=["pinn", "adapted"], scales=scales))
 
 
-def test_supervised_phase_loss_option():
+def test_phase_offset_options():
     scales = small_study_dict()["scales"]
-    assert StudyConfig.from_dict(small_study_dict()).scale("scaled").training.supervised_phase == (
-        "offset_free")
+    tc = StudyConfig.from_dict(small_study_dict()).scale("scaled").training
+    assert tc.supervised_phase == "offset_free" and tc.align_group_phases is True
     scales["scaled"]["training"] = {"supervised_phase": "absolute"}
     s = StudyConfig.from_dict(small_study_dict(scales=scales))
     assert s.scale("scaled").training.supervised_phase == "absolute"
