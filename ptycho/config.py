@@ -663,7 +663,7 @@ def dose_label(dose: float) -> str:
     dose = float(dose)
     if not math.isfinite(dose) or dose <= 0:
         raise ConfigError(f"dose must be a positive finite number of photons, got {dose}")
-    exp = int(math.floor(math.log10(dose)))
+    exp = math.floor(math.log10(dose))
     mant = dose / 10**exp
     if mant >= 9.9995:  # rounding at the decade boundary
         exp += 1

@@ -80,7 +80,7 @@ def run_job(smk, main) -> None:
     except PtychoError as exc:
         log.error("%s failed: %s", rule, exc)
         sys.exit(1)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - a job's last resort: one logged line, exit 1
         err = storage_error(exc, getattr(exc, "filename", None) or "(file not named by the system)")
         if err is not None:
             _exit_after_storage_error(rule, err)

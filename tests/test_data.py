@@ -33,8 +33,8 @@ def cell(tmp_path_factory):
 
 
 def test_dataset_contract(cell):
-    study, _, out = cell
-    summary, tr, te = out["dense"]
+    _study, _, out = cell
+    summary, tr, _te = out["dense"]
     with Dataset(tr) as ds:
         assert ds.N == 16 and ds.split == "train" and ds.dose == 1e5
         assert ds.n == summary["splits"]["train"]["n_patterns"] > 20

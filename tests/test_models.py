@@ -118,6 +118,7 @@ def test_support_mae_absolute_and_offset_free_phase():
     cfg = keras.losses.deserialize(keras.losses.serialize(SupportMAE(N, S, True))).get_config()
     assert cfg["phase_offset_free"] is True and cfg["size"] == S
 
+
 # ----------------------------------------------------------------------------- overlap constraint
 def _group_patches(obj, positions, groups, N):
     from ptycho.data.grouping import group_offsets

@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import h5py
 import numpy as np
@@ -77,14 +78,14 @@ class DatasetWriter:
         self._ctx = None
         self._file = None
 
-    def __enter__(self) -> DatasetWriter:
+    def __enter__(self) -> Self:
         N = self.probe.shape[0]
         self._ctx = atomic_path(self.path, ".h5")
         tmp = self._ctx.__enter__()
         try:
             f = h5py.File(tmp, "w")
             self._file = f
-            kw = dict(track_times=False)
+            kw = {"track_times": False}
             # ~1 MiB chunks of whole patterns, LZF-compressed: counts are mostly zeros (30x
             # smaller at N = 128) and random batch reads decompress only the chunks they touch
             per_chunk = max(1, min(self.chunk, (1 << 20) // (4 * N * N)))
@@ -321,7 +322,7 @@ class Dataset:
     def close(self) -> None:
         self._f.close()
 
-    def __enter__(self) -> Dataset:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -40,11 +40,11 @@ def _fit(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     h, w = img.shape
     target = H / W
     if h / w > target:
-        nh = int(round(w * target))
+        nh = round(w * target)
         y0 = (h - nh) // 2
         img = img[y0 : y0 + nh]
     else:
-        nw = int(round(h / target))
+        nw = round(h / target)
         x0 = (w - nw) // 2
         img = img[:, x0 : x0 + nw]
     out = resize(img, (H, W), order=1, anti_aliasing=True, mode="reflect")

@@ -357,8 +357,8 @@ def _value_table(table, doses, overlaps, arms, references, columns, estimates=No
 def _margin_markdown(table, doses, overlaps, arms, references) -> list[str]:
     """SSIM of each arm minus the flat-object floor of its cell (amplitude / phase)."""
     lines = ["## SSIM above the flat-object floor", "",
-             "Arm SSIM minus the flat object's SSIM in the same cell, amplitude / phase "
-             "(positive: the arm beats a uniform object).", ""]
+             ("Arm SSIM minus the flat object's SSIM in the same cell, amplitude / phase "
+              "(positive: the arm beats a uniform object)."), ""]
     lines.append("| Dose (photons) | Overlap | " + " | ".join(arms) + " |")
     lines.append("|---|---|" + "|".join(["---:"] * len(arms)) + "|")
     for d in doses:
