@@ -12,12 +12,14 @@ code path, in a fresh subprocess with one thread (as a scaled job runs). Each fi
 one JSON line to ``--out`` (so a long ablation can be resumed: runs already there are skipped) and
 the table of all runs is printed at the end.
 
-A variant is ``<backbone>-<filters>-<depth>[-s<support>][-lr<rate>][-slr<rate>][-cos][-rph|-aph][-gal][-b<batch>][-a<epochs>]
+A variant is ``<backbone>-<filters>-<depth>[-s<support>][-lr<rate>][-slr<rate>][-cos][-rph|-aph][-gal][-clip<norm>][-seed<k>][-b<batch>][-a<epochs>]
 [-alr<rate>][-ab<patterns>][-afz]``, e.g. ``resunet-16-2-s0.5-lr0.002-cos``; ``-a``/``-alr``/``-ab``/``-afz`` set the adaptation epochs,
 learning rate, patterns per step and a frozen encoder of the ``adapted_g<g>`` arms (which train ``pinn_g<g>`` first, then fine-tune it
 on the test split's counts; their fit time is the sum); ``-rph`` / ``-aph`` set the baseline's phase loss
 (``supervised_phase``: offset_free / absolute), ``-gal`` aligns a group's member phases
-(``align_group_phases``); everything else comes from the study's scale.
+(``align_group_phases``), ``-clip<norm>`` bounds the global gradient norm of each step (``clip_norm``),
+``-seed<k>`` trains with the training seed k instead of the study's (initialisation, validation
+split and shuffling: the run-to-run spread); everything else comes from the study's scale.
 """
 
 from __future__ import annotations
@@ -44,7 +46,10 @@ CHILD = textwrap.dedent(
     from ptycho.config import StudyConfig
     study = StudyConfig.from_yaml(a["study"])
     scale = study.scale(a["scale"])
+    seed = a["training"].pop("seed", None)
     tc = dataclasses.replace(scale.training, **a["training"])
+    if seed is not None:  # another training seed: initialisation, validation split, shuffling
+        study = dataclasses.replace(study, seeds=dataclasses.replace(study.seeds, training=seed))
     study = dataclasses.replace(study, scales={**study.scales,
                                                a["scale"]: dataclasses.replace(scale, training=tc)})
     from ptycho.training.fit import train_arm
@@ -99,7 +104,11 @@ def parse_variant(v: str) -> dict:
         raise SystemExit(f"variant {v!r}: expected <backbone>-<filters>-<depth>[-options]")
     out = {"backbone": parts[0], "filters": int(parts[1]), "depth": int(parts[2])}
     for p in parts[3:]:
-        if p.startswith("slr"):
+        if p.startswith("seed"):
+            out["seed"] = int(p[4:])
+        elif p.startswith("clip"):
+            out["clip_norm"] = float(p[4:])
+        elif p.startswith("slr"):
             out["supervised_learning_rate"] = float(p[3:])
         elif p.startswith("s"):
             out["support"] = float(p[1:])

@@ -167,6 +167,8 @@ class TrainingConfig:
     # gridsize 2: rotate the members of a group onto the seed's phase offset before the overlap
     # constraint averages them
     align_group_phases: bool = True
+    # the global gradient-norm bound of Adam's steps (None: unclipped)
+    clip_norm: float | None = None
 
     def rate(self, arm_id: str) -> float:
         """The learning rate of an arm: ``supervised_learning_rate`` for the baseline when set."""

@@ -116,6 +116,13 @@ def test_phase_offset_options():
     scales["scaled"]["training"] = {"align_group_phases": "yes"}
     with pytest.raises(ConfigError, match="align_group_phases"):
         StudyConfig.from_dict(small_study_dict(scales=scales))
+    assert tc.clip_norm is None
+    scales["scaled"]["training"] = {"clip_norm": 1.0}
+    assert StudyConfig.from_dict(small_study_dict(scales=scales)).scale("scaled").training.clip_norm == 1.0
+    for bad in (0, -1.0, "1"):
+        scales["scaled"]["training"] = {"clip_norm": bad}
+        with pytest.raises(ConfigError, match="clip_norm"):
+            StudyConfig.from_dict(small_study_dict(scales=scales))
 
 
 @pytest.mark.parametrize("gridsizes,arms,start", [([1, 2], ["pinn", "baseline"], "pinn_g2"),

@@ -128,6 +128,34 @@ def test_batches_stream_from_the_file_with_seeded_shuffling(cell):
         assert sum(len(b[1]) for b in batches) == len(tr) and len(batches) == -(-len(tr) // 16)
 
 
+def test_clip_norm_bounds_the_optimizer_steps(cell):
+    """``clip_norm`` reaches Adam as ``global_clipnorm``: a bound far below the gradient's norm
+    shrinks the first step (Adam divides by sqrt(v) + epsilon, so a gradient clipped near epsilon
+    moves the weights far less), while the unclipped step is about the learning rate per weight."""
+    import keras
+
+    from ptycho.training.data import BatchSource, ItemTable
+    from ptycho.training.fit import _build
+
+    _, train_path, _ = cell
+
+    def first_step(clip):
+        tc = tiny_study(clip_norm=clip).scale("scaled").training
+        with Dataset(train_path) as ds:
+            keras.utils.set_random_seed(3)
+            model, _ = _build("pinn_g1", ds, 1, 10.0, tc)
+            assert model.optimizer.global_clipnorm == clip
+            before = [w.copy() for w in model.get_weights()]
+            x, y = next(iter(BatchSource(ds, ItemTable(np.arange(ds.n)[:, None]),
+                                         np.arange(16), 16, "pinn", None)()))
+            model.train_on_batch(x, y)
+            return max(np.abs(a - b).max() for a, b in zip(model.get_weights(), before, strict=True))
+
+    free, clipped = first_step(None), first_step(1e-9)
+    assert 0.5 * 0.003 < free < 2 * 0.003  # Adam's first step: ~lr on the largest weight
+    assert clipped < 0.1 * free
+
+
 # ----------------------------------------------------------------------------- training
 def test_pinn_training_lowers_the_poisson_loss_and_writes_a_bundle(trained):
     bundle, out = trained["pinn_g1"]

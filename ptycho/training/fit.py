@@ -222,13 +222,15 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
 def _build(arm_id: str, ds: Dataset, gridsize: int, norm: float, tc, amplitude_init: float = 0.5,
            steps_per_epoch: int = 1):
     """The arm's model, compiled with Adam at the config's learning rate (a cosine schedule when
-    ``tc.schedule`` is cosine: ``steps_per_epoch`` sizes its warm-up and decay), and the loss name."""
+    ``tc.schedule`` is cosine: ``steps_per_epoch`` sizes its warm-up and decay; each step's
+    gradient clipped to the global norm ``tc.clip_norm`` when set), and the loss name."""
     import keras
 
     from ptycho.models.spec import BackboneSpec
 
     spec = BackboneSpec.from_training(tc)
-    optimizer = keras.optimizers.Adam(learning_rate(tc, steps_per_epoch, arm_id))
+    optimizer = keras.optimizers.Adam(learning_rate(tc, steps_per_epoch, arm_id),
+                                      global_clipnorm=tc.clip_norm)
     if arm_id == "baseline":
         from ptycho.models.baseline import SupportMAE, build_baseline
 
