@@ -152,7 +152,8 @@ def test_clip_norm_bounds_the_optimizer_steps(cell):
             return max(np.abs(a - b).max() for a, b in zip(model.get_weights(), before, strict=True))
 
     free, clipped = first_step(None), first_step(1e-9)
-    assert 0.5 * 0.003 < free < 2 * 0.003  # Adam's first step: ~lr on the largest weight
+    lr = TRAINING["learning_rate"]
+    assert 0.5 * lr < free < 2 * lr  # Adam's first step: ~lr on the largest weight
     assert clipped < 0.1 * free
 
 
