@@ -34,18 +34,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 def rescaled_copy(test_path: Path, out_path: Path, factor: float) -> None:
     """``test_path`` with its counts multiplied by ``factor`` (everything else unchanged)."""
-    from ptycho.data.dataset import Dataset, DatasetMeta, DatasetWriter
+    from ptycho.data.dataset import Dataset, DatasetWriter
 
-    with Dataset(test_path) as ds:
-        a = ds.attrs
-        meta = DatasetMeta(dose=ds.dose, overlap_target=a["overlap_target"],
-                           overlap_measured=a["overlap_measured"],
-                           overlap_area=a.get("overlap_area", 0.0),
-                           probe_diameter=a.get("probe_diameter", 0.0), split=ds.split,
-                           seed=int(a["seed"]), config=ds.config, replicate=ds.replicate)
-        with DatasetWriter(out_path, ds.n, ds.positions, ds.probe, ds.object, meta) as wr:
-            for _, counts in ds.iter_batches(256):
-                wr.write(counts * factor)
+    with (Dataset(test_path) as ds,
+          DatasetWriter(out_path, ds.n, ds.positions, ds.probe, ds.object, ds.meta()) as wr):
+        for _, counts in ds.iter_batches(256):
+            wr.write(counts * factor)
 
 
 def main() -> None:

@@ -57,14 +57,15 @@ def mosaic_split(train_path: Path, out_path: Path, pairs, amplitude_range, phase
                  seed: int) -> dict:
     """Write a train split of as many patterns as ``train_path`` drawn from its own region and one
     object per (amplitude, phase) image pair; returns a summary."""
-    from ptycho.data.dataset import Dataset, DatasetMeta, DatasetWriter
+    from ptycho.data.dataset import Dataset, DatasetWriter
     from ptycho.physics.forward import patch_corners, simulate_expected
     from ptycho.physics.noise import poisson_counts
     from ptycho.physics.object import skimage_object
     from ptycho.rng import rng_for
 
     with Dataset(train_path) as ds:
-        obj, probe, pos, dose, attrs = ds.object, ds.probe, ds.positions, ds.dose, ds.attrs
+        obj, probe, pos, dose = ds.object, ds.probe, ds.positions, ds.dose
+        meta = ds.meta(split="train", seed=seed)
         N, n = ds.N, ds.n
     lo = np.maximum(patch_corners(pos, N).min(axis=0) - 2, 0)
     hi = np.minimum(patch_corners(pos, N).max(axis=0) + N + 2, obj.shape)
@@ -84,11 +85,6 @@ def mosaic_split(train_path: Path, out_path: Path, pairs, amplitude_range, phase
     rng = rng_for(seed, "training-objects")
     chosen = np.sort(rng.choice(len(all_pos), size=n, replace=False))
     positions = all_pos[chosen]
-    meta = DatasetMeta(dose=dose, overlap_target=attrs["overlap_target"],
-                       overlap_measured=attrs["overlap_measured"],
-                       overlap_area=attrs.get("overlap_area", 0.0),
-                       probe_diameter=attrs.get("probe_diameter", 0.0), split="train",
-                       seed=seed, config=json.loads(attrs["config"]))
     noise = rng_for(seed, "training-objects-noise")
     with DatasetWriter(out_path, n, positions, probe, mosaic, meta) as wr:
         for s in range(0, n, 256):

@@ -54,6 +54,28 @@ def test_halves_are_interleaved_and_complete(cell):
         np.testing.assert_array_equal(a.object, t.object)
 
 
+def test_meta_is_what_a_derived_file_starts_from(cell, tmp_path):
+    from ptycho.data.dataset import DatasetWriter
+
+    with Dataset(cell / "test.h5") as t:
+        m, a = t.meta(), t.attrs
+        assert (m.dose, m.overlap_target, m.overlap_measured, m.overlap_area, m.probe_diameter,
+                m.split, m.seed, m.config, m.replicate) == (
+            a["dose"], a["overlap_target"], a["overlap_measured"], a["overlap_area"],
+            a["probe_diameter"], "test", a["seed"], t.config, 0)
+        assert "fluence" in a and m.fluence is None  # belongs to the new file's scan
+        changed = t.meta(split="train", seed=5, replicate=2)
+        assert (changed.split, changed.seed, changed.replicate, changed.dose) == ("train", 5, 2,
+                                                                                  m.dose)
+        with DatasetWriter(tmp_path / "d.h5", 3, t.positions[:3], t.probe, t.object,
+                           changed) as w:
+            w.write(t.read(np.arange(3)) * 2.0)
+    with Dataset(tmp_path / "d.h5") as d, Dataset(cell / "h1.h5") as h:
+        assert (d.split, d.replicate, d.attrs["seed"], d.dose) == ("train", 2, 5, m.dose)
+        assert d.config == m.config and "fluence" not in d.attrs
+        assert h.meta(config=m.config) == m  # a half scan: the test split's meta but 'half'
+
+
 def test_data_residual_is_the_noise_floor_for_the_truth(cell):
     with Dataset(cell / "test.h5") as ds:
         truth, N = ds.object, ds.N

@@ -251,6 +251,20 @@ class Dataset:
     def config(self) -> dict:
         return json.loads(self.attrs["config"])
 
+    def meta(self, **changes) -> DatasetMeta:
+        """This file's :class:`DatasetMeta` (dose, overlaps, probe diameter, split, seed, config,
+        replicate), with ``changes`` applied: what a file derived from this one (other counts, a
+        subset of its positions) starts from. The fluence is not carried: it belongs to the
+        positions and counts the new file holds."""
+        a = self.attrs
+        base = {"dose": float(a["dose"]), "overlap_target": float(a["overlap_target"]),
+                "overlap_measured": float(a["overlap_measured"]),
+                "overlap_area": float(a.get("overlap_area", float("nan"))),
+                "probe_diameter": float(a.get("probe_diameter", float("nan"))),
+                "split": self.split, "seed": int(a["seed"]), "config": self.config,
+                "replicate": self.replicate}
+        return DatasetMeta(**{**base, **changes})
+
     @property
     def has_object(self) -> bool:
         return "object" in self._f

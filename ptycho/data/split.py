@@ -59,24 +59,20 @@ def interleaved_halves(test_path, half1_path, half2_path) -> tuple[int, int]:
     """Write the even and the odd positions (scan order) of a test split as two dataset files,
     each a complete test split of its own (same probe, object grid and attributes; the config
     records ``half``: 1 or 2). Counts are copied in batches. Returns the two pattern counts."""
-    from ptycho.data.dataset import Dataset, DatasetMeta, DatasetWriter
+    from ptycho.data.dataset import Dataset, DatasetWriter
     from ptycho.errors import DatasetError
 
     with Dataset(test_path, require_object=False) as ds:
         if ds.n < 4:
             raise DatasetError(f"{test_path}: {ds.n} patterns cannot be split into two half "
                                "scans (need >= 4)")
-        a, cfg = ds.attrs, ds.config
+        cfg = ds.config
         obj = ds.object if ds.has_object else None
         cfg.setdefault("object_size", list(ds.object_shape))
         counts = []
         for h, (out, idx) in enumerate(((half1_path, np.arange(0, ds.n, 2)),
                                         (half2_path, np.arange(1, ds.n, 2))), start=1):
-            meta = DatasetMeta(dose=a["dose"], overlap_target=a["overlap_target"],
-                               overlap_measured=a["overlap_measured"],
-                               overlap_area=a.get("overlap_area", float("nan")),
-                               probe_diameter=a.get("probe_diameter", float("nan")),
-                               split=ds.split, seed=a["seed"], config={**cfg, "half": h})
+            meta = ds.meta(config={**cfg, "half": h})
             with DatasetWriter(out, len(idx), ds.positions[idx], ds.probe, obj, meta) as w:
                 for _, block in ds.iter_batches(256, idx):
                     w.write(block)
