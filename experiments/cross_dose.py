@@ -1,6 +1,6 @@
 """Is a trained network's quality at low dose set by its training or by the counts it reads?
 
-    python benchmarks/cross_dose.py --results results/dose_overlap/scaled \
+    python experiments/cross_dose.py --results results/dose_overlap/scaled \
         --doses 1e3 1e5 --overlap dense --arms pinn_g1 pinn_g2 baseline [--threads 1]
 
 Every (model dose, test dose) pair of a finished study's cells: the model trained on the
@@ -52,7 +52,7 @@ def main() -> None:
     ap.add_argument("--overlap", default="dense")
     ap.add_argument("--arms", nargs="+", default=["pinn_g1", "pinn_g2", "baseline"])
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "cross_dose.json"))
+    ap.add_argument("--out", default=str(REPO / "results" / "experiments" / "cross_dose.json"))
     a = ap.parse_args()
 
     from ptycho.runner import limit_threads

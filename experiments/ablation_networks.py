@@ -1,8 +1,8 @@
 """Network ablation: which backbone and recipe make the network arms learn, at the scaled budget.
 
-    python benchmarks/ablation_networks.py --results results/dose_overlap/scaled \
+    python experiments/ablation_networks.py --results results/dose_overlap/scaled \
         --cells 1e5_dense_r0 1e3_dense_r0 --arms pinn_g1 --variants cnn-8-3 resunet-16-2-s0.5 \
-        --epochs 10 20 --out benchmarks/out/ablation.jsonl [--jobs 2]
+        --epochs 10 20 --out results/experiments/ablation.jsonl [--jobs 2]
 
 Every run trains one arm of one cell of a finished study's datasets (``data/<cell>/train.h5``) with
 ``ptycho.training.fit.train_arm``, reconstructs the cell's test split with
@@ -159,7 +159,7 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["cnn-8-3"])
     ap.add_argument("--epochs", nargs="+", type=int, default=[10])
     ap.add_argument("--patience", type=int, default=100, help="early-stopping patience (epochs)")
-    ap.add_argument("--out", default="benchmarks/out/ablation.jsonl")
+    ap.add_argument("--out", default="results/experiments/ablation.jsonl")
     ap.add_argument("--jobs", type=int, default=2, help="runs side by side (one thread each)")
     ap.add_argument("--keep", default=None, help="copy each run's model, reconstruction and "
                     "metrics to KEEP/<cell>/<arm>/<variant>-<epochs>")

@@ -1,6 +1,6 @@
 """Does more varied training data help the network arms, at the same pattern budget?
 
-    python benchmarks/training_objects.py --results results/dose_overlap/scaled --cell 1e5_dense_r0 \
+    python experiments/training_objects.py --results results/dose_overlap/scaled --cell 1e5_dense_r0 \
         --arm pinn_g1 --pairs camera:moon chelsea:coffee rocket:brick [--threads 1]
 
 A cell's networks learn from the train split: ~1,200 patterns of the upper rows of one image. This
@@ -117,7 +117,7 @@ def main() -> None:
     ap.add_argument("--pairs", nargs="+", default=["camera:moon", "chelsea:coffee", "rocket:brick"])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=3)
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "training_objects.json"))
+    ap.add_argument("--out", default=str(REPO / "results" / "experiments" / "training_objects.json"))
     a = ap.parse_args()
 
     from ptycho.config import StudyConfig

@@ -1,6 +1,6 @@
 """Same result on the study: the block synchronisation against the global solve, every arm and cell.
 
-    python benchmarks/bench_sync_agreement.py --results results/dose_overlap/scaled [--out DIR]
+    python experiments/sync_agreement.py --results results/dose_overlap/scaled [--out DIR]
         [--arms pinn_g1 pinn_g2 baseline] [--cells 1e5_dense_r0 ...] [--threads 1] [--tolerance 0.005]
 
 For every trained network arm and cell of a finished study (``models/<arm>/<cell>/`` and

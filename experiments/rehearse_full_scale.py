@@ -1,8 +1,8 @@
 """Full-scale rehearsal on CPU: does the ``full`` configuration's network train at N = 128?
 
-    python benchmarks/rehearse_full_scale.py [--object-size 448 384] [--epochs 6] [--dose 1e5]
+    python experiments/rehearse_full_scale.py [--object-size 448 384] [--epochs 6] [--dose 1e5]
                                              [--arms pinn_g1 pinn_g2 baseline] [--threads 2]
-                                             [--out benchmarks/out/rehearsal.json]
+                                             [--out results/experiments/rehearsal.json]
 
 The study's ``full`` scale (N = 128, its backbone, learning rate, batch size and support) on a
 smaller object than the full study's (so a CPU finishes in minutes: a few hundred patterns instead
@@ -50,7 +50,7 @@ def main() -> None:
     ap.add_argument("--overlap", default="dense")
     ap.add_argument("--arms", nargs="+", default=["pinn_g1", "pinn_g2", "baseline"])
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "rehearsal.json"))
+    ap.add_argument("--out", default=str(REPO / "results" / "experiments" / "rehearsal.json"))
     a = ap.parse_args()
 
     from ptycho.runner import limit_threads

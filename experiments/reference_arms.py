@@ -1,6 +1,6 @@
 """Do the trained arms beat trivial references? Flat object and untrained networks, same scoring.
 
-    python benchmarks/reference_arms.py [--results results/dose_overlap/scaled] [--cells 1e5_dense_r0 1e5_sparse_r0]
+    python experiments/reference_arms.py [--results results/dose_overlap/scaled] [--cells 1e5_dense_r0 1e5_sparse_r0]
                                         [--transfer-from dense]
 
 For each cell: a flat object (ones wherever the test scan illuminates) and, for every trained arm,

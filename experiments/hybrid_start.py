@@ -1,7 +1,7 @@
 """Which network start helps the solver most? The hybrid arm started from another network arm.
 
-    python benchmarks/hybrid_start.py --results results/dose_overlap/scaled --start adapted_g2 \
-        [--cells 1e3_dense_r0 1e4_dense_r0 1e5_dense_r0] [--out benchmarks/out/hybrid_start.json]
+    python experiments/hybrid_start.py --results results/dose_overlap/scaled --start adapted_g2 \
+        [--cells 1e3_dense_r0 1e4_dense_r0 1e5_dense_r0] [--out results/experiments/hybrid_start.json]
 
 The study's hybrid arm starts pty-chi LSQML from one network arm's stitched reconstruction
 (``hybrid: {start_from: ...}``; default pinn_g2). This runs the same solve (the study's scaled
@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     ap.add_argument("--start", default="adapted_g2", help="the network arm to start from")
     ap.add_argument("--cells", nargs="+", default=["1e3_dense_r0", "1e4_dense_r0",
                                                    "1e5_dense_r0"])
-    ap.add_argument("--out", type=Path, default=REPO / "benchmarks/out/hybrid_start.json")
+    ap.add_argument("--out", type=Path, default=REPO / "results/experiments/hybrid_start.json")
     a = ap.parse_args(argv)
 
     from ptycho import api
