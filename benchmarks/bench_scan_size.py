@@ -102,7 +102,7 @@ def main() -> int:
     a = ap.parse_args()
 
     from ptycho.config import StudyConfig
-    from ptycho.reconstruct.inference import read_bundle
+    from ptycho.models.bundle import read_bundle
 
     model = Path(a.model)
     bundle = read_bundle(model / "bundle.json")

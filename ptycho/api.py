@@ -138,7 +138,7 @@ def import_cell(study: StudyConfig, scale: str, dose: float | str, overlap: str,
     :func:`simulate_cell` does for a simulated one. External data is one measurement per cell:
     every ``replicate`` holds the same counts (only the training seeds differ)."""
     from ptycho.config import dose_label
-    from ptycho.data.external import import_cell as _import
+    from ptycho.interop.external import import_cell as _import
 
     if not study.data.external:
         raise ConfigError(f"study '{study.study}' simulates its data; use simulate_cell")
@@ -249,7 +249,8 @@ def reconstruct(study: StudyConfig, scale: str, arm: str | None, test_path: Path
     if model is None:
         raise ConfigError(f"arm '{arm}' is a network: reconstruct needs its trained model "
                           "(model=)")
-    from ptycho.reconstruct.inference import read_bundle, reconstruct_with_study
+    from ptycho.models.bundle import read_bundle
+    from ptycho.reconstruct.inference import reconstruct_with_study
 
     model_path, bundle_path = _model_files(model)
     bundle = read_bundle(bundle_path, arm)

@@ -11,9 +11,9 @@ from ptycho.config import StudyConfig
 from ptycho.data.dataset import Dataset
 from ptycho.data.generate import simulate_cell
 from ptycho.data.grouping import group_offsets, make_groups
-from ptycho.data.npz import export_npz, import_npz
 from ptycho.data.split import shared_pixels
 from ptycho.errors import ConfigError, DatasetError
+from ptycho.interop.npz import export_npz, import_npz
 from ptycho.physics.scan import measured_overlap
 
 

@@ -12,10 +12,11 @@ from conftest import small_study_dict
 
 from ptycho.config import GeometryConfig, StudyConfig
 from ptycho.data.dataset import Dataset
-from ptycho.data.external import check_split, open_split
 from ptycho.data.generate import simulate_cell
-from ptycho.data.npz import export_npz, import_npz, open_npz
+from ptycho.data.source import check_split
 from ptycho.errors import DatasetError
+from ptycho.interop.external import open_split
+from ptycho.interop.npz import export_npz, import_npz, open_npz
 from ptycho.physics.units import object_pixel_size_m
 from ptycho.reconstruct.io import Reconstruction
 

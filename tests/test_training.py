@@ -94,7 +94,8 @@ def phase_and_amp_correlation(rec, truth, probe):
 
 # ----------------------------------------------------------------------------- data pipeline
 def test_batches_stream_from_the_file_with_seeded_shuffling(cell):
-    from ptycho.training.data import BatchSource, ItemTable, split_validation
+    from ptycho.data.batches import BatchSource, split_validation
+    from ptycho.data.grouping import ItemTable
 
     _, train_path, _ = cell
     with Dataset(train_path) as ds:
@@ -134,7 +135,8 @@ def test_clip_norm_bounds_the_optimizer_steps(cell):
     moves the weights far less), while the unclipped step is about the learning rate per weight."""
     import keras
 
-    from ptycho.training.data import BatchSource, ItemTable
+    from ptycho.data.batches import BatchSource
+    from ptycho.data.grouping import ItemTable
     from ptycho.training.fit import _build
 
     _, train_path, _ = cell
@@ -256,8 +258,9 @@ def test_predictions_do_not_depend_on_batch_size(request, cell, arm, backbone):
 def test_saved_bundle_reloads_with_identical_predictions(request, cell, backbone):
     import keras
 
-    from ptycho.reconstruct.inference import load_model, prediction_model, read_bundle
-    from ptycho.training.fit import group_table, grouping_rng
+    from ptycho.data.grouping import group_table, grouping_rng
+    from ptycho.models.bundle import load_model, read_bundle
+    from ptycho.reconstruct.inference import prediction_model
 
     _, _, test_path = cell
     models = _models(request, backbone)
@@ -397,9 +400,10 @@ def test_unknown_arm_is_rejected(cell, tmp_path):
 def test_replicates_draw_their_own_training_seeds(cell, tmp_path):
     """Replicate 0 keeps the streams of a study without replicates; replicate k >= 1 draws its
     own TensorFlow seed, groups, validation items and shuffling."""
+    from ptycho.data.batches import split_validation
+    from ptycho.data.grouping import group_table
     from ptycho.rng import int_seed, rng_for
-    from ptycho.training.data import split_validation
-    from ptycho.training.fit import group_table, train_arm, training_streams
+    from ptycho.training.fit import train_arm, training_streams
 
     study, train_path, _ = cell
     with Dataset(train_path) as ds:

@@ -1,4 +1,5 @@
-"""Streaming training data: batches read from the HDF5 file as the fitting loop asks for them.
+"""Streaming network inputs: batches read from the HDF5 file as the fitting loop (training,
+adaptation) or inference asks for them, and the checks and normalisation of the counts.
 
 Only one batch of patterns is in memory at a time (``Dataset.read``); the whole dataset is never
 materialised, on the host or on the GPU. Shuffling is seeded: every epoch draws the next
@@ -13,11 +14,11 @@ seeded 1/C of them, so every arm sees about as many diffraction patterns per epo
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from ptycho.data.dataset import Dataset
+from ptycho.data.grouping import ItemTable
 from ptycho.errors import DatasetError
 from ptycho.physics.forward import extract_patches
 
@@ -56,22 +57,6 @@ def split_validation(n_items: int, fraction: float, rng: np.random.Generator) ->
     n_val = min(max(1, round(fraction * n_items)), n_items - 1)
     perm = rng.permutation(n_items)
     return np.sort(perm[n_val:]), np.sort(perm[:n_val])
-
-
-@dataclass
-class ItemTable:
-    """The training examples of an arm: ``members`` (n_items, C) pattern indices and, for g >= 2,
-    ``offsets`` (n_items, C, 2) pixels of each member from its group's seed."""
-
-    members: np.ndarray
-    offsets: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.members)
-
-    @property
-    def C(self) -> int:
-        return int(self.members.shape[1])
 
 
 class BatchSource:

@@ -44,8 +44,8 @@ import numpy as np
 from ptycho import __version__
 from ptycho.config import GeometryConfig
 from ptycho.data.dataset import Dataset, DatasetMeta
-from ptycho.data.external import SplitSource, check_split, object_shape_from_positions, write_split
 from ptycho.data.io import atomic_path
+from ptycho.data.source import SplitSource, check_split, object_shape_from_positions, write_split
 from ptycho.errors import DatasetError
 
 # What PtychoPINN's loaders read (see the module docstring); every export writes all of them.

@@ -48,8 +48,8 @@ from ptychodus.api.propagate import compute_far_field_pixel_geometry
 
 from ptycho.config import GeometryConfig
 from ptycho.data.dataset import Dataset
-from ptycho.data.external import SplitSource, object_shape_from_positions
 from ptycho.data.io import atomic_path
+from ptycho.data.source import SplitSource, object_shape_from_positions
 from ptycho.errors import DatasetError
 
 PRODUCT = "product.h5"
@@ -279,7 +279,7 @@ def _staged(diffraction_path):
 def import_reconstruction(product_path, arm: str | None = None):
     """A ptychodus product as this project's ``Reconstruction`` (object on the product's grid,
     weight = the summed probe intensity of its positions; arm, dose and view from its comments)."""
-    from ptycho.evaluation.region import illumination_map
+    from ptycho.physics.illumination import illumination_map
     from ptycho.reconstruct.io import Reconstruction
 
     product, obj, probe, positions = read_product(product_path)

@@ -17,57 +17,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ptycho.data.batches import BatchSource, count_statistics
 from ptycho.data.dataset import Dataset
+from ptycho.data.grouping import cell_labels, group_table, grouping_rng
 from ptycho.errors import DatasetError, TrainingError
+from ptycho.models.bundle import load_model, read_bundle
 from ptycho.reconstruct.io import Reconstruction
 from ptycho.reconstruct.patchstore import PatchStore
 
 log = logging.getLogger(__name__)
-
-BUNDLE_KEYS = ("arm", "gridsize", "N", "dose", "normalisation", "seeds", "config")
-
-
-def read_bundle(path, expected_arm: str | None = None) -> dict:
-    """The bundle of a trained model; with ``expected_arm`` (the rule's arm) a bundle of another
-    arm (e.g. copied into the wrong folder) is refused, naming both."""
-    from ptycho.data.io import read_json
-
-    path = Path(path)
-    bundle = read_json(path, "model bundle", TrainingError)
-    missing = [k for k in BUNDLE_KEYS if k not in bundle]
-    if missing:
-        raise TrainingError(f"{path}: model bundle lacks {missing}")
-    if expected_arm is not None and bundle["arm"] != expected_arm:
-        raise TrainingError(f"{path}: model bundle of arm '{bundle['arm']}', but this "
-                            f"reconstruction is of arm '{expected_arm}'")
-    return bundle
-
-
-def load_model(model_path, bundle: dict, bundle_path="bundle"):
-    """Load ``model.keras`` (custom layers registered on import) and check it against its bundle."""
-    import keras
-
-    import ptycho.models.baseline
-    import ptycho.models.pinn  # noqa: F401
-    from ptycho.data.io import check_zip_archive
-
-    model_path = Path(model_path)
-    if not model_path.is_file():
-        raise TrainingError(f"{model_path}: model file not found")
-    check_zip_archive(model_path, "model", TrainingError)  # keras says "File not found" for these
-    try:
-        model = keras.saving.load_model(model_path, compile=False)
-    except Exception as exc:  # noqa: BLE001 - Keras raises many kinds for a bad archive
-        raise TrainingError(f"{model_path}: cannot load the model (corrupt or not a model of this "
-                            f"package: {type(exc).__name__}: {' '.join(str(exc).split())[:200]})"
-                            ) from None
-    shape = tuple(model.inputs[0].shape[1:])
-    N, C = int(bundle["N"]), int(bundle["gridsize"]) ** 2
-    if shape != (N, N, C):
-        raise TrainingError(f"{model_path}: model input {shape} does not match its bundle "
-                            f"{bundle_path} (N = {N}, gridsize {bundle['gridsize']}: ({N}, {N}, {C}))")
-    return model
-
 
 def prediction_model(model, arm: str):
     """A function inputs-batch -> complex patches (b, N, N, C) for the arm's model: the baseline's
@@ -104,9 +62,7 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
     other gridsize), or the model file is corrupt; DatasetError for unreadable data, NaN/inf or
     negative counts, or positions whose patch leaves the object.
     """
-    from ptycho.training.data import BatchSource, count_statistics
-    from ptycho.training.fit import cell_labels, group_table, grouping_rng
-    from ptycho.training.runtime import configure_tensorflow, peak_gpu_mb
+    from ptycho.models.runtime import configure_tensorflow, peak_gpu_mb
 
     t0 = time.perf_counter()
     bundle = read_bundle(bundle_path, expected_arm)

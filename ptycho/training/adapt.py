@@ -31,7 +31,9 @@ from pathlib import Path
 import numpy as np
 
 from ptycho.config import AdaptationConfig
+from ptycho.data.batches import BatchSource, count_statistics
 from ptycho.data.dataset import Dataset
+from ptycho.data.grouping import cell_labels, group_table, grouping_rng
 from ptycho.errors import DatasetError, TrainingError
 from ptycho.rng import int_seed, replicate_labels, rng_for
 
@@ -66,16 +68,9 @@ def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_s
     Raises TrainingError for a source that is not a PINN or does not match the data (N, dose),
     DatasetError for unreadable data or NaN/inf/negative counts; no output is left on failure.
     """
-    from ptycho.reconstruct.inference import load_model, read_bundle
-    from ptycho.training.data import BatchSource, count_statistics
-    from ptycho.training.fit import (
-        cell_labels,
-        cosine_schedule,
-        group_table,
-        grouping_rng,
-        write_outputs,
-    )
-    from ptycho.training.runtime import configure_tensorflow, package_versions
+    from ptycho.models.bundle import load_model, read_bundle, write_bundle
+    from ptycho.models.runtime import configure_tensorflow, package_versions
+    from ptycho.training.fit import cosine_schedule
 
     t0 = time.perf_counter()
     source = read_bundle(bundle_path, expected_arm)
@@ -167,7 +162,7 @@ def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_s
             raise TrainingError(f"{label}: loss after adaptation is {final_loss}; no model written")
         for layer in frozen:  # the saved model is an ordinary, fully trainable PINN
             layer.trainable = True
-        write_outputs(model, bundle, recorder.rows, out_model, out_bundle, out_history, out_curve)
+        write_bundle(model, bundle, recorder.rows, out_model, out_bundle, out_history, out_curve)
         log.info("%s: %d epochs in %.1f s, loss on %d check groups %.6g -> %.6g", label,
                  len(recorder.rows), fit_time, n_check, initial_loss, final_loss)
         return json.loads(json.dumps(bundle))

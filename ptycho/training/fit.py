@@ -1,18 +1,10 @@
-"""Train one arm of one grid cell and write its model bundle.
-
-Outputs (all written atomically, and only after a successful fit):
-  model.keras   the full Keras model (custom layers registered; reload with compile=False)
-  bundle.json   what inference and the report need: arm, gridsize, N, normalisation, dose,
-                config, seeds, package versions, n_train, n_val, epochs run, wall time, losses
-  history.csv   epoch, loss, val_loss, lr
-  curve.png     loss curves (log y)
+"""Train one arm of one grid cell and write its model bundle (:mod:`ptycho.models.bundle`:
+model.keras, bundle.json, history.csv and curve.png, all written atomically, and only after a
+successful fit).
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import json
 import logging
 import math
 import time
@@ -21,43 +13,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ptycho.config import StudyConfig, arm_gridsize, dose_label
+from ptycho.config import StudyConfig, arm_gridsize
 from ptycho.data.dataset import Dataset
-from ptycho.data.grouping import group_offsets, make_groups
-from ptycho.data.io import atomic_path
+from ptycho.data.grouping import cell_labels, group_table, grouping_rng
 from ptycho.errors import ConfigError, DatasetError, TrainingError
+from ptycho.models.bundle import BUNDLE_VERSION, write_bundle
+from ptycho.models.runtime import configure_tensorflow, package_versions, peak_gpu_mb
 from ptycho.rng import int_seed, replicate_labels, rng_for
-from ptycho.training.runtime import configure_tensorflow, package_versions, peak_gpu_mb
 
 log = logging.getLogger(__name__)
 
 TRAINABLE_ARMS = ("pinn_g1", "pinn_g2", "baseline")
-BUNDLE_VERSION = 1
 MIN_BATCHES_PER_EPOCH = 8
-
-
-def cell_labels(ds: Dataset) -> tuple[str, str]:
-    """(dose label, overlap view) of a dataset, the labels that seed a cell's random streams."""
-    try:
-        view = str(ds.config.get("overlap_view", "none"))
-    except (ValueError, TypeError, KeyError):  # a config that is not JSON: still a usable file
-        view = "none"
-    return dose_label(ds.dose), view
-
-
-def group_table(positions: np.ndarray, gridsize: int, neighbours: int, N: int,
-                rng: np.random.Generator):
-    """Groups (one per position, seeded by it) and their offsets; g = 1 gives single patterns."""
-    from ptycho.training.data import ItemTable
-
-    groups = make_groups(positions, gridsize, neighbours, N, rng)
-    offsets = group_offsets(positions, groups) if gridsize > 1 else None
-    return ItemTable(groups, offsets)
-
-
-def grouping_rng(study_seed: int, split: str, dose_lbl: str, view: str,
-                 replicate: int = 0) -> np.random.Generator:
-    return rng_for(study_seed, "groups", split, dose_lbl, view, *replicate_labels(replicate))
 
 
 def training_streams(study: StudyConfig, arm_id: str, dose_lbl: str, view: str,
@@ -116,7 +83,7 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
         configure_tensorflow(threads)
         import keras
 
-        from ptycho.training.data import BatchSource, count_statistics, input_norm, split_validation
+        from ptycho.data.batches import BatchSource, count_statistics, input_norm, split_validation
 
         stats = count_statistics(ds, scale.chunk_size)
         norm = input_norm(stats["mean_counts_per_pixel"], train_path)
@@ -213,7 +180,7 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
             "peak_gpu_mb": peak_gpu_mb(),
         }
         bundle["wall_time_s"] = time.perf_counter() - t_start
-        write_outputs(model, bundle, rows, model_path, bundle_path, history_path, curve_path)
+        write_bundle(model, bundle, rows, model_path, bundle_path, history_path, curve_path)
         log.info("%s: %d epochs in %.1f s, val loss %.6g -> %.6g", label, len(rows), fit_time,
                  initial_loss, final_loss)
         return bundle
@@ -269,44 +236,3 @@ def cosine_schedule(peak: float, epochs: int, steps_per_epoch: int):
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0, decay_steps=total - warmup, alpha=0.0,
         warmup_target=float(peak), warmup_steps=warmup)
-
-
-def write_outputs(model, bundle: dict, rows: list[dict], model_path, bundle_path, history_path,
-                  curve_path) -> None:
-    """Write the four outputs to temporary names and rename them together on success."""
-    with contextlib.ExitStack() as stack:
-        # Renamed in reverse order of entry: the bundle last, so it only exists beside a model.
-        tmp_bundle = stack.enter_context(atomic_path(bundle_path, ".json"))
-        tmp_hist = stack.enter_context(atomic_path(history_path, ".csv"))
-        tmp_curve = stack.enter_context(atomic_path(curve_path, ".png"))
-        tmp_model = stack.enter_context(atomic_path(model_path, ".keras"))
-        with open(tmp_hist, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["epoch", "loss", "val_loss", "lr"])
-            w.writeheader()
-            w.writerows(rows)
-        plot_history(rows, tmp_curve, f"{bundle['arm']} | dose {bundle['dose_label']} | "
-                     f"{bundle['overlap_view']}", bundle["loss"])
-        model.save(tmp_model)
-        tmp_bundle.write_text(json.dumps(bundle, indent=2, sort_keys=True) + "\n")
-
-
-def plot_history(rows: list[dict], path, title: str, loss_name: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
-    ep = [r["epoch"] for r in rows]
-    for key, lab in (("loss", "training"), ("val_loss", "validation")):
-        vals = [r[key] if r[key] > 0 else np.nan for r in rows]
-        ax.plot(ep, vals, marker="o", ms=3, label=lab)
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(loss_name)
-    ax.set_title(title, fontsize=9)
-    ax.legend()
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)

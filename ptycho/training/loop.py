@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import keras
 
-from ptycho.training.data import BatchSource
+from ptycho.data.batches import BatchSource
 
 
 def evaluate(model: keras.Model, source: BatchSource) -> float:

@@ -6,7 +6,7 @@ from ptycho.runner import run_job
 
 def main(smk) -> None:
     from ptycho import api
-    from ptycho.data.npz import export_npz
+    from ptycho.interop.npz import export_npz
     from ptycho.reconstruct.io import read_reconstruction
 
     study = api.load_study(smk.params.study)

@@ -9,8 +9,8 @@ def main(smk) -> None:
     from pathlib import Path
 
     from ptycho import api
-    from ptycho.data.external import INTEROP_HINT
     from ptycho.errors import PtychoError
+    from ptycho.interop.external import INTEROP_HINT
     from ptycho.reconstruct.io import read_reconstruction
     from ptycho.reporting.tables import read_history
 
