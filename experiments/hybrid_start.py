@@ -45,6 +45,7 @@ def main(argv=None) -> int:
     from ptycho import api
     from ptycho.config import HybridConfig
     from ptycho.reporting.frontier import collect_cells
+    from ptycho.reporting.records import load_records
     from ptycho.runner import limit_threads
 
     limit_threads(1)
@@ -70,10 +71,10 @@ def main(argv=None) -> int:
             m["arm"] = "hybrid"
             renamed = out / "metrics_new.json"
             renamed.write_text(json.dumps(m))
-            cells_new = collect_cells([own[0], own[2], renamed])
-            cells_run = collect_cells(own[:2] + [a.results / "eval" / (
+            cells_new = collect_cells(load_records([own[0], own[2], renamed]))
+            cells_run = collect_cells(load_records(own[:2] + [a.results / "eval" / (
                 json.loads(own[1].read_text())["recon_info"]["start_arm"]) / cell
-                / "metrics.json"])
+                / "metrics.json"]))
             (cn,), (cr,) = cells_new, cells_run
             row = {"cell": cell, "start": a.start, "run_start": cr.start_arm,
                    "solve_s": rec.wall_time_s}

@@ -19,7 +19,7 @@ one by one, or as ``out_dir`` with the standard names (``train.h5``, ``test.h5``
 ``loss.png``; ``metrics.json``, ``aligned.h5``). Errors are ``ptycho.errors.PtychoError``
 subclasses naming the file, key or value at fault. TensorFlow and pty-chi are imported only by
 the functions that need them; the iterative arm runs in a child process when TensorFlow is
-already loaded in this one (importing torchvision after TensorFlow crashes, shared/DESIGN.md).
+already loaded in this one (importing torchvision after TensorFlow crashes, docs/conventions.md).
 """
 
 from __future__ import annotations
@@ -310,9 +310,9 @@ def evaluate(recon_path: PathLike, test_path: PathLike, out_dir: PathLike | None
     ap = _out(aligned, out_dir, "aligned.h5", "aligned")
     extra = {} if study is None else {"intervals": study.intervals,
                                       "seed": study.seeds.bootstrap}
-    report = evaluate_reconstruction(recon_path, test_path, mp, ap,
+    record = evaluate_reconstruction(recon_path, test_path, mp, ap,
                                      halves=list(halves) if halves else None, **extra)
-    return Evaluation(report["arm"], mp, ap, report["metrics"], report)
+    return Evaluation(record.arm, mp, ap, record.metrics, record.to_json())
 
 
 __all__ = ["Cell", "Evaluation", "ReconstructionResult", "TrainedArm", "adapt_arm", "evaluate",

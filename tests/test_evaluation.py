@@ -25,6 +25,7 @@ from ptycho.evaluation import (
     ms_ssim,
 )
 from ptycho.evaluation.metrics import PSNR_CAP_DB, _ssim_cs_maps
+from ptycho.evaluation.record import MetricsRecord, read_metrics
 from ptycho.physics.object import skimage_object
 from ptycho.physics.probe import simulated_probe
 from ptycho.reconstruct.io import Reconstruction, write_reconstruction
@@ -300,7 +301,8 @@ def test_evaluate_reconstruction_end_to_end(split_files):
     _write_recon(d / "perfect.h5", obj)
     out = evaluate_reconstruction(d / "perfect.h5", d / "test.h5", d / "m.json", d / "a.h5")
     saved = json.loads((d / "m.json").read_text())
-    assert saved == json.loads(json.dumps(out))
+    assert saved == json.loads(json.dumps(out.to_json()))
+    assert read_metrics(d / "m.json") == MetricsRecord.from_json(saved)  # read back: the same record
     assert set(saved) == {"arm", "gridsize", "dose", "dose_label", "overlap_view", "region_pixels",
                           "alignment", "metrics", "frc", "recon_wall_time_s", "recon_info",
                           "reference", "evaluation", "replicate", "fluence", "intervals",
@@ -335,9 +337,9 @@ def test_evaluate_zero_reconstruction_scores_worst(split_files):
     d, obj = split_files
     _write_recon(d / "zero.h5", np.zeros_like(obj))
     out = evaluate_reconstruction(d / "zero.h5", d / "test.h5", d / "mz.json", d / "az.h5")
-    assert out["metrics"]["complex"]["nce"] == pytest.approx(1.0)
-    assert out["metrics"]["amplitude"]["ssim"] < 0.05
-    assert out["alignment"]["scale_abs"] == 1.0
+    assert out.metrics["complex"]["nce"] == pytest.approx(1.0)
+    assert out.metrics["amplitude"]["ssim"] < 0.05
+    assert out.alignment["scale_abs"] == 1.0
 
 
 def test_evaluate_rejects_mismatched_files(split_files, tmp_path):

@@ -32,6 +32,7 @@ from ptycho.reporting.frontier import (
     plot_quality_time,
     write_quality_time_csv,
 )
+from ptycho.reporting.records import load_records
 from ptycho.reporting.verify import check_hybrid, check_iterative, check_snapshots
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,7 +99,7 @@ def _cell_files(tmp_path: Path, dose=1e4) -> list[Path]:
 
 
 def _rows(tmp_path):
-    rows = matched_quality(collect_cells(_cell_files(tmp_path)))
+    rows = matched_quality(collect_cells(load_records(_cell_files(tmp_path))))
     return {(r["arm"], r["quantity"]): r for r in rows}
 
 
@@ -136,7 +137,7 @@ def test_hybrid_that_never_reaches_the_target(tmp_path):
     for s in hyb["snapshots"]:
         s["metrics"] = _m(0.85)
     paths[-1].write_text(json.dumps(hyb))
-    rows = matched_quality(collect_cells(paths))
+    rows = matched_quality(collect_cells(load_records(paths)))
     (h,) = [r for r in rows if r["arm"] == "hybrid" and r["quantity"] == "phase"]
     assert not h["arm_reached"] and h["arm_epochs"] is None and h["epochs_saved"] is None
     assert "| 1e4 | dense | phase | 0.900 | 20.00 (20.0) | not reached | — | — |" in \
@@ -145,7 +146,7 @@ def test_hybrid_that_never_reaches_the_target(tmp_path):
 
 def test_table_csv_and_markdown(tmp_path):
     files = _cell_files(tmp_path, 1e4) + _cell_files(tmp_path, 1e5)
-    rows = matched_quality(collect_cells(files))
+    rows = matched_quality(collect_cells(load_records(files)))
     assert len(rows) == 2 * 2 * 4  # cells x quantities x (3 networks + hybrid)
     out = tmp_path / "report" / "quality_time.csv"
     write_quality_time_csv(rows, out, "s", "scaled")
@@ -170,17 +171,17 @@ def test_solver_arm_without_snapshots_is_an_error(tmp_path):
     del it["snapshots"]
     paths[3].write_text(json.dumps(it))
     with pytest.raises(PtychoError, match=f"{paths[3].name}.*iterative arm has no convergence"):
-        collect_cells(paths)
+        collect_cells(load_records(paths))
 
 
 def test_no_iterative_arm_gives_no_rows(tmp_path):
-    assert matched_quality(collect_cells(_cell_files(tmp_path)[:3])) == []
+    assert matched_quality(collect_cells(load_records(_cell_files(tmp_path)[:3]))) == []
     assert frontier_markdown([]) == ""
 
 
 def test_quality_time_figure(tmp_path):
     png = tmp_path / "qt.png"
-    plot_quality_time(_cell_files(tmp_path, 1e4) + _cell_files(tmp_path, 1e5), png)
+    plot_quality_time(load_records(_cell_files(tmp_path, 1e4) + _cell_files(tmp_path, 1e5)), png)
     from PIL import Image
 
     with Image.open(png) as im:
@@ -234,7 +235,7 @@ def _hybrid_tree(tmp_path):
 
 def test_hybrid_check_passes_for_the_network_start(tmp_path):
     R, path, _ = _hybrid_tree(tmp_path)
-    ok, detail = check_hybrid(_study(), [path], R)
+    ok, detail = check_hybrid(_study(), load_records([path]), R)
     assert ok, detail
     assert "1 hybrid reconstructions started from pinn_g1" in detail
 
@@ -264,7 +265,7 @@ def test_hybrid_check_names_a_bad_start(tmp_path, tamper, message):
     else:
         del info["start_source"]
     path.write_text(json.dumps(m))
-    ok, detail = check_hybrid(_study(), [path], R)
+    ok, detail = check_hybrid(_study(), load_records([path]), R)
     assert not ok and "1e3_dense" in detail and message in detail
 
 
@@ -280,24 +281,24 @@ def test_flat_start_check_reads_the_recorded_start_hash(tmp_path):
         "start_object_sha256": object_sha256(np.ones(SHAPE, np.complex64))})
     p = tmp_path / "it.json"
     p.write_text(json.dumps(flat))
-    assert check_iterative(_study(), [p], R)[0]
+    assert check_iterative(_study(), load_records([p]), R)[0]
     flat["recon_info"]["start_object_sha256"] = object_sha256(_truth())
     p.write_text(json.dumps(flat))
-    ok, detail = check_iterative(_study(), [p], R)
+    ok, detail = check_iterative(_study(), load_records([p]), R)
     assert not ok and "not a flat object" in detail
 
 
 def test_snapshot_check(tmp_path):
     _, path, m = _hybrid_tree(tmp_path)
     study = _study()
-    assert check_snapshots(study, "scaled", [path])[0]
+    assert check_snapshots(study, "scaled", load_records([path]))[0]
     bad = copy.deepcopy(m)
     bad["snapshots"][-1]["metrics"] = _m(0.4)
     path.write_text(json.dumps(bad))
-    ok, detail = check_snapshots(study, "scaled", [path])
+    ok, detail = check_snapshots(study, "scaled", load_records([path]))
     assert not ok and "last snapshot's metrics differ" in detail
     bad = copy.deepcopy(m)
     bad["snapshots"] = bad["snapshots"][:2]
     path.write_text(json.dumps(bad))
-    ok, detail = check_snapshots(study, "scaled", [path])
+    ok, detail = check_snapshots(study, "scaled", load_records([path]))
     assert not ok and "epochs [1, 5], expected [1, 5, 20]" in detail

@@ -108,14 +108,14 @@ def test_evaluation_without_ground_truth(cell, tmp_path):
     rec = _rec(truth, tmp_path / "r.h5")
     out = evaluate_reconstruction(rec, cell / "nogt.h5", tmp_path / "m.json", tmp_path / "a.h5",
                                   halves=h)
-    assert out["ground_truth"] is False and out["ground_truth_free_metrics"] == list(GROUND_TRUTH_FREE)
-    assert set(out["metrics"]) == {"data", "amplitude", "phase"}
-    assert "ssim" not in out["metrics"]["amplitude"]
-    amp = out["metrics"]["amplitude"]
+    assert out.ground_truth is False and out.ground_truth_free_metrics == list(GROUND_TRUTH_FREE)
+    assert set(out.metrics) == {"data", "amplitude", "phase"}
+    assert "ssim" not in out.metrics["amplitude"]
+    amp = out.metrics["amplitude"]
     # two noisy copies of one object (5% noise) correlate up to fine detail; a global phase of
     # 0.7 rad between them is removed by the alignment
-    assert amp["frc17_px_halves"] < 3.0 and out["metrics"]["phase"]["frc17_px_halves"] < 3.0
-    assert out["metrics"]["data"]["poisson_deviance"] < out["reference"]["flat_object"]["data"][
+    assert amp["frc17_px_halves"] < 3.0 and out.metrics["phase"]["frc17_px_halves"] < 3.0
+    assert out.metrics["data"]["poisson_deviance"] < out.reference["flat_object"]["data"][
         "poisson_deviance"]
     with h5py.File(tmp_path / "a.h5") as f:
         assert set(f) == {"aligned", "mask"}
@@ -123,7 +123,7 @@ def test_evaluation_without_ground_truth(cell, tmp_path):
     bad = _rec(skimage_object(truth.shape, "camera", "coins"), tmp_path / "bad.h5")
     out2 = evaluate_reconstruction(rec, cell / "nogt.h5", tmp_path / "m2.json",
                                    tmp_path / "a2.h5", halves=[h[0], bad])
-    assert out2["metrics"]["amplitude"]["frc17_px_halves"] > 2 * amp["frc17_px_halves"]
+    assert out2.metrics["amplitude"]["frc17_px_halves"] > 2 * amp["frc17_px_halves"]
     with pytest.raises(DatasetError, match="half scans"):
         evaluate_reconstruction(rec, cell / "nogt.h5", tmp_path / "m3.json", tmp_path / "a3.h5")
 
@@ -133,7 +133,7 @@ def test_evaluation_with_ground_truth_adds_the_residual(cell, tmp_path):
         truth = ds.object
     out = evaluate_reconstruction(_rec(truth, tmp_path / "r.h5"), cell / "test.h5",
                                   tmp_path / "m.json", tmp_path / "a.h5")
-    assert out["ground_truth"] is True and out["metrics"]["amplitude"]["ssim"] > 0.99
-    d = out["metrics"]["data"]["poisson_deviance"]
-    assert d == pytest.approx(out["reference"]["ground_truth"]["data"]["poisson_deviance"])
-    assert out["reference"]["flat_object"]["data"]["poisson_deviance"] > 5 * d
+    assert out.ground_truth is True and out.metrics["amplitude"]["ssim"] > 0.99
+    d = out.metrics["data"]["poisson_deviance"]
+    assert d == pytest.approx(out.reference["ground_truth"]["data"]["poisson_deviance"])
+    assert out.reference["flat_object"]["data"]["poisson_deviance"] > 5 * d

@@ -1,7 +1,7 @@
 """The iterative arm (pty-chi LSQML).
 
-Importing torch / pty-chi after TensorFlow segfaults (shared/DESIGN.md, "Known traps"), so all
-pty-chi work runs in a subprocess (tests/_ptychi_worker.py) that writes its numbers to JSON; this
+Importing torch / pty-chi after TensorFlow segfaults (docs/conventions.md, "Two frameworks, two
+processes"), so all pty-chi work runs in a subprocess (tests/_ptychi_worker.py) that writes its numbers to JSON; this
 module imports neither framework. Bad-input checks fail before pty-chi is imported, so they run
 here directly or through the workflow script in a cheap subprocess.
 """
@@ -116,10 +116,10 @@ def test_last_snapshot_metrics_equal_final_object_metrics(worker, tmp_path):
 
     s = worker["snapshots"]
     m = evaluate_reconstruction(s["recon"], s["test"], tmp_path / "m.json", tmp_path / "a.h5")
-    snaps = m["snapshots"]
+    snaps = m.snapshots
     assert [x["epoch"] for x in snaps] == s["epochs"]
     assert [x["wall_time_s"] for x in snaps] == s["wall_time_s"]
-    assert snaps[-1]["metrics"] == m["metrics"]  # identical numbers, same code path
+    assert snaps[-1]["metrics"] == m.metrics  # identical numbers, same code path
     assert snaps[0]["metrics"]["phase"]["ssim"] < snaps[-1]["metrics"]["phase"]["ssim"] - 0.5
     assert json.loads((tmp_path / "m.json").read_text())["snapshots"][-1]["epoch"] == 100
 

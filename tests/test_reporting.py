@@ -24,15 +24,16 @@ from ptycho.reporting.inventory import (
     write_inventory,
 )
 from ptycho.reporting.provenance import build_provenance, parse_benchmark
-from ptycho.reporting.tables import (
+from ptycho.reporting.records import (
     CSV_COLUMNS,
     collect_metrics,
     collect_references,
     collect_timing,
+    load_records,
     read_metrics_csv,
     write_metrics_csv,
-    write_summary_md,
 )
+from ptycho.reporting.tables import write_summary_md
 from ptycho.reporting.verify import assert_verified, check_iterative, verify_study
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,7 +154,7 @@ def tree(tmp_path):
             _bench(b, 1.0 + k, 100.0 + 10 * k + j)
             benches.append(str(b))
     csv_path = R / "report" / "metrics.csv"
-    write_metrics_csv(collect_metrics(metric_paths, "tiny_report", "scaled"), csv_path)
+    write_metrics_csv(collect_metrics(load_records(metric_paths), "tiny_report", "scaled"), csv_path)
     expected.append(str(csv_path))
     return {"R": R, "pairs": pairs, "histories": histories, "labels": labels,
             "metrics": metric_paths, "aligned": aligned, "expected": expected, "csv": csv_path,
@@ -193,7 +194,7 @@ def test_metrics_csv_has_exactly_the_expected_rows(tree):
 def test_summary_markdown_rows_and_timing(tree, tmp_path):
     rows = read_metrics_csv(tree["csv"])
     md = tmp_path / "summary.md"
-    write_summary_md(rows, collect_timing(tree["metrics"]), md)
+    write_summary_md(rows, collect_timing(load_records(tree["metrics"])), md)
     text = md.read_text()
     table = [ln for ln in text.splitlines() if ln.startswith("| 1e")]
     assert len(table) == 8 + 4  # cell x arm rows, then one timing row per cell
@@ -204,7 +205,7 @@ def test_summary_markdown_rows_and_timing(tree, tmp_path):
 
 def test_summary_shows_the_flat_object_floor_and_margins(tree, tmp_path):
     rows = read_metrics_csv(tree["csv"])
-    refs = collect_references(tree["metrics"])
+    refs = collect_references(load_records(tree["metrics"]))
     assert len(refs) == 4 and refs[(10000.0, "sparse")]["amplitude"]["ssim"] == 0.6
     md = tmp_path / "summary.md"
     write_summary_md(rows, None, md, references=refs)
@@ -234,7 +235,7 @@ def test_missing_arm_fails_grid_complete_and_names_the_cell(tree):
     drop = [p for p in tree["metrics"] if "/baseline/1e4_sparse/" in p]
     assert len(drop) == 1
     metrics = [p for p in tree["metrics"] if p not in drop]
-    write_metrics_csv(collect_metrics(metrics, "tiny_report", "scaled"), tree["csv"])
+    write_metrics_csv(collect_metrics(load_records(metrics), "tiny_report", "scaled"), tree["csv"])
     tree["metrics"] = metrics
     report = _verify(tree)
     c = _check(report, "grid_complete")
@@ -315,8 +316,9 @@ def test_iterative_flat_start(tmp_path):
     bad = dict(good, overlap_view="sparse", recon_info={"initial_object": "ground_truth", "iterations": 0})
     (tmp_path / "good.json").write_text(json.dumps(good))
     (tmp_path / "bad.json").write_text(json.dumps(bad))
-    assert check_iterative(study, [tmp_path / "good.json"], tmp_path)[0]
-    ok, detail = check_iterative(study, [tmp_path / "good.json", tmp_path / "bad.json"], tmp_path)
+    assert check_iterative(study, load_records([tmp_path / "good.json"]), tmp_path)[0]
+    ok, detail = check_iterative(study, load_records([tmp_path / "good.json", tmp_path / "bad.json"]),
+                                 tmp_path)
     assert not ok and "1e3_sparse" in detail and "1e3_dense" not in detail
     assert not check_iterative(study, [], tmp_path)[0]
 
@@ -359,6 +361,35 @@ def test_deleted_file_fails_inventory_and_existence_checks(tree):
     assert not inv_c["passed"] and rel in inv_c["detail"]
     assert not files_c["passed"] and str(victim) in files_c["detail"]
     assert not report["passed"]
+
+
+def test_every_metrics_file_is_read_once_per_job(tree, tmp_path, monkeypatch):
+    """The verification reads each metrics.json once and hands the records to every check; the
+    summary job reads them once for the table, the references, the timing and the uncertainty."""
+    import collections
+
+    from ptycho.evaluation import record
+    from ptycho.reporting.tables import collect_uncertainty
+
+    reads = collections.Counter()
+    original = record.read_json
+
+    def counting(path, *args, **kwargs):
+        reads[str(path)] += 1
+        return original(path, *args, **kwargs)
+
+    monkeypatch.setattr(record, "read_json", counting)
+    once = {str(Path(p)): 1 for p in tree["metrics"]}
+    report = _verify(tree)
+    assert report["passed"], [c for c in report["checks"] if not c["passed"]]
+    assert reads == once
+    reads.clear()
+    records = load_records(tree["metrics"])
+    rows = collect_metrics(records, "tiny_report", "scaled")
+    write_summary_md(rows, collect_timing(records), tmp_path / "s.md",
+                     references=collect_references(records),
+                     uncertainty=collect_uncertainty(records, rows, tree["study"]))
+    assert reads == once
 
 
 def test_assert_verified_raises_with_check_names(tree, tmp_path):
@@ -412,7 +443,7 @@ def test_figures_are_written(tree, tmp_path):
     grids.plot_metric_grid(csv_path, out / "ms_ssim.png", "ms_ssim")
     grids.plot_delta_grid(csv_path, out / "delta.png")
     grids.plot_metric_vs_dose(csv_path, out / "vs_dose.png")
-    grids.plot_frc_curves(tree["metrics"], out / "frc.png")
+    grids.plot_frc_curves(load_records(tree["metrics"]), out / "frc.png")
     grids.plot_loss_curves(tree["histories"], tree["labels"], out / "loss.png")
     cell = [i for i, p in enumerate(tree["metrics"]) if "/1e3_dense/" in p]
     plot_cell_comparison([tree["aligned"][i] for i in cell], list(ARMS),
@@ -542,10 +573,12 @@ def _replicated(tree, n_rep=2):
 
 
 def test_replicates_show_mean_and_spread_and_are_verified(tree, tmp_path):
-    from ptycho.reporting.uncertainty import collect_uncertainty, summarise_replicates
+    from ptycho.reporting.tables import collect_uncertainty
+    from ptycho.reporting.uncertainty import summarise_replicates
     from ptycho.reporting.verify import check_intervals, check_replicates
 
-    metrics, pairs, study_d = _replicated(tree, 3)
+    paths, pairs, study_d = _replicated(tree, 3)
+    metrics = load_records(paths)
     rows = collect_metrics(metrics, "tiny_report", "scaled")
     assert len(rows) == 3 * 4 * 2 * 17 and {r["replicate"] for r in rows} == {0, 1, 2}
     est = summarise_replicates(rows)[(10000.0, "dense", "pinn_g1", "amplitude", "ssim")]
@@ -569,8 +602,8 @@ def test_replicates_show_mean_and_spread_and_are_verified(tree, tmp_path):
     assert ok, detail
     assert check_intervals(metrics)[0]
     # a missing replicate, a replicate beyond the study, a replicate with another scan
-    ok, detail = check_replicates(study, "scaled", pairs, [p for p in metrics
-                                                           if not p.endswith("baseline/1e3_sparse/metrics_r2.json")])
+    ok, detail = check_replicates(study, "scaled", pairs, [
+        m for m in metrics if not m.path.endswith("baseline/1e3_sparse/metrics_r2.json")])
     assert not ok and "1e3_sparse_r2 (no metrics for baseline)" in detail
     two = StudyConfig.from_dict({**study_d, "scales": {**study_d["scales"], "scaled": {
         **study_d["scales"]["scaled"], "replicates": 2}}})
@@ -631,14 +664,14 @@ def test_fluence_and_dose_resolution_outputs(tree, tmp_path, monkeypatch):
 
 
 def test_equal_fluence_view_in_the_summary(tree, tmp_path):
-    from ptycho.reporting.uncertainty import collect_uncertainty
+    from ptycho.reporting.tables import collect_uncertainty
 
     rows = read_metrics_csv(tree["csv"])
     study = {**tree["study"], "equal_fluence": {
         "cells": [{"dose": 1000.0, "overlap": "dense"}, {"dose": 10000.0, "overlap": "sparse"}],
         "tolerance": 0.5}}
     md = tmp_path / "s.md"
-    write_summary_md(rows, None, md, uncertainty=collect_uncertainty(tree["metrics"], rows, study))
+    write_summary_md(rows, None, md, uncertainty=collect_uncertainty(load_records(tree["metrics"]), rows, study))
     section = md.read_text().split("## Equal-fluence view")[1].split("## ")[0]
     # fixture fluences: 1e3 dense 200, 1e4 sparse 500 photons/px; SSIM with intervals
     assert "| 1e3 | dense | 200 | 0.600 [0.578, 0.622] / 0.550 [0.529, 0.571] |" in section

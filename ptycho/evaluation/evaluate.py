@@ -11,12 +11,13 @@ import numpy as np
 
 from ptycho.config import IntervalConfig, dose_label
 from ptycho.data.dataset import Dataset
-from ptycho.data.io import atomic_path, write_json
+from ptycho.data.io import atomic_path
 from ptycho.errors import DatasetError
 from ptycho.evaluation.align import MAX_SHIFT_PX, align_to_truth
 from ptycho.evaluation.frc import NYQUIST_PERIOD_PX
 from ptycho.evaluation.intervals import bootstrap_stream, metric_intervals
 from ptycho.evaluation.metrics import PSNR_CAP_DB, metrics_and_curves
+from ptycho.evaluation.record import MetricsRecord, write_metrics
 from ptycho.evaluation.region import (
     illumination_map,
     probe_peak_intensity,
@@ -56,7 +57,7 @@ def flat_reference(truth: np.ndarray, mask: np.ndarray, illum: np.ndarray, peak:
 
 def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path,
                             intervals: IntervalConfig | None = None, seed: int = 13,
-                            halves=None) -> dict:
+                            halves=None) -> MetricsRecord:
     """Region, alignment and metrics of one arm's reconstruction; writes two files atomically.
 
     A test split without ground truth is evaluated by :func:`evaluate_without_truth` (``halves``,
@@ -73,7 +74,7 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path,
 
     ``aligned_path`` (HDF5, no timestamps): ``/aligned`` complex64 (H, W) aligned reconstruction,
     ``/truth`` complex64 (H, W), ``/mask`` uint8 (H, W) evaluation region (1 inside).
-    ``metrics_path`` (JSON), also returned::
+    ``metrics_path`` (JSON), a :class:`~ptycho.evaluation.record.MetricsRecord`, also returned::
 
         {"arm": str, "gridsize": int, "dose": float (photons/exposure), "dose_label": str,
          "overlap_view": str, "region_pixels": int,
@@ -133,28 +134,28 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path,
     fluence = _fluence(positions, probe, ds_dose, mask, pixel_size)
     residual = data_residual(rec.object, test_path)
     metrics["data"] = {"poisson_deviance": residual["poisson_deviance"]}
-    out = {
-        "arm": rec.arm,
-        "gridsize": int(rec.gridsize),
-        "dose": float(rec.dose),
-        "dose_label": dose_label(rec.dose),
-        "overlap_view": rec.overlap_view,
-        "region_pixels": int(mask.sum()),
-        "alignment": {
+    out = MetricsRecord(
+        arm=rec.arm,
+        gridsize=int(rec.gridsize),
+        dose=float(rec.dose),
+        dose_label=dose_label(rec.dose),
+        overlap_view=rec.overlap_view,
+        region_pixels=int(mask.sum()),
+        alignment={
             "shift": [al.shift[0], al.shift[1]],
             "shift_capped": al.shift_capped,
             "scale_abs": float(abs(al.scale)),
             "scale_phase": float(np.angle(al.scale)),
             "ramp": list(al.ramp),
         },
-        "metrics": metrics,
-        "frc": curves,
-        "recon_wall_time_s": float(rec.wall_time_s),
-        "recon_info": rec.info,
-        "recon_path": str(recon_path),
-        "test_path": str(test_path),
-        "reference": {"flat_object": flat_reference(truth, mask, illum, peak)},
-        "evaluation": {
+        metrics=metrics,
+        frc=curves,
+        recon_wall_time_s=float(rec.wall_time_s),
+        recon_info=rec.info,
+        recon_path=str(recon_path),
+        test_path=str(test_path),
+        reference={"flat_object": flat_reference(truth, mask, illum, peak)},
+        evaluation={
             "region_threshold": REGION_THRESHOLD,
             "region_erosion_px": REGION_EROSION_PX,
             "registration_upsample": UPSAMPLE,
@@ -162,22 +163,22 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path,
             "psnr_data_range": "ground-truth max - min over the region",
             "psnr_cap_db": PSNR_CAP_DB,
         },
-        "ground_truth": True,
-        "data_residual": residual,
-        "replicate": int(replicate),
-        "fluence": fluence,
-        "intervals": ci,
-        "bootstrap": record,
-        "frc_limits": {"nyquist_px": NYQUIST_PERIOD_PX,
-                       "largest_px": float(1.0 / curves["amplitude"]["freq"][0])},
-    }
-    ref = out["reference"]
+        ground_truth=True,
+        data_residual=residual,
+        replicate=int(replicate),
+        fluence=fluence,
+        intervals=ci,
+        bootstrap=record,
+        frc_limits={"nyquist_px": NYQUIST_PERIOD_PX,
+                    "largest_px": float(1.0 / curves["amplitude"]["freq"][0])},
+    )
+    ref = out.reference
     ref["flat_object"]["data"] = {"poisson_deviance": _flat_residual(illum, test_path)}
     ref["ground_truth"] = {"data": {"poisson_deviance":
                                     data_residual(truth, test_path)["poisson_deviance"]}}
     if rec.snapshots is not None:
-        out["snapshots"] = _score_snapshots(rec.snapshots, truth, mask, illum, peak, recon_path,
-                                            test_path)
+        out.snapshots = _score_snapshots(rec.snapshots, truth, mask, illum, peak, recon_path,
+                                         test_path)
     if halves:
         _add_halves(out, halves, test_path, rec.object.shape)
     _write(out, aligned_path, metrics_path, al.aligned, mask, rec.arm, recon_path, truth)
@@ -235,7 +236,7 @@ def _flat_residual(illum: np.ndarray, test_path) -> float:
     return data_residual((illum > 0).astype(np.complex64), test_path)["poisson_deviance"]
 
 
-def _add_halves(out: dict, halves, test_path, shape) -> None:
+def _add_halves(out: MetricsRecord, halves, test_path, shape) -> None:
     """FRC of the arm's two half-scan reconstructions (of the even and the odd test positions,
     :func:`ptycho.data.split.interleaved_halves`), into ``out`` (metrics and curves)."""
     if len(halves) != 2:
@@ -256,13 +257,14 @@ def _add_halves(out: dict, halves, test_path, shape) -> None:
                            "pixel; the half-scan FRC cannot be computed")
     metrics, curves = half_frc(recs[0].object, recs[1].object, both, upsample=UPSAMPLE)
     for q, values in metrics.items():
-        out["metrics"].setdefault(q, {}).update(values)
-    out["frc_halves"] = curves
-    out["halves"] = {"recons": [str(p) for p in halves], "region_pixels": int(both.sum()),
-                     "split": "interleaved: even and odd positions of the test scan"}
+        out.metrics.setdefault(q, {}).update(values)
+    out.frc_halves = curves
+    out.halves = {"recons": [str(p) for p in halves], "region_pixels": int(both.sum()),
+                  "split": "interleaved: even and odd positions of the test scan"}
 
 
-def _write(out, aligned_path, metrics_path, aligned, mask, arm, recon_path, truth=None) -> None:
+def _write(out: MetricsRecord, aligned_path, metrics_path, aligned, mask, arm, recon_path,
+           truth=None) -> None:
     with atomic_path(aligned_path, ".h5") as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("aligned", data=aligned.astype(np.complex64), track_times=False)
         if truth is not None:
@@ -270,10 +272,11 @@ def _write(out, aligned_path, metrics_path, aligned, mask, arm, recon_path, trut
         f.create_dataset("mask", data=mask.astype(np.uint8), track_times=False)
         f.attrs["arm"] = arm
         f.attrs["source"] = str(Path(recon_path))
-    write_json(metrics_path, out)
+    write_metrics(metrics_path, out)
 
 
-def evaluate_without_truth(recon_path, test_path, metrics_path, aligned_path, halves) -> dict:
+def evaluate_without_truth(recon_path, test_path, metrics_path, aligned_path,
+                           halves) -> MetricsRecord:
     """Ground-truth-free evaluation of one arm (the test split has no object).
 
     ``metrics``: ``data.poisson_deviance`` (data residual) and ``amplitude`` / ``phase``
@@ -289,25 +292,25 @@ def evaluate_without_truth(recon_path, test_path, metrics_path, aligned_path, ha
     with Dataset(test_path, require_object=False) as ds:
         ds_dose, replicate, pixel_size = ds.dose, ds.replicate, ds.attrs.get("pixel_size_m")
     residual = data_residual(rec.object, test_path)
-    out = {
-        "arm": rec.arm, "gridsize": int(rec.gridsize), "dose": float(rec.dose),
-        "dose_label": dose_label(rec.dose), "overlap_view": rec.overlap_view,
-        "region_pixels": int(mask.sum()),
-        "metrics": {"data": {"poisson_deviance": residual["poisson_deviance"]}},
-        "recon_wall_time_s": float(rec.wall_time_s), "recon_info": rec.info,
-        "reference": {"flat_object": {"data": {"poisson_deviance":
-                                               _flat_residual(illum, test_path)}}},
-        "evaluation": {"region_threshold": REGION_THRESHOLD,
-                       "region_erosion_px": REGION_EROSION_PX,
-                       "registration_upsample": UPSAMPLE, "max_shift_px": MAX_SHIFT_PX},
-        "ground_truth": False,
-        "ground_truth_free_metrics": list(GROUND_TRUTH_FREE),
-        "data_residual": residual,
-        "recon_path": str(recon_path),
-        "test_path": str(test_path),
-        "replicate": int(replicate),
-        "fluence": _fluence(positions, probe, ds_dose, mask, pixel_size),
-    }
+    out = MetricsRecord(
+        arm=rec.arm, gridsize=int(rec.gridsize), dose=float(rec.dose),
+        dose_label=dose_label(rec.dose), overlap_view=rec.overlap_view,
+        region_pixels=int(mask.sum()),
+        metrics={"data": {"poisson_deviance": residual["poisson_deviance"]}},
+        recon_wall_time_s=float(rec.wall_time_s), recon_info=rec.info,
+        reference={"flat_object": {"data": {"poisson_deviance":
+                                            _flat_residual(illum, test_path)}}},
+        evaluation={"region_threshold": REGION_THRESHOLD,
+                    "region_erosion_px": REGION_EROSION_PX,
+                    "registration_upsample": UPSAMPLE, "max_shift_px": MAX_SHIFT_PX},
+        ground_truth=False,
+        ground_truth_free_metrics=list(GROUND_TRUTH_FREE),
+        data_residual=residual,
+        recon_path=str(recon_path),
+        test_path=str(test_path),
+        replicate=int(replicate),
+        fluence=_fluence(positions, probe, ds_dose, mask, pixel_size),
+    )
     _add_halves(out, halves, test_path, rec.object.shape)
     region = rec.object[mask]
     offset = np.angle(np.sum(region)) if np.any(region) else 0.0

@@ -2,10 +2,16 @@
 report of a study.
 
 Modules (each imports matplotlib only inside its plotting functions, with the Agg backend, and
-never imports TensorFlow or PyTorch):
+never imports TensorFlow or PyTorch), in the order they build on each other -- records ->
+statistics -> sections -> summary / figures / verification:
 
-- ``tables``: ``collect_metrics`` / ``write_metrics_csv`` / ``read_metrics_csv`` (the tidy
-  ``metrics.csv``), ``collect_timing``, ``write_summary_md``
+- ``records``: ``load_records`` (every ``metrics.json`` of a job read once, as
+  ``ptycho.evaluation.record.MetricsRecord``), ``collect_metrics`` / ``write_metrics_csv`` /
+  ``read_metrics_csv`` (the tidy ``metrics.csv``), ``collect_references``, ``collect_timing``,
+  ``read_history``
+- ``uncertainty``: replicate means and intervals, paired differences, fluence, and their sections
+- ``dose_resolution``: the dose-resolution fits, their section and figures
+- ``tables``: the Markdown summary (``write_summary_md``, ``collect_uncertainty``)
 - ``grids``: SSIM / MS-SSIM grids, PINN-minus-other delta grids, metric-versus-dose lines, FRC and
   training-loss curves
 - ``frontier``: quality against wall time (solver snapshots, network points), the matched-quality

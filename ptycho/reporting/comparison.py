@@ -9,7 +9,7 @@ import numpy as np
 
 from ptycho.errors import PtychoError
 from ptycho.reporting._figures import pyplot, save
-from ptycho.reporting.tables import read_metrics_json
+from ptycho.reporting.records import load_records
 
 
 def read_aligned(path, require_truth: bool = True) -> tuple[np.ndarray, np.ndarray | None,
@@ -49,7 +49,7 @@ def plot_cell_comparison(aligned_paths, arm_ids, metric_paths, png, title: str) 
         raise PtychoError(f"plot_cell_comparison: {len(aligned_paths)} aligned files, {len(arm_ids)} "
                           f"arms and {len(metric_paths)} metrics files must be equal and non-zero")
     recs = [read_aligned(p, require_truth=False) for p in aligned_paths]
-    metrics = [read_metrics_json(p) for p in metric_paths]
+    metrics = load_records(metric_paths)
     truth, mask = recs[0][1], recs[0][2]
     if truth is None:
         _plot_without_truth(recs, arm_ids, metrics, png, title)
@@ -100,7 +100,7 @@ def plot_cell_comparison(aligned_paths, arm_ids, metric_paths, png, title: str) 
                 continue
             c, mt = cols[j - 1], metrics[j - 1]
             q = "amplitude" if key.startswith("amp") else "phase"
-            vals = (mt.get("metrics") or {}).get(q, {})
+            vals = mt.metrics.get(q, {})
             im = ax.imshow(np.ma.masked_where(~m, c[key]), cmap=cmap, vmin=lim[0], vmax=lim[1])
             if key in ("amp", "ph"):
                 ax.set_title(f"{c['arm']}\n{q} SSIM {_num(vals.get('ssim'))}", fontsize=10)
@@ -140,7 +140,7 @@ def _plot_without_truth(recs, arm_ids, metrics, png, title: str) -> None:
             ax.set_xticks([])
             ax.set_yticks([])
             im = ax.imshow(np.ma.masked_where(~m, img), cmap=cmap, vmin=lim[0], vmax=lim[1])
-            vals = mt.get("metrics") or {}
+            vals = mt.metrics
             if i == 0:
                 dev = (vals.get("data") or {}).get("poisson_deviance")
                 ax.set_title(f"{arm}\nresidual {_num(dev, '.4g')}", fontsize=10)

@@ -26,7 +26,6 @@ from ptycho.errors import PtychoError
 from ptycho.evaluation.frc import NYQUIST_PERIOD_PX
 from ptycho.reporting import arm_sort_key
 from ptycho.reporting._figures import message_figure, pyplot, save
-from ptycho.reporting.tables import read_metrics_json
 from ptycho.reporting.uncertainty import CONFIDENCE, summarise_replicates
 
 HOWELLS_EXPONENT = -0.25
@@ -64,14 +63,14 @@ def fit_power_law(x, y, confidence: float = CONFIDENCE) -> dict:
             "prefactor": float(10**res.intercept), "r2": float(res.rvalue**2), "n": int(n)}
 
 
-def collect_frc_limits(metric_paths) -> dict:
-    """{(dose, overlap, replicate): largest FRC period (px)} from ``frc_limits`` of metrics.json."""
+def collect_frc_limits(records) -> dict:
+    """{(dose, overlap, replicate): largest FRC period (px)} from ``frc_limits`` of metrics records
+    (:func:`ptycho.reporting.records.load_records`)."""
     out = {}
-    for p in metric_paths:
-        m = read_metrics_json(p)
-        lim = (m.get("frc_limits") or {}).get("largest_px")
+    for m in records:
+        lim = (m.frc_limits or {}).get("largest_px")
         if lim is not None:
-            out[(float(m["dose"]), str(m["overlap_view"]), int(m.get("replicate", 0)))] = float(lim)
+            out[m.cell()] = float(lim)
     return out
 
 

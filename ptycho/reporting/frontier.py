@@ -38,7 +38,6 @@ from ptycho.data.io import write_text
 from ptycho.errors import PtychoError
 from ptycho.reporting import QUANTITIES, arm_sort_key
 from ptycho.reporting._figures import arm_colour, message_figure, pyplot, save
-from ptycho.reporting.tables import read_metrics_json
 
 QT_COLUMNS = ("study", "scale", "dose", "overlap", "replicate", "arm", "quantity", "target_ssim",
               "iterative_reached", "iterative_epochs", "iterative_time_s", "arm_reached",
@@ -117,33 +116,32 @@ def _ssim(metrics: dict, q: str) -> float:
     return float("nan") if v is None else float(v)
 
 
-def collect_cells(metric_paths) -> list[CellArms]:
-    """One :class:`CellArms` per (dose, overlap, replicate) from ``metrics.json`` files, cells in
-    order of dose, then first appearance of the overlap, then replicate; evaluations without
-    ground truth are skipped. A solver arm without snapshots is an error (its
-    curve would be invented)."""
+def collect_cells(records) -> list[CellArms]:
+    """One :class:`CellArms` per (dose, overlap, replicate) from metrics records
+    (:func:`ptycho.reporting.records.load_records`), cells in order of dose, then first appearance
+    of the overlap, then replicate; evaluations without ground truth are skipped. A solver arm
+    without snapshots is an error (its curve would be invented)."""
     cells: dict[tuple, CellArms] = {}
-    for path in metric_paths:
-        m = read_metrics_json(path)
-        if not m.get("ground_truth", True):
+    for m in records:
+        if not m.ground_truth:
             continue  # no SSIM without a ground truth: no quality-time curve
-        key = (float(m["dose"]), str(m["overlap_view"]), int(m.get("replicate", 0)))
-        arm = str(m["arm"])
-        flat = (m.get("reference") or {}).get("flat_object") or {}
+        key = m.cell()
+        arm = str(m.arm)
+        flat = (m.reference or {}).get("flat_object") or {}
         c = cells.setdefault(key, CellArms(dose=key[0], overlap=key[1], ssim={}, time={},
                                            snapshots={}, flat={}, replicate=key[2]))
-        c.ssim[arm] = {q: _ssim(m["metrics"], q) for q in QUANTITIES}
-        t = m.get("recon_wall_time_s")
+        c.ssim[arm] = {q: _ssim(m.metrics, q) for q in QUANTITIES}
+        t = m.recon_wall_time_s
         c.time[arm] = float("nan") if t is None else float(t)
         if flat and not c.flat:
             c.flat = {q: _ssim(flat, q) for q in QUANTITIES}
         if is_solver_arm(arm):
-            snaps = m.get("snapshots")
+            snaps = m.snapshots
             if not snaps:
-                raise PtychoError(f"{path}: the {arm} arm has no convergence 'snapshots'; rerun "
-                                  "its reconstruction and evaluation")
+                raise PtychoError(f"{m.path}: the {arm} arm has no convergence 'snapshots'; "
+                                  "rerun its reconstruction and evaluation")
             c.snapshots[arm] = snaps
-            info = m.get("recon_info") or {}
+            info = m.recon_info or {}
             if arm == "hybrid":
                 c.start_arm = info.get("start_arm")
             elif info.get("iterations") is not None:
@@ -284,12 +282,13 @@ def frontier_markdown(rows) -> str:
     return "\n".join(lines)
 
 
-def plot_quality_time(metric_paths, png) -> None:
-    """SSIM against wall time (log axis) per cell: rows dose, columns overlap x (amplitude,
-    phase); network arms as points, the solver arms as curves through their snapshots (the
-    hybrid's curve starts at its network's point), the flat-object SSIM as a dotted line."""
+def plot_quality_time(records, png) -> None:
+    """SSIM against wall time (log axis) per cell of metrics records (:func:`collect_cells`): rows
+    dose, columns overlap x (amplitude, phase); network arms as points, the solver arms as curves
+    through their snapshots (the hybrid's curve starts at its network's point), the flat-object
+    SSIM as a dotted line."""
     plt = pyplot()
-    cells = collect_cells(metric_paths)
+    cells = collect_cells(records)
     if not cells:
         message_figure(png, "Quality against time", "No metrics files with a ground truth were "
                        "given (a study without ground truth has no SSIM to plot).")

@@ -15,7 +15,8 @@ from ptycho.config import dose_label
 from ptycho.errors import PtychoError
 from ptycho.reporting import arm_sort_key
 from ptycho.reporting._figures import arm_colour, message_figure, pyplot, save
-from ptycho.reporting.tables import read_history, read_metrics_csv, read_metrics_json
+from ptycho.reporting.records import read_history, read_metrics_csv
+from ptycho.reporting.uncertainty import summarise_replicates
 
 _METRIC_NAMES = {"ssim": "SSIM", "ms_ssim": "MS-SSIM", "psnr": "PSNR (dB)", "mae": "MAE",
                  "mse": "MSE", "frc50_px": "FRC 0.5 resolution (px)",
@@ -33,8 +34,6 @@ class _Table:
     replicates, and its interval or spread (``ptycho.reporting.uncertainty.Estimate``)."""
 
     def __init__(self, rows):
-        from ptycho.reporting.uncertainty import summarise_replicates
-
         self.estimates = summarise_replicates(rows)
         self.values = {k: e.value for k, e in self.estimates.items()}
         doses, overlaps, arms = [], [], []
@@ -294,33 +293,34 @@ def plot_metric_vs_dose(csv_path, png, rows=_VS_DOSE_ROWS, overlap_targets: dict
     save(fig, png)
 
 
-def plot_frc_curves(metric_paths, png, key: str = "frc") -> None:
-    """Fourier ring correlation of every arm (lines) per cell: rows dose, columns overlap x
-    (amplitude, phase); the 0.5 and 1/7 thresholds are drawn. ``key`` "frc": against the ground
-    truth; "frc_halves": between the reconstructions of the two half scans."""
+def plot_frc_curves(records, png, key: str = "frc") -> None:
+    """Fourier ring correlation of every arm (lines) per cell of metrics records
+    (:func:`ptycho.reporting.records.load_records`): rows dose, columns overlap x (amplitude,
+    phase); the 0.5 and 1/7 thresholds are drawn. ``key`` "frc": against the ground truth;
+    "frc_halves": between the reconstructions of the two half scans."""
     plt = pyplot()
-    data = [read_metrics_json(p) for p in metric_paths]
+    data = list(records)
     if not data:
         message_figure(png, "Fourier ring correlation", "No metrics files were given.")
         return
-    doses = sorted({float(m["dose"]) for m in data})
+    doses = sorted({float(m.dose) for m in data})
     overlaps = []
     for m in data:
-        if m["overlap_view"] not in overlaps:
-            overlaps.append(m["overlap_view"])
-    arms = sorted({m["arm"] for m in data}, key=arm_sort_key)
+        if m.overlap_view not in overlaps:
+            overlaps.append(m.overlap_view)
+    arms = sorted({m.arm for m in data}, key=arm_sort_key)
     cols = [(ov, q) for ov in overlaps for q in ("amplitude", "phase")]
     fig, axes = plt.subplots(len(doses), len(cols), figsize=(max(3.4 * len(cols) + 0.5, 8.0), 2.6 * len(doses) + 1.0),
                              squeeze=False, sharex=True, sharey=True, constrained_layout=True)
     for m in data:
-        i = doses.index(float(m["dose"]))
+        i = doses.index(float(m.dose))
         for q in ("amplitude", "phase"):
-            curve = (m.get(key) or {}).get(q) or {}
+            curve = (getattr(m, key, None) or {}).get(q) or {}
             fr, c = curve.get("freq"), curve.get("frc")
             if not fr or not c:
                 continue
-            ax = axes[i, cols.index((m["overlap_view"], q))]
-            ax.plot(fr, c, color=arm_colour(m["arm"], arms), label=m["arm"], lw=1.4)
+            ax = axes[i, cols.index((m.overlap_view, q))]
+            ax.plot(fr, c, color=arm_colour(m.arm, arms), label=m.arm, lw=1.4)
     for i, d in enumerate(doses):
         for j, (ov, q) in enumerate(cols):
             ax = axes[i, j]
@@ -339,7 +339,7 @@ def plot_frc_curves(metric_paths, png, key: str = "frc") -> None:
     handles += [Line2D([], [], color="0.3", ls="--", label="0.5 threshold"),
                 Line2D([], [], color="0.3", ls=":", label="1/7 threshold")]
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles))
-    study = data[0].get("study", "")
+    study = data[0].extra.get("study", "")
     what = ("between the reconstructions of the two interleaved half scans (no ground truth)"
             if key == "frc_halves" else "with the ground truth (aligned, evaluation region)")
     fig.suptitle(f"Fourier ring correlation {what}" + (f": study {study}" if study else "")

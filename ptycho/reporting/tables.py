@@ -1,203 +1,36 @@
-"""The tidy metric table (``metrics.csv``) and the Markdown summary of a study.
+"""The Markdown summary of a study (``summary.md``): the value table of every cell and arm with its
+intervals, the flat-object references and margins, the uncertainty sections
+(:mod:`ptycho.reporting.uncertainty`), the dose-resolution fits
+(:mod:`ptycho.reporting.dose_resolution`) and the reconstruction wall times.
 
-``metrics.csv`` has exactly the columns
-``study,scale,dose,overlap,gridsize,arm,quantity,metric,value,replicate,fluence,ci_low,ci_high``:
-one row per (cell, replicate, arm, quantity, metric). ``dose`` is the incident dose in photons per
-exposure, ``overlap`` the overlap view name (e.g. ``dense``), ``quantity`` is ``amplitude``,
-``phase`` or ``complex``, ``value`` the metric of that replicate. A value that is not finite is
-written as ``nan`` so the verification can name it. ``replicate`` is the cell replicate (0 ..
-R - 1), ``fluence`` the mean incident photons per object pixel over the evaluation region, and
-``ci_low``/``ci_high`` the value's confidence interval (``intervals`` of ``metrics.json``: block
-bootstrap, or for FRC the ring-correlation interval), empty where the metric has none.
+The tidy ``metrics.csv`` and the records it comes from are :mod:`ptycho.reporting.records`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from pathlib import Path
 
 from ptycho.config import dose_label
-from ptycho.data.io import atomic_path, write_text
-from ptycho.errors import PtychoError
-from ptycho.reporting import REQUIRED_METRICS, arm_sort_key
-
-CSV_COLUMNS = ("study", "scale", "dose", "overlap", "gridsize", "arm", "quantity", "metric", "value",
-               "replicate", "fluence", "ci_low", "ci_high")
-_NUMBER_OR_EMPTY = ("fluence", "ci_low", "ci_high")
-_QUANTITY_ORDER = ("amplitude", "phase", "complex")
-
-
-def read_metrics_json(path) -> dict:
-    """Load one ``metrics.json`` and check the keys the report relies on."""
-    from ptycho.data.io import read_json
-
-    path = Path(path)
-    m = read_json(path, "metrics file")
-    for key in ("arm", "gridsize", "dose", "overlap_view", "metrics"):
-        if key not in m:
-            raise PtychoError(f"{path}: missing key '{key}'")
-    if not isinstance(m["metrics"], dict):
-        raise PtychoError(f"{path}: 'metrics' must be a mapping quantity -> metric -> value")
-    return m
-
-
-def _metric_order(quantity: str, metric: str) -> tuple:
-    known = REQUIRED_METRICS.get(quantity, ())
-    return (known.index(metric), metric) if metric in known else (len(known), metric)
-
-
-def collect_metrics(metric_paths, study_name: str, scale: str) -> list[dict]:
-    """Tidy rows from ``metrics.json`` files, in the order of ``metric_paths``.
-
-    Each row is a dict with the keys of ``CSV_COLUMNS``; ``dose`` is a float (photons per
-    exposure), ``gridsize`` and ``replicate`` ints, ``value`` a float (NaN kept as NaN for the
-    verification), ``fluence``, ``ci_low`` and ``ci_high`` floats (NaN where absent).
-    """
-    rows = []
-    for path in metric_paths:
-        m = read_metrics_json(path)
-        fluence = (m.get("fluence") or {}).get("photons_per_px")
-        intervals = m.get("intervals") or {}
-        quantities = sorted(m["metrics"], key=lambda q: (_QUANTITY_ORDER.index(q)
-                                                         if q in _QUANTITY_ORDER else 9, q))
-        for q in quantities:
-            values = m["metrics"][q]
-            if not isinstance(values, dict):
-                raise PtychoError(f"{path}: metrics/{q} must be a mapping metric -> value")
-            for name in sorted(values, key=lambda k: _metric_order(q, k)):
-                v = values[name]
-                try:
-                    v = float("nan") if v is None else float(v)
-                except (TypeError, ValueError) as exc:
-                    raise PtychoError(f"{path}: metrics/{q}/{name} = {v!r} is not a number") from exc
-                ci = (intervals.get(q) or {}).get(name) or (math.nan, math.nan)
-                rows.append({
-                    "study": study_name, "scale": scale, "dose": float(m["dose"]),
-                    "overlap": str(m["overlap_view"]), "gridsize": int(m["gridsize"]),
-                    "arm": str(m["arm"]), "quantity": q, "metric": name, "value": v,
-                    "replicate": int(m.get("replicate", 0)),
-                    "fluence": math.nan if fluence is None else float(fluence),
-                    "ci_low": _number(ci[0]), "ci_high": _number(ci[1]),
-                })
-    return rows
-
-
-def collect_references(metric_paths) -> dict:
-    """{(dose, overlap view): flat-object metrics} from the ``reference`` block of ``metrics.json``
-    files (every arm of a cell carries the same one; the first is kept)."""
-    refs = {}
-    for path in metric_paths:
-        m = read_metrics_json(path)
-        flat = m.get("reference", {}).get("flat_object")
-        key = (float(m["dose"]), str(m["overlap_view"]))
-        if isinstance(flat, dict) and key not in refs:
-            refs[key] = flat
-    return refs
-
-
-def _number(v) -> float:
-    """A float, NaN for None (JSON's null) or anything that is not a number."""
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _fmt_value(v: float) -> str:
-    return "nan" if not math.isfinite(v) else repr(float(v))
-
-
-def _fmt_optional(v) -> str:
-    """A number, or an empty cell where there is none (no interval, no fluence)."""
-    return "" if v is None or not math.isfinite(float(v)) else repr(float(v))
-
-
-def write_metrics_csv(rows, path) -> None:
-    """Write the tidy table with exactly ``CSV_COLUMNS`` (atomically)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
-    for r in rows:
-        w.writerow([r["study"], r["scale"], repr(float(r["dose"])), r["overlap"], int(r["gridsize"]),
-                    r["arm"], r["quantity"], r["metric"], _fmt_value(float(r["value"])),
-                    int(r.get("replicate", 0))]
-                   + [_fmt_optional(r.get(k)) for k in _NUMBER_OR_EMPTY])
-    write_text(path, buf.getvalue())
-
-
-def read_metrics_csv(path) -> list[dict]:
-    """Rows of ``metrics.csv`` with ``dose``, ``value``, ``fluence``, ``ci_low`` and ``ci_high``
-    as float (an empty cell is NaN) and ``gridsize`` and ``replicate`` as int."""
-    path = Path(path)
-    if not path.is_file():
-        raise PtychoError(f"{path}: metrics table not found")
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
-            raise PtychoError(f"{path}: columns {reader.fieldnames}, expected {list(CSV_COLUMNS)}")
-        rows = []
-        for i, r in enumerate(reader, start=2):
-            try:
-                r["dose"] = float(r["dose"])
-                r["gridsize"] = int(r["gridsize"])
-                r["value"] = float(r["value"])
-                r["replicate"] = int(r["replicate"])
-                for k in _NUMBER_OR_EMPTY:
-                    r[k] = float(r[k]) if r[k] != "" else math.nan
-            except (TypeError, ValueError) as exc:
-                raise PtychoError(f"{path}, line {i}: {exc}") from exc
-            rows.append(r)
-    return rows
-
-
-def read_history(path) -> dict[str, list[float]]:
-    """Columns of a training ``history.csv`` (epoch, loss, val_loss, lr) as float lists; an empty
-    or missing entry becomes NaN. Raises PtychoError if the file or its ``loss`` column is absent."""
-    path = Path(path)
-    if not path.is_file():
-        raise PtychoError(f"{path}: training history not found")
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        names = [c.strip() for c in (reader.fieldnames or [])]
-        if "loss" not in names:
-            raise PtychoError(f"{path}: no 'loss' column (columns: {names})")
-        cols: dict[str, list[float]] = {c: [] for c in names}
-        for r in reader:
-            for raw_key, v in r.items():
-                if raw_key is None:
-                    continue
-                try:
-                    x = float(v) if v not in (None, "") else float("nan")
-                except ValueError:
-                    x = float("nan")
-                cols[raw_key.strip()].append(x)
-    if "epoch" not in cols:
-        cols["epoch"] = [float(i) for i in range(len(cols["loss"]))]
-    return cols
-
-
-def collect_timing(metric_paths) -> list[dict]:
-    """Per cell and arm: reconstruction wall time (s) and the recorded iteration budget, if any."""
-    out = []
-    for path in metric_paths:
-        m = read_metrics_json(path)
-        info = m.get("recon_info") or {}
-        t = m.get("recon_wall_time_s")
-        out.append({
-            "dose": float(m["dose"]), "overlap": str(m["overlap_view"]), "arm": str(m["arm"]),
-            "recon_wall_time_s": None if t is None else float(t),
-            "iterations": info.get("iterations") if isinstance(info, dict) else None,
-        })
-    return out
+from ptycho.data.io import atomic_path
+from ptycho.reporting import arm_sort_key
+from ptycho.reporting.dose_resolution import collect_frc_limits, dose_resolution_fits, fits_markdown
+from ptycho.reporting.uncertainty import (
+    CONFIDENCE,
+    bootstrap_settings,
+    collect_fluence,
+    collect_paired_differences,
+    equal_fluence_markdown,
+    fluence_markdown,
+    interval_note,
+    paired_markdown,
+    replicate_counts,
+    summarise_replicates,
+)
 
 
 def _index(rows) -> tuple[dict, list, list, list]:
     """(value lookup, doses ascending, overlaps in order of appearance, arms in canonical order);
     a value is the mean over the cell's replicates."""
-    from ptycho.reporting.uncertainty import summarise_replicates
-
     table = {k: e.value for k, e in summarise_replicates(rows).items()}
     doses, overlaps, arms = [], [], []
     for r in rows:
@@ -264,13 +97,6 @@ def summary_markdown(rows, timing=None, title: str | None = None, references=Non
                      uncertainty=None, sections=None) -> str:
     """The Markdown text of ``write_summary_md`` (the ground-truth-free columns when the table
     holds no SSIM: a study without ground truth)."""
-    from ptycho.reporting.uncertainty import (
-        interval_note,
-        replicate_counts,
-        summarise_replicates,
-        uncertainty_markdown,
-    )
-
     references = references or {}
     table, doses, overlaps, arms = _index(rows)
     estimates = summarise_replicates(rows)
@@ -428,6 +254,36 @@ def _timing_markdown(timing) -> list[str]:
     return lines
 
 
+def collect_uncertainty(records, rows, study: dict | None = None,
+                        confidence: float = CONFIDENCE) -> dict:
+    """Everything the summary needs beyond the metric table, from metrics records
+    (:func:`ptycho.reporting.records.load_records`) and their tidy ``rows``: bootstrap settings,
+    paired differences, fluence per cell, the dose-resolution fits and (from the study dict) the
+    equal-fluence view and overlap targets."""
+    records = list(records)
+    study = study or {}
+    return {
+        "confidence": confidence,
+        "bootstrap": bootstrap_settings(records),
+        "paired": collect_paired_differences(records, confidence=confidence),
+        "fluence": collect_fluence(records),
+        "fits": dose_resolution_fits(rows, collect_frc_limits(records), confidence),
+        "equal_fluence": study.get("equal_fluence"),
+        "overlaps": dict(study.get("overlaps") or {}),
+    }
+
+
+def uncertainty_markdown(unc: dict, estimates: dict) -> list[str]:
+    """The summary sections of :func:`collect_uncertainty`: paired differences, fluence, the
+    equal-fluence view and the dose-resolution fits."""
+    conf = unc.get("confidence", CONFIDENCE)
+    return (paired_markdown(unc.get("paired"), conf)
+            + fluence_markdown(unc.get("fluence") or {}, unc.get("overlaps"))
+            + equal_fluence_markdown(unc.get("equal_fluence"), estimates, unc.get("fluence") or {},
+                                     unc.get("overlaps") or {})
+            + fits_markdown(unc.get("fits") or [], conf))
+
+
 def write_summary_md(rows, timing, path, title: str | None = None, references=None,
                      uncertainty=None, sections=None) -> None:
     """Markdown summary: one row per cell x arm (amplitude/phase SSIM, MS-SSIM, PSNR, MAE,
@@ -436,7 +292,7 @@ def write_summary_md(rows, timing, path, title: str | None = None, references=No
     reconstruction wall time per arm and cell with the speed ratio iterative / pinn_g1.
     ``timing`` is ``collect_timing(...)`` output (or None to omit it). Every number shows its
     interval (one replicate) or mean ± sd (several); ``uncertainty``
-    (``ptycho.reporting.uncertainty.collect_uncertainty(...)``, or None) adds the paired
+    (:func:`collect_uncertainty`, or None) adds the paired
     differences between arms, the fluence per cell, the equal-fluence view and the
     dose-resolution fits; ``sections``: further Markdown texts appended in order (e.g. the
     quality-time tables)."""
@@ -445,14 +301,8 @@ def write_summary_md(rows, timing, path, title: str | None = None, references=No
 
 
 __all__ = [
-    "CSV_COLUMNS",
-    "collect_metrics",
-    "collect_references",
-    "collect_timing",
-    "read_history",
-    "read_metrics_csv",
-    "read_metrics_json",
+    "collect_uncertainty",
     "summary_markdown",
-    "write_metrics_csv",
+    "uncertainty_markdown",
     "write_summary_md",
 ]

@@ -21,7 +21,6 @@ import numpy as np
 
 from ptycho.config import dose_label
 from ptycho.reporting import arm_sort_key
-from ptycho.reporting.tables import read_metrics_json
 
 CONFIDENCE = 0.95
 PAIRED_METRICS = (("amplitude", "ssim"), ("phase", "ssim"), ("amplitude", "mae"), ("phase", "mae"))
@@ -91,40 +90,39 @@ def replicate_counts(rows) -> set[int]:
     return {len(v) for v in reps.values()}
 
 
-def _by_cell_replicate(metric_paths) -> dict:
-    """{(dose, overlap, replicate): {arm: metrics.json dict}}."""
+def _by_cell_replicate(records) -> dict:
+    """{(dose, overlap, replicate): {arm: metrics record}}."""
     out: dict[tuple, dict] = {}
-    for p in metric_paths:
-        m = read_metrics_json(p)
-        key = (float(m["dose"]), str(m["overlap_view"]), int(m.get("replicate", 0)))
-        out.setdefault(key, {})[str(m["arm"])] = m
+    for m in records:
+        out.setdefault(m.cell(), {})[str(m.arm)] = m
     return out
 
 
-def bootstrap_settings(metric_paths) -> dict:
-    """The bootstrap settings recorded in ``metrics.json`` files: {"block_px": sorted values,
+def bootstrap_settings(records) -> dict:
+    """The bootstrap settings recorded in metrics records: {"block_px": sorted values,
     "resamples": ..., "confidence": ..., "method": ...} (empty when none has a record)."""
     seen: dict[str, set] = {"block_px": set(), "resamples": set(), "confidence": set(),
                             "method": set()}
-    for p in metric_paths:
-        rec = read_metrics_json(p).get("bootstrap") or {}
+    for m in records:
+        rec = m.bootstrap or {}
         for k, values in seen.items():
             if k in rec:
                 values.add(rec[k])
     return {k: sorted(v) for k, v in seen.items() if v}
 
 
-def collect_paired_differences(metric_paths, metrics=PAIRED_METRICS,
+def collect_paired_differences(records, metrics=PAIRED_METRICS,
                                confidence: float = CONFIDENCE) -> list[dict]:
     """Differences between every two arms of each cell, with intervals.
 
     One entry per (cell, arm pair, quantity, metric): ``{"dose", "overlap", "arm_a", "arm_b",
     "quantity", "metric", "diff" (a - b), "low", "high", "n_replicates", "method"}``. Cells with
     one replicate use the paired block bootstrap of the two arms' ``bootstrap`` records; cells
-    with several the paired t interval of the per-replicate differences."""
+    with several the paired t interval of the per-replicate differences. ``records``: metrics
+    records (:func:`ptycho.reporting.records.load_records`)."""
     from ptycho.evaluation.intervals import paired_difference_interval
 
-    by = _by_cell_replicate(metric_paths)
+    by = _by_cell_replicate(records)
     cells: dict[tuple, list[int]] = {}
     for d, ov, rep in by:
         cells.setdefault((d, ov), []).append(rep)
@@ -137,15 +135,14 @@ def collect_paired_differences(metric_paths, metrics=PAIRED_METRICS,
                          "metric": name, "n_replicates": len(reps)}
                 if len(reps) == 1:
                     ma, mb = by[(d, ov, reps[0])][a], by[(d, ov, reps[0])][b]
-                    if "bootstrap" not in ma or "bootstrap" not in mb:
+                    if ma.bootstrap is None or mb.bootstrap is None:
                         continue
-                    _, (lo, hi) = paired_difference_interval(ma["bootstrap"], mb["bootstrap"],
-                                                             q, name)
-                    diff = float(ma["metrics"][q][name]) - float(mb["metrics"][q][name])
+                    _, (lo, hi) = paired_difference_interval(ma.bootstrap, mb.bootstrap, q, name)
+                    diff = float(ma.metrics[q][name]) - float(mb.metrics[q][name])
                     entry.update(diff=diff, low=lo, high=hi, method="paired block bootstrap")
                 else:
-                    diffs = [float(by[(d, ov, r)][a]["metrics"][q][name])
-                             - float(by[(d, ov, r)][b]["metrics"][q][name]) for r in reps]
+                    diffs = [float(by[(d, ov, r)][a].metrics[q][name])
+                             - float(by[(d, ov, r)][b].metrics[q][name]) for r in reps]
                     diff, _, lo, hi = t_interval(diffs, confidence)
                     entry.update(diff=diff, low=lo, high=hi, method="paired t over replicates")
                 out.append(entry)
@@ -189,14 +186,13 @@ def paired_markdown(entries, confidence: float = CONFIDENCE) -> list[str]:
     return lines
 
 
-def collect_fluence(metric_paths) -> dict:
-    """{(dose, overlap): fluence record of ``metrics.json``} (the first file of each cell)."""
+def collect_fluence(records) -> dict:
+    """{(dose, overlap): fluence block of the metrics records} (the first record of each cell)."""
     out = {}
-    for p in metric_paths:
-        m = read_metrics_json(p)
-        key = (float(m["dose"]), str(m["overlap_view"]))
-        if key not in out and isinstance(m.get("fluence"), dict):
-            out[key] = m["fluence"]
+    for m in records:
+        key = (float(m.dose), str(m.overlap_view))
+        if key not in out and isinstance(m.fluence, dict):
+            out[key] = m.fluence
     return out
 
 
@@ -260,39 +256,6 @@ def equal_fluence_markdown(view: dict | None, estimates: dict, fluence: dict,
     return lines
 
 
-def collect_uncertainty(metric_paths, rows, study: dict | None = None,
-                        confidence: float = CONFIDENCE) -> dict:
-    """Everything the summary needs beyond the metric table, from ``metrics.json`` files and their
-    tidy ``rows``: bootstrap settings, paired differences, fluence per cell, the dose-resolution
-    fits and (from the study dict) the equal-fluence view and overlap targets."""
-    from ptycho.reporting.dose_resolution import collect_frc_limits, dose_resolution_fits
-
-    metric_paths = list(metric_paths)
-    study = study or {}
-    return {
-        "confidence": confidence,
-        "bootstrap": bootstrap_settings(metric_paths),
-        "paired": collect_paired_differences(metric_paths, confidence=confidence),
-        "fluence": collect_fluence(metric_paths),
-        "fits": dose_resolution_fits(rows, collect_frc_limits(metric_paths), confidence),
-        "equal_fluence": study.get("equal_fluence"),
-        "overlaps": dict(study.get("overlaps") or {}),
-    }
-
-
-def uncertainty_markdown(unc: dict, estimates: dict) -> list[str]:
-    """The summary sections of :func:`collect_uncertainty`: paired differences, fluence, the
-    equal-fluence view and the dose-resolution fits."""
-    from ptycho.reporting.dose_resolution import fits_markdown
-
-    conf = unc.get("confidence", CONFIDENCE)
-    return (paired_markdown(unc.get("paired"), conf)
-            + fluence_markdown(unc.get("fluence") or {}, unc.get("overlaps"))
-            + equal_fluence_markdown(unc.get("equal_fluence"), estimates, unc.get("fluence") or {},
-                                     unc.get("overlaps") or {})
-            + fits_markdown(unc.get("fits") or [], conf))
-
-
 def interval_note(unc: dict | None, replicates: set[int], has_intervals: bool = True) -> str:
     """The sentence under the main table that says what its brackets and ± mean."""
     conf = (unc or {}).get("confidence", CONFIDENCE)
@@ -319,19 +282,19 @@ def interval_note(unc: dict | None, replicates: set[int], has_intervals: bool = 
     return " ".join(parts)
 
 
-def check_interval_record(m: dict, where: str) -> list[str]:
-    """Problems of one ``metrics.json``'s intervals: each must be finite and contain its value;
+def check_interval_record(m, where: str) -> list[str]:
+    """Problems of one metrics record's intervals: each must be finite and contain its value;
     SSIM, MAE, MSE, PSNR, MS-SSIM and FRC of both components and NCE must have one."""
     from ptycho.evaluation.intervals import INTERVAL_METHODS
 
     problems = []
-    iv = m.get("intervals")
+    iv = m.intervals
     if not isinstance(iv, dict):
         return [f"{where}: no intervals"]
     for q in ("amplitude", "phase", "complex"):
         names = ("nce",) if q == "complex" else tuple(k for k in INTERVAL_METHODS if k != "nce")
         for name in names:
-            v = (m.get("metrics", {}).get(q) or {}).get(name)
+            v = (m.metrics.get(q) or {}).get(name)
             ci = (iv.get(q) or {}).get(name)
             if ci is None:
                 problems.append(f"{where} {q}.{name}: no interval")
@@ -345,7 +308,7 @@ def check_interval_record(m: dict, where: str) -> list[str]:
                 problems.append(f"{where} {q}.{name}: interval [{lo}, {hi}] or value {x} not finite")
             elif not lo - 1e-9 * (1 + abs(x)) <= x <= hi + 1e-9 * (1 + abs(x)):
                 problems.append(f"{where} {q}.{name} = {x:.6g} outside [{lo:.6g}, {hi:.6g}]")
-    f = (m.get("fluence") or {}).get("photons_per_px")
+    f = (m.fluence or {}).get("photons_per_px")
     if not (isinstance(f, (int, float)) and math.isfinite(f) and f > 0):
         problems.append(f"{where}: fluence {f!r} is not a positive number")
     return problems
@@ -357,7 +320,6 @@ __all__ = [
     "check_interval_record",
     "collect_fluence",
     "collect_paired_differences",
-    "collect_uncertainty",
     "equal_fluence_markdown",
     "fluence_markdown",
     "interval_note",
@@ -365,5 +327,4 @@ __all__ = [
     "replicate_counts",
     "summarise_replicates",
     "t_interval",
-    "uncertainty_markdown",
 ]

@@ -4,6 +4,8 @@
 ``{"study", "scale", "passed", "failed": [names], "checks": [{"name", "passed", "detail"}, ...]}``.
 A check that cannot run (a file is unreadable) fails with the reason; it never raises, so the
 report is always written. ``assert_verified`` turns a failed report into a ``PtychoError``.
+Every ``metrics.json`` is read once (:func:`ptycho.evaluation.record.read_metrics`) and the checks
+get its record.
 
 What the iterative check reads: the reconstruction ``info`` of every iterative cell (copied into
 ``metrics.json`` as ``recon_info``, else read from ``recon/iterative/{cell}.h5``) must say that the
@@ -28,6 +30,7 @@ every metrics file holds finite intervals that contain their values, and a posit
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -37,10 +40,12 @@ import numpy as np
 
 from ptycho.config import StudyConfig, arm_gridsize, dose_label, is_solver_arm, snapshot_epochs
 from ptycho.errors import PtychoError
+from ptycho.evaluation.record import MetricsRecord, read_metrics
 from ptycho.reconstruct.io import object_sha256
 from ptycho.reporting import required_metrics
 from ptycho.reporting.inventory import check_inventory
-from ptycho.reporting.tables import read_history, read_metrics_csv, read_metrics_json
+from ptycho.reporting.records import read_history, read_metrics_csv
+from ptycho.reporting.uncertainty import check_interval_record
 
 MAX_LISTED = 25
 OVERLAP_TOLERANCE = 0.05
@@ -144,16 +149,15 @@ def check_metric_values(rows) -> tuple[bool, str]:
     return True, f"{len(rows)} values finite and in range"
 
 
-def check_region_nonempty(metric_paths) -> tuple[bool, str]:
+def check_region_nonempty(records) -> tuple[bool, str]:
     bad = []
-    for p in metric_paths:
-        m = read_metrics_json(p)
-        n = m.get("region_pixels")
+    for m in records:
+        n = m.region_pixels
         if not isinstance(n, (int, float)) or not n > 0:
-            bad.append(f"{p} (region_pixels = {n!r})")
+            bad.append(f"{m.path} (region_pixels = {n!r})")
     if bad:
         return False, _listing(bad, "evaluations without a scored region")
-    return True, f"{len(metric_paths)} evaluations scored a non-empty region"
+    return True, f"{len(records)} evaluations scored a non-empty region"
 
 
 def check_files(expected_files) -> tuple[bool, str]:
@@ -311,17 +315,16 @@ def _iterations(info: dict):
     return None
 
 
-def check_iterative(study: StudyConfig, metric_paths, root) -> tuple[bool, str]:
+def check_iterative(study: StudyConfig, records, root) -> tuple[bool, str]:
     if "iterative" not in study.arm_ids:
         return True, "the study has no iterative arm"
     seen, bad = 0, []
-    for p in metric_paths:
-        m = read_metrics_json(p)
-        if m["arm"] != "iterative":
+    for m in records:
+        if m.arm != "iterative":
             continue
         seen += 1
-        info = m.get("recon_info") or {}
-        cell = f"{dose_label(m['dose'])}_{m['overlap_view']}_r{int(m.get('replicate', 0))}"
+        info = m.recon_info or {}
+        cell = f"{dose_label(m.dose)}_{m.overlap_view}_r{int(m.replicate)}"
         if not info:
             rec_path = Path(root) / "recon" / "iterative" / f"{cell}.h5"
             if rec_path.is_file():
@@ -349,22 +352,22 @@ def check_iterative(study: StudyConfig, metric_paths, root) -> tuple[bool, str]:
     return True, f"{seen} iterative reconstructions started from a flat object with >= 1 iteration"
 
 
-def _test_grid(m: dict) -> tuple[int, int]:
-    """The object grid (H, W) of the test split a metrics file was scored on."""
+def _test_grid(m: MetricsRecord) -> tuple[int, int]:
+    """The object grid (H, W) of the test split a metrics record was scored on."""
     from ptycho.data.dataset import Dataset
 
-    if not m.get("test_path"):
-        raise PtychoError(f"metrics of {m['arm']} {m['dose']:g} {m['overlap_view']} do not name "
+    if not m.test_path:
+        raise PtychoError(f"metrics of {m.arm} {m.dose:g} {m.overlap_view} do not name "
                           "their test split ('test_path')")
-    with Dataset(m["test_path"], require_object=False) as ds:
+    with Dataset(m.test_path, require_object=False) as ds:
         return tuple(int(v) for v in ds.object_shape)
 
 
-def _hybrid_problems(study: StudyConfig, m: dict, root) -> list[str]:
+def _hybrid_problems(study: StudyConfig, m: MetricsRecord, root) -> list[str]:
     from ptycho.data.dataset import Dataset
     from ptycho.reconstruct.io import fill_unlit, read_reconstruction
 
-    info = m.get("recon_info") or {}
+    info = m.recon_info or {}
     start_arm, source, sha = (info.get("start_arm"), info.get("start_source"),
                               info.get("start_object_sha256"))
     if not (start_arm and source and sha):
@@ -377,42 +380,41 @@ def _hybrid_problems(study: StudyConfig, m: dict, root) -> list[str]:
     if src.parent != (Path(root) / "recon" / start_arm).resolve():
         problems.append(f"start file {source} is not in this study's recon/{start_arm}/")
     net = read_reconstruction(source)
-    if net.arm != start_arm or dose_label(net.dose) != dose_label(m["dose"]) \
-            or net.overlap_view != m["overlap_view"]:
+    if net.arm != start_arm or dose_label(net.dose) != dose_label(m.dose) \
+            or net.overlap_view != m.overlap_view:
         problems.append(f"start file {source} holds {net.arm} {net.dose:g} {net.overlap_view}, "
-                        f"not {start_arm} {m['dose']:g} {m['overlap_view']}")
+                        f"not {start_arm} {m.dose:g} {m.overlap_view}")
     if object_sha256(fill_unlit(net.object, net.weight)) != sha:
         problems.append(f"the recorded start object is not {source}'s reconstruction")
-    with Dataset(m["test_path"]) as ds:
+    with Dataset(m.test_path) as ds:
         truth = ds.object
     if sha in (object_sha256(truth), object_sha256(fill_unlit(truth, net.weight))):
         problems.append("the start object is the ground truth")
     if sha == object_sha256(np.ones(truth.shape, np.complex64)):
         problems.append("the start object is flat")
     t_net = info.get("start_wall_time_s")
-    if t_net != net.wall_time_s or not float(m.get("recon_wall_time_s") or 0) >= net.wall_time_s:
-        problems.append(f"wall time {m.get('recon_wall_time_s')} s does not include the network's "
+    if t_net != net.wall_time_s or not float(m.recon_wall_time_s or 0) >= net.wall_time_s:
+        problems.append(f"wall time {m.recon_wall_time_s} s does not include the network's "
                         f"{net.wall_time_s} s (recorded {t_net})")
     return problems
 
 
-def _arm_problems(metric_paths, keep, problems_of) -> tuple[int, list[str]]:
-    """(how many metrics files have an arm that passes ``keep``, one '<cell>/<arm>: problems'
-    line for each whose ``problems_of(metrics)`` is not empty)."""
-    found = [m for m in map(read_metrics_json, metric_paths) if keep(m["arm"])]
+def _arm_problems(records, keep, problems_of) -> tuple[int, list[str]]:
+    """(how many metrics records have an arm that passes ``keep``, one '<cell>/<arm>: problems'
+    line for each whose ``problems_of(record)`` is not empty)."""
+    found = [m for m in records if keep(m.arm)]
     bad = []
     for m in found:
         problems = problems_of(m)
         if problems:
-            bad.append(f"{dose_label(m['dose'])}_{m['overlap_view']}/{m['arm']}: "
-                       + "; ".join(problems))
+            bad.append(f"{dose_label(m.dose)}_{m.overlap_view}/{m.arm}: " + "; ".join(problems))
     return len(found), bad
 
 
-def check_hybrid(study: StudyConfig, metric_paths, root) -> tuple[bool, str]:
+def check_hybrid(study: StudyConfig, records, root) -> tuple[bool, str]:
     if "hybrid" not in study.arm_ids:
         return True, "the study has no hybrid arm"
-    seen, bad = _arm_problems(metric_paths, lambda a: a == "hybrid",
+    seen, bad = _arm_problems(records, lambda a: a == "hybrid",
                               lambda m: _hybrid_problems(study, m, root))
     if not seen:
         return False, "the study has a hybrid arm but no hybrid metrics were given"
@@ -422,20 +424,20 @@ def check_hybrid(study: StudyConfig, metric_paths, root) -> tuple[bool, str]:
                   "reconstruction (sha256 re-checked), not from the ground truth or a flat object")
 
 
-def _snapshot_problems(m: dict, want: list[int]) -> list[str]:
-    snaps = m.get("snapshots") or []
+def _snapshot_problems(m: MetricsRecord, want: list[int]) -> list[str]:
+    snaps = m.snapshots or []
     epochs = [s.get("epoch") for s in snaps]
     times = [float(s.get("wall_time_s", math.nan)) for s in snaps]
     if epochs != want:
         return [f"snapshot epochs {epochs}, expected {want}"]
     if not all(b > a for a, b in itertools.pairwise(times)):
         return [f"snapshot wall times {times} do not increase"]
-    if snaps[-1].get("metrics") != m["metrics"]:
+    if snaps[-1].get("metrics") != m.metrics:
         return ["the last snapshot's metrics differ from the final object's"]
     return []
 
 
-def check_snapshots(study: StudyConfig, scale: str, metric_paths) -> tuple[bool, str]:
+def check_snapshots(study: StudyConfig, scale: str, records) -> tuple[bool, str]:
     solvers = [a for a in study.arm_ids if is_solver_arm(a)]
     if not solvers:
         return True, "the study has no solver arm"
@@ -443,19 +445,20 @@ def check_snapshots(study: StudyConfig, scale: str, metric_paths) -> tuple[bool,
         return True, "no ground truth: the snapshots have no SSIM to score (not checked)"
     cfg = study.scale(scale).iterative
     want = list(snapshot_epochs(cfg.iterations, cfg.snapshots))
-    seen, bad = _arm_problems(metric_paths, is_solver_arm, lambda m: _snapshot_problems(m, want))
+    seen, bad = _arm_problems(records, is_solver_arm, lambda m: _snapshot_problems(m, want))
     if not seen:
         return False, f"the study has {solvers} but no solver-arm metrics were given"
     if bad:
         return False, _listing(bad, "solver reconstructions without consistent snapshots")
     return True, (f"{seen} solver reconstructions scored at epochs {want}; each last snapshot "
                   "equals its final object's metrics")
-def check_replicates(study: StudyConfig, scale: str, dataset_pairs, metric_paths
+
+
+def check_replicates(study: StudyConfig, scale: str, dataset_pairs, records
                      ) -> tuple[bool, str]:
     """Every replicate 0 .. R - 1 of every cell has its dataset pair (replicate attribute set,
-    the scan positions of the cell's other replicates) and a metrics file for every arm."""
-    import numpy as np
-
+    the scan positions of the cell's other replicates) and a metrics record for every arm
+    (``records``: those of the metrics files that exist; a missing file is a missing arm)."""
     from ptycho.data.dataset import Dataset
 
     R = study.scale(scale).replicates
@@ -474,12 +477,9 @@ def check_replicates(study: StudyConfig, scale: str, dataset_pairs, metric_paths
     missing = [f"{d}_{ov}_r{k} (datasets)" for d, ov, k in sorted(want)
                if data.get((d, ov, k)) != {"train", "test"}]
     have: dict[tuple, set] = {}
-    for p in metric_paths:
-        if not Path(p).is_file():
-            continue  # a missing file: its cell replicate lacks that arm's metrics (below)
-        m = read_metrics_json(p)
-        key = (dose_label(m["dose"]), str(m["overlap_view"]), int(m.get("replicate", 0)))
-        have.setdefault(key, set()).add(str(m["arm"]))
+    for m in records:
+        key = (dose_label(m.dose), str(m.overlap_view), int(m.replicate))
+        have.setdefault(key, set()).add(str(m.arm))
     for d, ov, k in sorted(want):
         lack = [a for a in study.arm_ids if a not in have.get((d, ov, k), set())]
         if lack:
@@ -498,32 +498,29 @@ def check_replicates(study: StudyConfig, scale: str, dataset_pairs, metric_paths
                   f"datasets (shared scan positions) and metrics of {len(study.arm_ids)} arms")
 
 
-def check_intervals(metric_paths) -> tuple[bool, str]:
-    """Every metrics file: finite intervals that contain their values, and a positive fluence.
+def check_intervals(records) -> tuple[bool, str]:
+    """Every metrics record: finite intervals that contain their values, and a positive fluence.
     An evaluation without ground truth has no bootstrap intervals (its metrics, the data residual
     and the half-scan FRC, are global); it needs its fluence only."""
-    from ptycho.reporting.uncertainty import check_interval_record
-
     bad, free = [], 0
-    for p in metric_paths:
-        m = read_metrics_json(p)
-        if m.get("ground_truth", True):
-            bad += check_interval_record(m, str(p))
+    for m in records:
+        if m.ground_truth:
+            bad += check_interval_record(m, str(m.path))
             continue
         free += 1
-        bad += [x for x in check_interval_record({**m, "intervals": {}}, str(p))
+        bad += [x for x in check_interval_record(dataclasses.replace(m, intervals={}), str(m.path))
                 if "fluence" in x]
-    if not metric_paths:
+    if not records:
         return False, "no metrics files given"
     if bad:
         return False, _listing(bad, "bad intervals")
     note = (f" ({free} evaluations without ground truth: fluence only, no bootstrap intervals)"
             if free else "")
-    return True, (f"{len(metric_paths)} metrics files: every interval is finite and contains its "
+    return True, (f"{len(records)} metrics files: every interval is finite and contains its "
                   f"value; fluence recorded{note}")
 
 
-def check_ground_truth(study: StudyConfig, metric_paths) -> tuple[bool, str]:
+def check_ground_truth(study: StudyConfig, records) -> tuple[bool, str]:
     """Every evaluation used the ground truth exactly when the study has one (``ground_truth`` in
     ``metrics.json``; files written before the key existed count as with ground truth); the
     detail names the ground-truth-free metrics."""
@@ -531,18 +528,17 @@ def check_ground_truth(study: StudyConfig, metric_paths) -> tuple[bool, str]:
 
     want = study.data.ground_truth
     bad = []
-    for p in metric_paths:
-        m = read_metrics_json(p)
-        got = bool(m.get("ground_truth", True))
+    for m in records:
+        got = bool(m.ground_truth)
         if got != want:
-            bad.append(f"{p}: evaluated {'with' if got else 'without'} ground truth")
+            bad.append(f"{m.path}: evaluated {'with' if got else 'without'} ground truth")
     if bad:
         return False, _listing(bad, f"evaluations that contradict data/ground_truth: {want}")
     free = ", ".join(GROUND_TRUTH_FREE)
     if want:
-        return True, (f"{len(metric_paths)} evaluations against the ground truth; "
+        return True, (f"{len(records)} evaluations against the ground truth; "
                       f"ground-truth-free metrics also reported: data.poisson_deviance")
-    return True, (f"{len(metric_paths)} evaluations without ground truth (external data): only "
+    return True, (f"{len(records)} evaluations without ground truth (external data): only "
                   f"ground-truth-free metrics are reported: {free}")
 
 
@@ -602,6 +598,36 @@ def check_study_matches(study: StudyConfig, scale: str, dataset_pairs, rows) -> 
 
 
 # ----------------------------------------------------------------------------------- driver
+class _MetricsFiles:
+    """The metrics files of a verification, each read once (:func:`read_metrics`).
+
+    ``every()``: the records of every file, in order; a file that could not be read raises its
+    error, so a check that needs it cannot run and says why. ``present()``: the records of the
+    files that exist (a missing file is what ``replicates_complete`` reports); a file that exists
+    but cannot be read raises its error."""
+
+    def __init__(self, paths: list[str]):
+        self.entries: list[tuple[str, MetricsRecord | Exception]] = []
+        for p in paths:
+            try:
+                self.entries.append((p, read_metrics(p)))
+            except Exception as exc:  # noqa: BLE001 - raised again by the checks that need it
+                self.entries.append((p, exc))
+
+    def every(self) -> list[MetricsRecord]:
+        return [self._record(r) for _, r in self.entries]
+
+    def present(self) -> list[MetricsRecord]:
+        return [self._record(r) for p, r in self.entries
+                if not (isinstance(r, Exception) and not Path(p).is_file())]
+
+    @staticmethod
+    def _record(r):
+        if isinstance(r, Exception):
+            raise r
+        return r
+
+
 def verify_study(study_dict: dict, scale: str, root, expected_files, dataset_pairs, histories,
                  metrics_csv, metric_paths, inventory_path,
                  overlap_tolerance: float = OVERLAP_TOLERANCE) -> dict:
@@ -609,7 +635,7 @@ def verify_study(study_dict: dict, scale: str, root, expected_files, dataset_pai
     expected_files = [str(p) for p in expected_files]
     dataset_pairs = [(str(a), str(b)) for a, b in dataset_pairs]
     histories = [str(p) for p in histories]
-    metric_paths = [str(p) for p in metric_paths]
+    metrics = _MetricsFiles([str(p) for p in metric_paths])
     checks = []
 
     def run(name, fn, *args):
@@ -636,22 +662,24 @@ def verify_study(study_dict: dict, scale: str, root, expected_files, dataset_pai
 
     run("grid_complete", lambda: (need(study, rows), check_grid_complete(study, rows))[1])
     run("metrics_finite_and_in_range", lambda: (need(rows), check_metric_values(rows))[1])
-    run("evaluation_region_nonempty", check_region_nonempty, metric_paths)
+    run("evaluation_region_nonempty", lambda: check_region_nonempty(metrics.every()))
     run("files_exist_nonempty", check_files, expected_files)
     run("split_invariant", check_split, dataset_pairs)
     run("overlap_on_target", check_overlap, dataset_pairs, overlap_tolerance)
     run("loss_fell", check_loss_fell, histories, study)
-    run("iterative_flat_start", lambda: (need(study), check_iterative(study, metric_paths, root))[1])
-    run("hybrid_network_start", lambda: (need(study), check_hybrid(study, metric_paths, root))[1])
+    run("iterative_flat_start",
+        lambda: (need(study), check_iterative(study, metrics.every(), root))[1])
+    run("hybrid_network_start", lambda: (need(study), check_hybrid(study, metrics.every(), root))[1])
     run("snapshots_scored",
-        lambda: (need(study), check_snapshots(study, scale, metric_paths))[1])
+        lambda: (need(study), check_snapshots(study, scale, metrics.every()))[1])
     run("replicates_complete",
-        lambda: (need(study), check_replicates(study, scale, dataset_pairs, metric_paths))[1])
-    run("intervals_valid", check_intervals, metric_paths)
+        lambda: (need(study), check_replicates(study, scale, dataset_pairs,
+                                               metrics.present()))[1])
+    run("intervals_valid", lambda: check_intervals(metrics.every()))
     run("inventory_matches_disk", check_inventory_disk, inventory_path, root)
     run("no_leftover_temporaries", check_no_partial_files, root)
     run("ground_truth_metrics",
-        lambda: (need(study), check_ground_truth(study, metric_paths))[1])
+        lambda: (need(study), check_ground_truth(study, metrics.every()))[1])
     run("study_matches_results",
         lambda: (need(study, rows), check_study_matches(study, scale, dataset_pairs, rows))[1])
     failed = [c["name"] for c in checks if not c["passed"]]

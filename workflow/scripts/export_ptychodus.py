@@ -12,7 +12,7 @@ def main(smk) -> None:
     from ptycho.errors import PtychoError
     from ptycho.interop.external import INTEROP_HINT
     from ptycho.reconstruct.io import read_reconstruction
-    from ptycho.reporting.tables import read_history
+    from ptycho.reporting.records import read_history
 
     try:
         from ptycho.interop.ptychodus import export_reconstruction, export_split

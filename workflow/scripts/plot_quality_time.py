@@ -10,8 +10,9 @@ from ptycho.runner import run_job
 
 def main(smk):
     from ptycho.reporting.frontier import plot_quality_time
+    from ptycho.reporting.records import load_records
 
-    plot_quality_time(list(smk.input.metrics), smk.output.png)
+    plot_quality_time(load_records(smk.input.metrics), smk.output.png)
 
 
 run_job(snakemake, main)  # noqa: F821

@@ -16,11 +16,11 @@ def main(smk):
         plot_fluence,
         write_fits_csv,
     )
-    from ptycho.reporting.tables import read_metrics_csv
+    from ptycho.reporting.records import load_records, read_metrics_csv
 
     study = smk.params.study
     rows = read_metrics_csv(smk.input.csv)
-    limits = collect_frc_limits(list(smk.input.metrics))
+    limits = collect_frc_limits(load_records(smk.input.metrics))
     fits = dose_resolution_fits(rows, limits)
     write_fits_csv(fits, smk.output.csv)
     view = study.get("equal_fluence") or {}

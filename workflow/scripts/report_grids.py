@@ -13,24 +13,23 @@ from ptycho.runner import run_job
 
 def main(smk):
     from ptycho.reporting import grids
+    from ptycho.reporting.records import load_records
+    from ptycho.reporting.uncertainty import collect_paired_differences
 
     study = getattr(smk.params, "study", None)
     targets = dict(study.get("overlaps", {})) if isinstance(study, dict) else None
     csv = smk.input.csv
     grids.plot_metric_grid(csv, smk.output.ssim_grid, "ssim", overlap_targets=targets)
     grids.plot_metric_grid(csv, smk.output.ms_ssim_grid, "ms_ssim", overlap_targets=targets)
-    from ptycho.reporting.uncertainty import collect_paired_differences
-
+    records = load_records(smk.input.metrics)  # every metrics.json read once
     # a study without ground truth (data/ground_truth: false) plots its ground-truth-free metrics
     truth = ((study or {}).get("data") or {}).get("ground_truth", True)
-    paired = collect_paired_differences(list(smk.input.metrics),
-                                        metrics=(("amplitude", "ssim"), ("phase", "ssim"))
+    paired = collect_paired_differences(records, metrics=(("amplitude", "ssim"), ("phase", "ssim"))
                                         ) if truth else None
     grids.plot_delta_grid(csv, smk.output.delta_grid, overlap_targets=targets, paired=paired)
     rows = {} if truth else {"rows": grids.VS_DOSE_ROWS_GT_FREE}
     grids.plot_metric_vs_dose(csv, smk.output.metric_vs_dose, overlap_targets=targets, **rows)
-    grids.plot_frc_curves(list(smk.input.metrics), smk.output.frc,
-                          key="frc" if truth else "frc_halves")
+    grids.plot_frc_curves(records, smk.output.frc, key="frc" if truth else "frc_halves")
     grids.plot_loss_curves(list(smk.input.histories), list(smk.params.history_labels),
                            smk.output.losses)
 

@@ -15,25 +15,25 @@ def main(smk):
         matched_quality,
         write_quality_time_csv,
     )
-    from ptycho.reporting.tables import (
+    from ptycho.reporting.records import (
         collect_metrics,
         collect_references,
         collect_timing,
+        load_records,
         write_metrics_csv,
-        write_summary_md,
     )
-    from ptycho.reporting.uncertainty import collect_uncertainty
+    from ptycho.reporting.tables import collect_uncertainty, write_summary_md
 
-    metrics = list(smk.input.metrics)
+    records = load_records(smk.input.metrics)  # every metrics.json read once
     truth = (smk.params.study.get("data") or {}).get("ground_truth", True)
     study = smk.params.study["study"]
-    rows = collect_metrics(metrics, study, smk.params.scale)
-    frontier = matched_quality(collect_cells(metrics))
+    rows = collect_metrics(records, study, smk.params.scale)
+    frontier = matched_quality(collect_cells(records))
     write_metrics_csv(rows, smk.output.csv)
     write_quality_time_csv(frontier, smk.output.quality_time, study, smk.params.scale)
-    write_summary_md(rows, collect_timing(metrics), smk.output.md,
-                     references=collect_references(metrics),
-                     uncertainty=collect_uncertainty(metrics, rows, smk.params.study)
+    write_summary_md(rows, collect_timing(records), smk.output.md,
+                     references=collect_references(records),
+                     uncertainty=collect_uncertainty(records, rows, smk.params.study)
                      if truth else None,
                      sections=[frontier_markdown(frontier)])
 
