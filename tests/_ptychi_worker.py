@@ -1,7 +1,7 @@
 """pty-chi work for tests/test_iterative.py, run in its own Python process.
 
-Importing torch/pty-chi after TensorFlow segfaults (shared/DESIGN.md, "Known traps"), so the test
-suite never imports pty-chi itself: it runs ``python tests/_ptychi_worker.py OUT_DIR`` and asserts
+Importing torch/pty-chi after TensorFlow segfaults (docs/conventions.md, "Two frameworks, two
+processes"), so the test suite never imports pty-chi itself: it runs ``python tests/_ptychi_worker.py OUT_DIR`` and asserts
 on the numbers this script writes to ``OUT_DIR/results.json``.
 
 Cases

@@ -48,7 +48,7 @@ def test_api_errors_name_the_problem(cell, tmp_path):
 
 
 def test_iterative_arm_runs_beside_tensorflow(cell, tmp_path, repo):
-    """pty-chi after TensorFlow in one process crashes (DESIGN, Known traps): api.reconstruct
+    """pty-chi after TensorFlow in one process crashes (docs/conventions.md): api.reconstruct
     runs it in a child process and returns the same typed result."""
     _, c = cell
     code = textwrap.dedent(f"""

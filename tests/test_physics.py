@@ -134,7 +134,7 @@ def test_bad_physics_inputs():
 
 
 def test_fluence_is_dose_times_exposures_per_lit_area():
-    """Hand-built scans: fluence = dose x exposures per lit area (DESIGN.md, "Fluence")."""
+    """Hand-built scans: fluence = dose x exposures per lit area (docs/conventions.md, "Fluence")."""
     from ptycho.physics.illumination import fluence_map, mean_fluence, scan_fluence
 
     N, D = 8, 1000.0

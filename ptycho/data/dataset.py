@@ -1,4 +1,4 @@
-"""The HDF5 dataset file of shared/DESIGN.md, one file per dose x overlap x split.
+"""The HDF5 dataset file of docs/conventions.md ("Files"), one file per dose x overlap x split.
 
 /diffraction (n, N, N) float32 counts, chunked by patterns
 /positions   (n, 2) float64 patch centres (y, x) in object pixels

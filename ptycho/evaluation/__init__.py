@@ -1,5 +1,5 @@
 """Evaluation: region, registration and alignment, metrics (MAE, MSE, PSNR, SSIM, MS-SSIM, FRC,
-normalised complex error). Pure NumPy / SciPy / scikit-image; conventions in shared/DESIGN.md."""
+normalised complex error). Pure NumPy / SciPy / scikit-image; conventions in docs/conventions.md."""
 
 from ptycho.evaluation.align import Alignment, align_to_truth
 from ptycho.evaluation.evaluate import evaluate_reconstruction

@@ -1,8 +1,8 @@
 """Alignment of a reconstruction to the ground truth, identical for every arm.
 
-shared/DESIGN.md, "Evaluation": (a) sub-pixel registration against the ground truth, (b) one optimal
-global complex scale (least squares: removes the global phase offset and the amplitude scale),
-(c) removal of a phase ramp (plane). Nothing else: no amplitude mean-rescaling, no per-arm options.
+docs/conventions.md, "Evaluation": (a) sub-pixel registration against the ground truth, (b) one
+optimal global complex scale (least squares: removes the global phase offset and the amplitude
+scale), (c) removal of a phase ramp (plane). Nothing else: no amplitude mean-rescaling, no per-arm options.
 An all-zero reconstruction keeps scale 1 and no shift or ramp, so it is scored as zeros (the worst).
 """
 

@@ -1,6 +1,6 @@
 """Image metrics of an aligned reconstruction against the ground truth, over the evaluation region.
 
-Conventions (shared/DESIGN.md, "Evaluation"):
+Conventions (docs/conventions.md, "Evaluation"):
 
 - Amplitude is ``|o|``, phase is ``angle(o)`` in radians (the phase of a zero pixel is 0), both
   compared as plain real images (no phase wrapping of differences) after alignment.

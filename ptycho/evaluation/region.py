@@ -1,6 +1,6 @@
 """The evaluation region: object pixels the test scan actually illuminated.
 
-shared/DESIGN.md, "Evaluation": object pixels of the test split whose summed probe intensity
+docs/conventions.md, "Evaluation": object pixels of the test split whose summed probe intensity
 ``sum |P|^2`` reaches at least 10% of the probe's peak intensity ``max |P|^2`` (a threshold relative
 to one probe, not to the summed map, so sparse scans keep a region), eroded by a small margin.
 """

@@ -1,4 +1,4 @@
-"""Illumination and fluence of a scan (shared/DESIGN.md, "Fairness" and "Evaluation").
+"""Illumination and fluence of a scan (docs/conventions.md, "Fluence" and "Evaluation").
 
 - ``illumination_map``: summed probe intensity ``sum_k |P(x - r_k)|^2`` over the exposures.
 - ``region_from_illumination``: the lit region, pixels whose summed intensity reaches a fraction of

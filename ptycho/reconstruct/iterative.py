@@ -243,7 +243,8 @@ def _build_options(api, cfg: IterativeConfig, n: int, shape, device: str):
 
 
 def _import_ptychi():
-    """Import torch and pty-chi on first use (never at module import: see DESIGN, Known traps)."""
+    """Import torch and pty-chi on first use (never at module import: docs/conventions.md, "Two
+    frameworks, two processes")."""
     if "torch" not in sys.modules:
         # OpenMP threads that spin while waiting make torch 5x slower on a shared 2-core machine
         # (measured: 73 s instead of 14 s for 50 epochs with 2 threads); passive waiting costs

@@ -1,8 +1,8 @@
 """Check that pty-chi (the iterative arm's solver) is importable, without importing it here.
 
 pty-chi pulls in torch and torchvision; importing them after TensorFlow ends in a segmentation
-fault (shared/DESIGN.md, "Known traps"). The check therefore runs ``import ptychi, torchvision``
-in a fresh Python subprocess, so a TensorFlow process can call it safely. torchvision is imported
+fault (docs/conventions.md, "Two frameworks, two processes"). The check therefore runs
+``import ptychi, torchvision`` in a fresh Python subprocess, so a TensorFlow process can call it safely. torchvision is imported
 too because a mismatched torch/torchvision pair ("operator torchvision::nms does not exist") only
 fails there, while ``import ptychi`` alone would pass (it imports torchvision lazily, in
 ``ptychi.api``). Cost: ~7 s of CPU on this machine kind.

@@ -2,7 +2,8 @@
 'iterative') or, given input ``start`` (a network arm's recon file) and params ``start_arm``, from
 that network's reconstruction (arm 'hybrid').
 
-Runs in its own process (never beside TensorFlow): see shared/DESIGN.md, "Known traps".
+Runs in its own process (never beside TensorFlow): see docs/conventions.md, "Two frameworks, two
+processes".
 """
 
 from ptycho import api
