@@ -1,7 +1,6 @@
 # Config validation, the study grid, wildcard constraints and input helpers.
 import functools
 import importlib.util
-import json
 import re
 import tempfile
 from pathlib import Path
@@ -21,6 +20,7 @@ from ptycho.data.io import lock_directory, remove_partial_files
 from ptycho.data.preflight import check_scale, prepare_study
 from ptycho.errors import PtychoError
 from ptycho.reconstruct.patchstore import remove_stale_stores
+from ptycho.study_guard import check_results_owner, record_results_owner
 
 validate(config, "../schemas/config.schema.yaml")
 RESULTS = config.get("results", "results").rstrip("/")
@@ -75,24 +75,13 @@ def cells(scale):
     ]
 
 
-def _check_results_owner():
-    """A results tree written by another study must not be mixed with this one."""
-    marker = Path(RESULTS) / STUDY_NAME / "study.json"
-    if marker.exists():
-        try:
-            owner = json.loads(marker.read_text()).get("study")
-        except Exception:
-            raise WorkflowError(
-                f"{marker}: unreadable results marker; remove it or the directory"
-            )
-        if owner != STUDY_NAME:
-            raise WorkflowError(
-                f"{marker}: results directory belongs to study '{owner}', not '{STUDY_NAME}' "
-                f"({STUDY_FILE}); choose another 'results' root or remove it"
-            )
-
-
-_check_results_owner()
+# Which study file made <results>/<study> (ptycho.study_guard): another study, or a copy of this
+# one under the same name, is refused here, before any job (a dry run too); the record is written
+# when the run starts.
+try:
+    STUDY_RECORD = check_results_owner(Path(RESULTS) / STUDY_NAME, STUDY_NAME, STUDY_FILE)
+except PtychoError as _exc:
+    raise WorkflowError(str(_exc))
 
 
 # The lock on this study's results, held by this Snakemake process from onstart to its exit.
@@ -111,12 +100,8 @@ onstart:
     _left += remove_stale_stores(tempfile.gettempdir())
     for _p in _left:
         logger.info(f"removed a leftover temporary of an interrupted job: {_p}")
-    _m = Path(RESULTS) / STUDY_NAME / "study.json"
-    _m.parent.mkdir(parents=True, exist_ok=True)
-    if not _m.exists():
-        _m.write_text(
-            json.dumps({"study": STUDY_NAME, "study_file": STUDY_FILE}) + "\n"
-        )
+    if STUDY_RECORD is not None:
+        record_results_owner(Path(RESULTS) / STUDY_NAME, STUDY_RECORD)
 
 
 onsuccess:
