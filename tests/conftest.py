@@ -61,3 +61,31 @@ def pytest_collection_modifyitems(items):
         return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
 
     items.sort(key=rank)  # stable: the order within a file is kept
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """``results/tiny/scaled`` of the tiny end-to-end study (``tests/data/tiny_study.yaml``), run
+    once per test session: the first test worker that needs it runs it under a file lock, the
+    others wait and reuse it (about 2 min when idle). Test modules may define their own."""
+    import fcntl
+
+    from test_workflow import TINY, make_workdir, snakemake
+
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # shared by the workers of this session
+    wd, lock = base / "tiny_e2e", base / "tiny_e2e.lock"
+    done, failed = wd / "done.txt", wd / "failed.txt"
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        if not done.exists() and not failed.exists():
+            make_workdir(wd, TINY)
+            r = snakemake(wd, "--cores", "2", "phase_g_scaled", timeout=1800)
+            if r.returncode == 0:
+                done.write_text("ok\n")
+            else:
+                failed.write_text(f"snakemake failed:\n{r.stdout[-4000:]}\n{r.stderr[-8000:]}")
+    if failed.exists():
+        pytest.fail(failed.read_text())
+    return wd / "results" / "tiny" / "scaled"
