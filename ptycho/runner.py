@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ptycho.data.io import storage_error
 from ptycho.errors import PtychoError, StorageError
+from ptycho.models.runtime import quiet_tensorflow_env
 
 log = logging.getLogger("ptycho")
 
@@ -35,7 +36,7 @@ def limit_threads(n: int) -> None:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "NUMEXPR_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS"):
         os.environ[var] = str(n)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow_env()  # TF_CPP_MIN_LOG_LEVEL=2 unless set or PTYCHO_TF_LOG=1
     # idle OpenMP threads must not spin: with several jobs per core they starve each other
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

@@ -42,10 +42,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ptycho.config import IterativeConfig, is_solver_arm, snapshot_epochs
+from ptycho.config import IterativeConfig, dose_label, is_solver_arm, snapshot_epochs
 from ptycho.data.dataset import Dataset
 from ptycho.errors import ConfigError, DatasetError, PtychoError
 from ptycho.physics.forward import check_positions, patch_corners
+from ptycho.progress import format_duration, job_label
 from ptycho.reconstruct.io import (
     Reconstruction,
     Snapshots,
@@ -151,7 +152,8 @@ def _choose_device(device: str, torch) -> str:
 
 
 def _read_inputs(test_path: Path):
-    """Counts (n, N, N) float32, positions, probe, object shape, dose and overlap view."""
+    """Counts (n, N, N) float32, positions, probe, object shape, dose, overlap view and the file's
+    cell replicate."""
     with Dataset(test_path, require_object=False) as ds:
         n, N = ds.n, ds.N
         if n < 1:
@@ -166,6 +168,7 @@ def _read_inputs(test_path: Path):
                 "object grid of the reconstruction is unknown"
             ) from exc
         dose = ds.dose
+        replicate = ds.replicate
         try:
             view = str(ds.config.get("overlap_view", ""))
         except Exception:  # noqa: BLE001 - the view is informative only
@@ -186,7 +189,7 @@ def _read_inputs(test_path: Path):
         check_positions(shape, positions, N)
     except DatasetError as exc:
         raise DatasetError(f"{test_path}: {exc}") from exc
-    return counts, positions, probe, shape, dose, view
+    return counts, positions, probe, shape, dose, view, replicate
 
 
 @contextlib.contextmanager
@@ -360,7 +363,10 @@ def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
     if device not in DEVICES:
         raise ConfigError(f"iterative: device must be one of {DEVICES}, got {device!r}")
     test_path = Path(test_path)
-    counts, positions, probe, shape, dose, view = _read_inputs(test_path)
+    counts, positions, probe, shape, dose, view, replicate = _read_inputs(test_path)
+    # who is solving, in every progress line: e.g. "iterative 1e5_dense_r0"
+    label = job_label("iterative" if start is None else "hybrid", dose_label(dose), view or "none",
+                      replicate)
     n, N = counts.shape[0], counts.shape[1]
     H, W = shape
     guess = _start_object(start, shape, dose, test_path)
@@ -374,9 +380,9 @@ def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
     dev = _choose_device(device, torch)
     torch.set_num_threads(max(1, int(threads)))
     batch = int(min(cfg.batch_size, n))
-    log.info("pty-chi LSQML: %d patterns of %d x %d, object %d x %d, %d epochs, batch %d, "
-             "noise %s, refine_probe %s, device %s, %d threads, start %s, snapshots at %s", n, N,
-             N, H, W, cfg.iterations, batch, cfg.noise_model, cfg.refine_probe, dev,
+    log.info("%s: pty-chi LSQML on %s, %d patterns of %d x %d, object %d x %d, %d epochs, "
+             "batch %d, noise %s, refine_probe %s, device %s, %d threads, start %s, snapshots at "
+             "%s", label, test_path, n, N, N, H, W, cfg.iterations, batch, cfg.noise_model, cfg.refine_probe, dev,
              torch.get_num_threads(), "flat" if start is None else start.arm, list(epochs))
     costs: list[float] = []
     snaps, times = [], []
@@ -386,11 +392,17 @@ def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
         # one solve, paused at every progress report and snapshot epoch (pty-chi keeps its state
         # between run() calls, so the pauses do not change the result)
         done = 0
+        solve_s = 0.0  # time in pty-chi's epochs (the ETA's rate), snapshots and set-up excluded
         for stop in sorted(set(range(chunk, total, chunk)) | set(epochs)):
+            t_run = time.perf_counter()
             task.run(n_epochs=stop - done)
+            solve_s += time.perf_counter() - t_run
             done = stop
             costs = [float(v) for v in task.reconstructor.loss_tracker.table["loss"]]
-            log.info("LSQML epoch %d/%d: cost %.6g", done, total, costs[-1])
+            left = (f"ETA {format_duration(solve_s / done * (total - done))}" if done < total
+                    else "done")
+            log.info("%s LSQML epoch %d/%d: cost %.6g (%.1f s, %s)", label, done, total,
+                     costs[-1], solve_s, left)
             if not math.isfinite(costs[-1]):
                 raise PtychoError(f"{test_path}: LSQML diverged (cost {costs[-1]}) at epoch {done}")
             if done in epochs:
@@ -441,8 +453,8 @@ def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
         info["refined_probe_power_ratio"] = float(
             np.sum(np.abs(probe_out) ** 2) / (scale**2 * np.sum(np.abs(probe) ** 2))
         )
-    log.info("pty-chi LSQML finished in %.1f s (+%.1f s import%s), final cost %.6g", wall,
-             import_s, "" if start is None else f", +{offset:.1f} s {start.arm} inference",
+    log.info("%s: pty-chi LSQML finished in %.1f s (+%.1f s import%s), final cost %.6g", label,
+             wall, import_s, "" if start is None else f", +{offset:.1f} s {start.arm} inference",
              costs[-1])
     return Reconstruction(
         object=obj, weight=weight.astype(np.float32),

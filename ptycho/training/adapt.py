@@ -35,6 +35,7 @@ from ptycho.data.batches import BatchSource, count_statistics
 from ptycho.data.dataset import Dataset
 from ptycho.data.grouping import cell_labels, group_table, grouping_rng
 from ptycho.errors import DatasetError, TrainingError
+from ptycho.progress import job_label
 from ptycho.rng import int_seed, replicate_labels, rng_for
 
 log = logging.getLogger(__name__)
@@ -125,8 +126,12 @@ def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_s
         check = BatchSource(ds, table, np.sort(rng.permutation(len(table))[:n_check]),
                             per_batch, "pinn")
         initial_loss = loop.evaluate(model, check)
-        label = f"{arm} [{test_path.name}]"
-        recorder = EpochRecorder(label)
+        label = job_label(arm, dose_lbl, view, replicate)  # e.g. "adapted_g2 1e5_dense_r0"
+        log.info("%s: adapting %s to the counts of %s, %d epochs of %d steps, learning rate "
+                 "warmed up from 0 to %.3g over the first epoch, cosine decay to 0, check loss "
+                 "%.6g", label, source["arm"], test_path, cfg.epochs, len(train),
+                 cfg.learning_rate, initial_loss)
+        recorder = EpochRecorder(label, cfg.epochs)
         keep = KeepBest(initial_loss)
         t_fit = time.perf_counter()
         loop.fit(model, train, check, cfg.epochs, [NaNGuard(label), recorder, keep])

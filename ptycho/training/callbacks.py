@@ -9,6 +9,7 @@ import time
 import keras
 
 from ptycho.errors import TrainingError
+from ptycho.progress import eta
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +47,40 @@ class NaNGuard(keras.callbacks.Callback):
 class EpochRecorder(keras.callbacks.Callback):
     """Rows (epoch, loss, val_loss, lr) per epoch, logged as they come.
 
-    ``lr`` is the learning rate the epoch ran with (read before ReduceLROnPlateau acts on it).
+    ``lr`` is the learning rate the epoch ran with (read before ReduceLROnPlateau acts on it); under
+    a schedule, the rate of the epoch's first step. Each epoch's log line reads
+    ``<label> epoch k/K: loss .. val_loss .. lr .. (t s, ETA ..)``, where ``K`` is ``epochs`` and,
+    under a schedule, lr gives the rates of the epoch's first and last steps; the ETA says
+    "at most" when ``may_stop_early`` (early stopping).
     """
 
-    def __init__(self, label: str):
+    def __init__(self, label: str, epochs: int | None = None, may_stop_early: bool = False):
         super().__init__()
         self.label = label
+        self.epochs = epochs
+        self.may_stop_early = may_stop_early
         self.rows: list[dict] = []
         self.epoch_times: list[float] = []  # seconds per epoch, validation included
         self._t0 = 0.0
         self._lr = float("nan")
+        self._step0 = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
         self._lr = float(self.model.optimizer.learning_rate.numpy())
+        self._step0 = int(self.model.optimizer.iterations.numpy())
+
+    def _rate_text(self) -> str:
+        """The rate(s) the epoch's steps used: one value, or first -> last under a schedule."""
+        opt = self.model.optimizer
+        schedule = getattr(opt, "_learning_rate", None)
+        last_step = int(opt.iterations.numpy()) - 1
+        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule) and \
+                last_step > self._step0:
+            last = float(keras.ops.convert_to_numpy(schedule(last_step)))
+            if not math.isclose(last, self._lr, rel_tol=1e-3):
+                return f"{self._lr:.3g} -> {last:.3g}"
+        return f"{self._lr:.3g}"
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -67,8 +88,11 @@ class EpochRecorder(keras.callbacks.Callback):
                "val_loss": float(logs.get("val_loss", float("nan"))), "lr": self._lr}
         self.rows.append(row)
         self.epoch_times.append(time.perf_counter() - self._t0)
-        log.info("%s epoch %d: loss %.6g val_loss %.6g lr %.3g (%.1f s)", self.label, row["epoch"],
-                 row["loss"], row["val_loss"], row["lr"], self.epoch_times[-1])
+        total = self.epochs or row["epoch"]
+        log.info("%s epoch %d/%d: loss %.6g val_loss %.6g lr %s (%.1f s, %s)", self.label,
+                 row["epoch"], total, row["loss"], row["val_loss"], self._rate_text(),
+                 self.epoch_times[-1],
+                 eta(self.epoch_times, row["epoch"], total, at_most=self.may_stop_early))
 
 
 class KeepBest(keras.callbacks.Callback):

@@ -19,6 +19,7 @@ from ptycho.data.grouping import cell_labels, group_table, grouping_rng
 from ptycho.errors import ConfigError, DatasetError, TrainingError
 from ptycho.models.bundle import BUNDLE_VERSION, write_bundle
 from ptycho.models.runtime import configure_tensorflow, package_versions, peak_gpu_mb
+from ptycho.progress import job_label
 from ptycho.rng import int_seed, replicate_labels, rng_for
 
 log = logging.getLogger(__name__)
@@ -115,19 +116,20 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
 
         a0 = mean_transmission(stats["mean_counts_per_pattern"], ds.dose)
         model, loss_name = _build(arm_id, ds, gridsize, norm, tc, a0, len(train_src))
-        label = f"{arm_id} [{train_path.name}]"
+        label = job_label(arm_id, dose_lbl, view, replicate)  # e.g. "pinn_g1 1e5_dense_r0"
         from ptycho.training import loop
 
         initial_loss = loop.evaluate(model, val_src)
-        log.info("%s: %d train / %d validation items, norm %.4g, initial val loss %.6g",
-                 label, len(tr_idx), len(val_idx), norm, initial_loss)
+        log.info("%s: training on %s, %d train / %d validation items, norm %.4g, initial val "
+                 "loss %.6g, at most %d epochs", label, train_path, len(tr_idx), len(val_idx),
+                 norm, initial_loss, tc.epochs)
         if not math.isfinite(initial_loss):
             raise TrainingError(f"{label}: initial loss is {initial_loss}; no model was written")
 
         from ptycho.models.backbones import count_parameters
         from ptycho.training.callbacks import EpochRecorder, NaNGuard
 
-        recorder = EpochRecorder(label)
+        recorder = EpochRecorder(label, tc.epochs, may_stop_early=True)
         early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=tc.patience,
                                               restore_best_weights=True)
         callbacks = [NaNGuard(label), recorder, early]
