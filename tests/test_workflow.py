@@ -4,6 +4,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -108,6 +109,27 @@ def test_tiny_study_quality_time(tiny_run):
     summary = (root / "report" / "summary.md").read_text()
     assert "## Quality against time: matched quality" in summary
     assert "## Quality against time: iterations a network start saves" in summary
+
+
+@pytest.mark.slow
+def test_job_logs_name_arm_cell_replicate_and_progress(tiny_run):
+    """Every training and solver line says whose it is (arm, cell, replicate), how far it is (k/K)
+    and how long the rest takes; Snakemake prints no "Shell command: None" for script rules."""
+    logs = tiny_run / "logs"
+    for rule, arm in (("train_pinn", "pinn_g1"), ("train_pinn", "pinn_g2"),
+                      ("train_baseline", "baseline")):
+        for cell in ("1e3_dense_r0", "1e5_dense_r0"):
+            text = (logs / rule / arm / f"{cell}.log").read_text()
+            epochs = re.findall(rf"{arm} {cell} epoch (\d+)/3: loss \S+ val_loss \S+ lr \S+ "
+                                r"\(\d+\.\d s, (?:ETA at most [\w ]+|done)\)", text)
+            assert epochs and epochs == [str(k) for k in range(1, len(epochs) + 1)], text
+    for arm in ("iterative", "hybrid"):
+        text = (logs / "reconstruct" / arm / "1e5_dense_r0.log").read_text()
+        steps = re.findall(rf"{arm} 1e5_dense_r0 LSQML epoch (\d+)/20: cost \S+ "
+                           r"\(\d+\.\d s, (?:ETA [\w ]+|done)\)", text)
+        assert steps[0] == "1" and steps[-1] == "20" and len(steps) >= 10, text
+    runs = list((tiny_run.parents[2] / ".snakemake" / "log").glob("*.snakemake.log"))
+    assert runs and not any("Shell command: None" in p.read_text() for p in runs)
 
 
 @pytest.mark.slow
@@ -228,17 +250,23 @@ def _same_metrics(got: dict, want: dict, rel: float = 1e-6) -> None:
 
 @pytest.mark.slow
 def test_readme_api_example_runs_and_matches_the_workflow(tiny_run, tmp_path):
-    """The README's ten lines, run as written, give the workflow's metrics for the same cell."""
+    """The README's example, run as written, gives the workflow's metrics for the same cell and
+    writes only into a temporary directory."""
     (tmp_path / "tests" / "data").mkdir(parents=True)
     shutil.copy(TINY, tmp_path / "tests" / "data" / "tiny_study.yaml")
+    tmp = tmp_path / "tmp"  # the example writes into a new temporary directory
+    tmp.mkdir()
     r = subprocess.run([sys.executable, "-c", _readme_api_example()], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=600, check=False)
+                       capture_output=True, text=True, timeout=600, check=False,
+                       env=dict(os.environ, TMPDIR=str(tmp)))
     assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tests", "tmp"]  # nothing beside it
+    (out,) = tmp.glob("ptycho-demo-*")
     amp, phase = (float(v) for v in r.stdout.split()[-2:])
     wf = json.loads((tiny_run / "eval" / "pinn_g1" / EXTERNAL_CELL / "metrics.json").read_text())
     assert amp == pytest.approx(wf["metrics"]["amplitude"]["ssim"], rel=1e-6)
     assert phase == pytest.approx(wf["metrics"]["phase"]["ssim"], rel=1e-6)
-    api = json.loads((tmp_path / "demo" / "eval" / "pinn_g1" / "metrics.json").read_text())
+    api = json.loads((out / "eval" / "pinn_g1" / "metrics.json").read_text())
     _same_metrics(api, wf)
 
 
