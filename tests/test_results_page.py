@@ -171,3 +171,16 @@ def test_missing_report_is_an_error(tmp_path):
                        cwd=REPO)
     assert r.returncode == 1 and "metrics table not found" in r.stderr
     assert not (tmp_path / "x.md").exists()
+
+
+def test_replicates_show_the_mean_its_t_interval_and_every_value():
+    from scipy.stats import t as student
+
+    vals = [0.40, 0.43, 0.46]
+    reps = [{"dose": 1000.0, "overlap": "dense", "arm": "pinn_g1", "quantity": "phase",
+             "metric": "ssim", "value": v, "replicate": k, "ci_low": v - 0.01,
+             "ci_high": v + 0.01} for k, v in enumerate(vals)]
+    half = student.ppf(0.975, 2) * 0.03 / math.sqrt(3)  # sd of 0.40, 0.43, 0.46 is 0.03
+    assert RP._estimate_text(reps) == (
+        f"0.430 [{0.43 - half:.3f}, {0.43 + half:.3f}]; replicates: 0.400 [0.390, 0.410], "
+        "0.430 [0.420, 0.440], 0.460 [0.450, 0.470]")
