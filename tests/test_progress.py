@@ -62,10 +62,31 @@ def test_epoch_lines_carry_k_of_K_eta_and_the_rate_used(caplog, scheduled):
         assert line.startswith(f"adapted_g2 1e5_dense_r0 epoch {k}/3: loss ")
     assert ("ETA at most" in lines[0]) is not scheduled and lines[-1].endswith(", done)")
     if scheduled:  # warm-up from 0 over the first epoch: its line gives the rates it used
-        assert "lr 0 -> 0.0075" in lines[0]
+        assert "lr 0 -> 0.0075 (" in lines[0] and "lr 0.01 -> " in lines[1]
         assert [r["lr"] for r in rec.rows][0] == 0.0  # history: the rate of the first step
     else:
         assert all("lr 0.01 (" in line for line in lines)
+
+
+def test_a_warm_up_ending_inside_the_epoch_shows_its_peak(caplog):
+    from ptycho.models.runtime import configure_tensorflow
+
+    configure_tensorflow(1)
+    import keras
+
+    from ptycho.training import loop
+    from ptycho.training.callbacks import EpochRecorder
+    from ptycho.training.fit import cosine_schedule
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    # one epoch of 4 steps: warm-up over steps 0-2 (peak 0.01 at step 2), decay at step 3
+    model.compile(optimizer=keras.optimizers.Adam(cosine_schedule(1e-2, 1, 4)), loss="mse")
+    with caplog.at_level(logging.INFO, logger="ptycho.training.callbacks"):
+        loop.fit(model, _Source(0), _Source(1), 1, [EpochRecorder("adapted_g2 1e3_sparse_r1", 1)])
+    (line,) = [r.getMessage() for r in caplog.records if "epoch" in r.getMessage()]
+    assert line.startswith("adapted_g2 1e3_sparse_r1 epoch 1/1: ")
+    assert "lr 0 -> 0.01 -> 0.005 (" in line and line.endswith(", done)")
 
 
 def _run(code, **env):

@@ -120,17 +120,17 @@ def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_s
         train = BatchSource(ds, table, everything, per_batch, "pinn", rng, per_epoch=per_epoch)
         # a fresh Adam at full step size would first knock the trained weights off (its first
         # steps are ~lr per weight whatever the gradient): warm up over one epoch, then decay to 0
-        model.compile(optimizer=keras.optimizers.Adam(
-            cosine_schedule(cfg.learning_rate, cfg.epochs, len(train))), loss=PoissonNLL())
+        schedule = cosine_schedule(cfg.learning_rate, cfg.epochs, len(train))
+        model.compile(optimizer=keras.optimizers.Adam(schedule), loss=PoissonNLL())
         n_check = max(1, round(ADAPT_CHECK_FRACTION * len(table)))
         check = BatchSource(ds, table, np.sort(rng.permutation(len(table))[:n_check]),
                             per_batch, "pinn")
         initial_loss = loop.evaluate(model, check)
         label = job_label(arm, dose_lbl, view, replicate)  # e.g. "adapted_g2 1e5_dense_r0"
         log.info("%s: adapting %s to the counts of %s, %d epochs of %d steps, learning rate "
-                 "warmed up from 0 to %.3g over the first epoch, cosine decay to 0, check loss "
-                 "%.6g", label, source["arm"], test_path, cfg.epochs, len(train),
-                 cfg.learning_rate, initial_loss)
+                 "from 0 up to %.3g over the first %d steps, then a cosine decay to 0 over %d, "
+                 "check loss %.6g", label, source["arm"], test_path, cfg.epochs, len(train),
+                 cfg.learning_rate, schedule.warmup_steps, schedule.decay_steps, initial_loss)
         recorder = EpochRecorder(label, cfg.epochs)
         keep = KeepBest(initial_loss)
         t_fit = time.perf_counter()

@@ -50,7 +50,8 @@ class EpochRecorder(keras.callbacks.Callback):
     ``lr`` is the learning rate the epoch ran with (read before ReduceLROnPlateau acts on it); under
     a schedule, the rate of the epoch's first step. Each epoch's log line reads
     ``<label> epoch k/K: loss .. val_loss .. lr .. (t s, ETA ..)``, where ``K`` is ``epochs`` and,
-    under a schedule, lr gives the rates of the epoch's first and last steps; the ETA says
+    under a schedule, lr gives the rates of the epoch's first and last steps (and the highest
+    between them where a warm-up ends inside the epoch: ``0 -> 0.001 -> 2e-05``); the ETA says
     "at most" when ``may_stop_early`` (early stopping).
     """
 
@@ -71,16 +72,31 @@ class EpochRecorder(keras.callbacks.Callback):
         self._step0 = int(self.model.optimizer.iterations.numpy())
 
     def _rate_text(self) -> str:
-        """The rate(s) the epoch's steps used: one value, or first -> last under a schedule."""
+        """The rate(s) the epoch's steps used: one value or, under a schedule, first -> last, with
+        the highest rate between them when it exceeds both (a warm-up ending inside the epoch)."""
         opt = self.model.optimizer
         schedule = getattr(opt, "_learning_rate", None)
         last_step = int(opt.iterations.numpy()) - 1
-        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule) and \
-                last_step > self._step0:
-            last = float(keras.ops.convert_to_numpy(schedule(last_step)))
-            if not math.isclose(last, self._lr, rel_tol=1e-3):
-                return f"{self._lr:.3g} -> {last:.3g}"
-        return f"{self._lr:.3g}"
+        if not isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule) or \
+                last_step <= self._step0:
+            return f"{self._lr:.3g}"
+        steps = {last_step, *(self._step0 + (last_step - self._step0) * i // 16
+                              for i in range(1, 16))}
+        peak_step = getattr(schedule, "warmup_steps", None)
+        if isinstance(peak_step, int) and self._step0 < peak_step < last_step:
+            steps.add(peak_step)
+
+        def rate(step):
+            return float(keras.ops.convert_to_numpy(schedule(step)))
+
+        last = rate(last_step)
+        peak = max(rate(k) for k in steps)
+        text = f"{self._lr:.3g}"
+        if peak > 1.001 * max(self._lr, last):
+            text += f" -> {peak:.3g}"
+        if not math.isclose(last, self._lr, rel_tol=1e-3) or text != f"{self._lr:.3g}":
+            text += f" -> {last:.3g}"
+        return text
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
