@@ -16,7 +16,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "ptycho"
 
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("ptycho", "ptycho.errors"),  # the package root (versions) and the error types
+    # the package root (versions), the error types, progress-line formatting (no ptycho import)
+    ("ptycho", "ptycho.errors", "ptycho.progress"),
     ("ptycho.rng", "ptycho.models.spec"),  # seeded streams; a backbone as plain data (no Keras)
     ("ptycho.config",),  # the study: schema, validation, defaults
     ("ptycho.physics",),  # pure-NumPy physics
@@ -121,7 +122,8 @@ def _where(mods, mod: str, line: int) -> str:
 
 def test_every_module_is_in_a_layer():
     missing = [m for m in modules() if part_of(m) is None]
-    assert not missing, f"modules in no layer of LAYERS (add them): {missing}"
+    assert not missing, (f"modules in no layer: {missing}; declare each in LAYERS "
+                         "(tests/test_architecture.py), in the lowest layer its imports allow")
 
 
 def test_no_import_cycles():
