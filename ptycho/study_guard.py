@@ -63,10 +63,10 @@ def check_results_owner(results_dir, study: str, study_file, workdir=None) -> di
         return want
     try:
         have = json.loads(marker.read_text())
-        if not isinstance(have, dict):
-            raise ValueError("not a JSON object")
     except (OSError, ValueError):
-        raise ConfigError(f"{marker}: unreadable results marker; remove it or the directory") from None
+        have = None
+    if not isinstance(have, dict):
+        raise ConfigError(f"{marker}: unreadable results marker; remove it or the directory")
     owner = have.get("study")
     if owner != study:
         raise ConfigError(f"{marker}: results directory belongs to study '{owner}', not '{study}' "

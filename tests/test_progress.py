@@ -63,7 +63,7 @@ def test_epoch_lines_carry_k_of_K_eta_and_the_rate_used(caplog, scheduled):
     assert ("ETA at most" in lines[0]) is not scheduled and lines[-1].endswith(", done)")
     if scheduled:  # warm-up from 0 over the first epoch: its line gives the rates it used
         assert "lr 0 -> 0.0075 (" in lines[0] and "lr 0.01 -> " in lines[1]
-        assert [r["lr"] for r in rec.rows][0] == 0.0  # history: the rate of the first step
+        assert rec.rows[0]["lr"] == 0.0  # history: the rate of the first step
     else:
         assert all("lr 0.01 (" in line for line in lines)
 

@@ -79,7 +79,9 @@ def cells(scale):
 # one under the same name, is refused here, before any job (a dry run too); the record is written
 # when the run starts.
 try:
-    STUDY_RECORD = check_results_owner(Path(RESULTS) / STUDY_NAME, STUDY_NAME, STUDY_FILE)
+    STUDY_RECORD = check_results_owner(
+        Path(RESULTS) / STUDY_NAME, STUDY_NAME, STUDY_FILE
+    )
 except PtychoError as _exc:
     raise WorkflowError(str(_exc))
 
