@@ -300,7 +300,7 @@ def benchmark_files(wildcards):
 EXTERNAL = STUDY.data.external
 GROUND_TRUTH = STUDY.data.ground_truth
 if EXTERNAL:
-    from ptycho.data.external import check_external
+    from ptycho.interop.external import check_external
     from ptycho.errors import PtychoError
 
     try:  # every external file is opened and checked before any job runs
