@@ -67,7 +67,7 @@ def pytest_collection_modifyitems(items):
 def tiny_run(tmp_path_factory):
     """``results/tiny/scaled`` of the tiny end-to-end study (``tests/data/tiny_study.yaml``), run
     once per test session: the first test worker that needs it runs it under a file lock, the
-    others wait and reuse it (about 2 min when idle). Test modules may define their own."""
+    others wait and reuse it (about 2 min when idle). Tests that change files work on a copy."""
     import fcntl
 
     from test_workflow import TINY, make_workdir, snakemake

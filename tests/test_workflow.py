@@ -38,13 +38,7 @@ def make_workdir(tmp: Path, study: dict | Path) -> Path:
     return tmp
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    wd = make_workdir(tmp_path_factory.mktemp("e2e"), TINY)
-    r = snakemake(wd, "--cores", "2", "phase_g_scaled", timeout=1800)  # about 2 min when idle
-    if r.returncode != 0:
-        pytest.fail(f"snakemake failed:\n{r.stdout[-4000:]}\n{r.stderr[-8000:]}")
-    return wd / "results" / "tiny" / "scaled"
+# ``tiny_run`` (the tiny end-to-end study, run once per test session) is in conftest.py.
 
 
 @pytest.mark.slow
