@@ -205,6 +205,11 @@ class IterativeConfig:
     noise_model: str
     refine_probe: bool
     snapshots: tuple[int, ...] | None = None
+    refine_positions: bool = False
+    """pty-chi's position correction (gradient method) on the test scan."""
+    probe_modes: int = 0
+    """Incoherent probe modes of the solve: 0 those of the dataset's nominal probe; M >= 1 that
+    many (modes the nominal probe lacks are added with a small power and refined)."""
 
 
 def snapshot_epochs(iterations: int, requested=None, where: str = "'iterative/snapshots'"
@@ -227,6 +232,108 @@ def snapshot_epochs(iterations: int, requested=None, where: str = "'iterative/sn
             out.add(int(e))
     out.add(iterations)
     return tuple(sorted(out))
+
+
+@dataclass(frozen=True)
+class ErrorLevel:
+    """One level of a study's error axes: a grid coordinate next to dose and overlap.
+
+    ``kind``: 'probe' (the arms' nominal probe has relative error ``probe_error``, produced by
+    ``probe_kind``), 'positions' (nominal positions = true + jitter of RMS ``jitter_px`` and the
+    systematic ``scale`` / ``rotation_deg`` / ``drift_px``) or 'coherence' (data from incoherent
+    probe modes of power ``fractions``; the arms get ``nominal_modes`` 'one' or 'all').
+    ``value``: the level on its axis (relative error, pixels, or 1 - the first mode's fraction)."""
+
+    label: str
+    kind: str
+    value: float
+    probe_kind: str = "defocus"
+    probe_error: float = 0.0
+    jitter_px: float = 0.0
+    scale: float = 0.0
+    rotation_deg: float = 0.0
+    drift_px: float = 0.0
+    fractions: tuple[float, ...] = ()
+    nominal_modes: str = "one"
+
+
+@dataclass(frozen=True)
+class ErrorsConfig:
+    """The study's error axes (``errors`` in the study YAML); level 0 of an axis is the exact
+    cell every study has, so it adds no grid cell."""
+
+    probe_kind: str = "defocus"
+    probe_levels: tuple[float, ...] = ()
+    jitter_px: tuple[float, ...] = ()
+    scale: float = 0.0
+    rotation_deg: float = 0.0
+    drift_px: float = 0.0
+    coherence: tuple[tuple[float, ...], ...] = ()
+    nominal_modes: str = "one"
+
+    def levels(self) -> tuple[ErrorLevel, ...]:
+        """Every non-zero level, in the order probe, positions, coherence."""
+        out = []
+        for e in self.probe_levels:
+            if e > 0:
+                out.append(ErrorLevel(label=f"probe{_num(100 * e)}", kind="probe", value=float(e),
+                                      probe_kind=self.probe_kind, probe_error=float(e)))
+        for j in self.jitter_px:
+            if j > 0 or (j == 0 and (self.scale or self.rotation_deg or self.drift_px)):
+                out.append(ErrorLevel(label=f"jitter{_num(j)}", kind="positions", value=float(j),
+                                      jitter_px=float(j), scale=self.scale,
+                                      rotation_deg=self.rotation_deg, drift_px=self.drift_px))
+        for f in self.coherence:
+            out.append(ErrorLevel(label=f"modes{len(f)}p{_num(100 * f[0])}", kind="coherence",
+                                  value=float(1 - f[0]), fractions=tuple(f),
+                                  nominal_modes=self.nominal_modes))
+        return tuple(out)
+
+    def level(self, label: str) -> ErrorLevel | None:
+        """The level of a label; None for '' or 'exact' (no error)."""
+        if label in ("", "exact"):
+            return None
+        for lv in self.levels():
+            if lv.label == label:
+                return lv
+        raise ConfigError(f"unknown error level '{label}', expected one of "
+                          f"{[lv.label for lv in self.levels()]}")
+
+
+def _num(x: float) -> str:
+    """A level's number in a label: 10, 2.5, 0.5 (no exponent, no trailing zeros)."""
+    return f"{round(float(x), 6):g}"
+
+
+def _errors_config(d: dict, source: str) -> ErrorsConfig | None:
+    """The ``errors`` section, checked; None when absent or every level is 0."""
+    e = d.get("errors")
+    if not e:
+        return None
+    p = e.get("probe") or {}
+    q = e.get("positions") or {}
+    c = e.get("coherence") or {}
+    fr = []
+    for i, f in enumerate(c.get("fractions", [])):
+        if abs(sum(f) - 1.0) > 1e-6:
+            raise ConfigError(f"{source}: 'errors/coherence/fractions/{i}': mode power fractions "
+                              f"must sum to 1, got {list(f)} (sum {sum(f):g})")
+        fr.append(tuple(float(x) for x in f))
+    if p.get("kind") == "aperture" and any(x > 0 for x in p.get("levels", [])) and \
+            d["probe"]["source"] != "simulated":
+        raise ConfigError(f"{source}: 'errors/probe/kind': an aperture error needs a simulated "
+                          "probe (probe/source: simulated); use defocus or aberration")
+    cfg = ErrorsConfig(probe_kind=p.get("kind", "defocus"),
+                       probe_levels=tuple(float(x) for x in p.get("levels", [])),
+                       jitter_px=tuple(float(x) for x in q.get("jitter_px", [])),
+                       scale=float(q.get("scale", 0.0)),
+                       rotation_deg=float(q.get("rotation_deg", 0.0)),
+                       drift_px=float(q.get("drift_px", 0.0)),
+                       coherence=tuple(fr), nominal_modes=c.get("nominal_modes", "one"))
+    labels = [lv.label for lv in cfg.levels()]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"{source}: 'errors': levels {labels} repeat a label")
+    return cfg if labels else None
 
 
 @dataclass(frozen=True)
@@ -446,6 +553,9 @@ class StudyConfig:
     equal_fluence: EqualFluenceConfig | None = None
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    errors: ErrorsConfig | None = None
+    """Error axes (probe, positions, coherence); None: every arm gets the exact probe and
+    positions (no error cells)."""
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -533,6 +643,7 @@ class StudyConfig:
             equal_fluence=_equal_fluence(d, source),
             geometry=GeometryConfig(**d["geometry"]),
             data=_data_config(d, source),
+            errors=_errors_config(d, source),
         )
 
     @classmethod
@@ -541,7 +652,19 @@ class StudyConfig:
 
     # ----------------------------------------------------------------- views
     def to_dict(self) -> dict:
-        return json.loads(json.dumps(asdict(self)))
+        """The resolved study, JSON-able. Options that are off (no error axes, iterative
+        position correction off, the dataset's probe modes) are left out, so a study that does not
+        use them records the same configuration (and writes the same dataset files) as before
+        they existed."""
+        out = json.loads(json.dumps(asdict(self)))
+        if out.get("errors") is None:
+            out.pop("errors", None)
+        for sc in out.get("scales", {}).values():
+            it = sc.get("iterative", {})
+            for key, off in _OFF_ITERATIVE.items():
+                if it.get(key) == off:
+                    it.pop(key)
+        return out
 
     def scale(self, name: str) -> ScaleConfig:
         if name not in self.scales:
@@ -603,6 +726,9 @@ def _hybrid_config(d: dict, source: str, adapted_g: int | None = None) -> Hybrid
         raise ConfigError(f"{source}: 'hybrid/start_from' is {start!r}, which is not a network arm "
                           f"of this study; expected one of {networks}")
     return HybridConfig(start_from=start)
+
+
+_OFF_ITERATIVE = {"refine_positions": False, "probe_modes": 0}
 
 
 def is_solver_arm(arm_id: str) -> bool:

@@ -2,13 +2,17 @@
 
 /diffraction (n, N, N) float32 counts, chunked by patterns
 /positions   (n, 2) float64 patch centres (y, x) in object pixels
-/probe       (N, N) complex64
+/probe       (N, N) complex64 the nominal probe (the one the arms are told)
+/probe_modes (M, N, N) complex64, optional: the nominal probe's incoherent modes (M >= 2)
+/true_probe, /true_positions  optional: the probe (N, N) or modes (M, N, N) and the positions
+             that made the data, in a cell with model errors (/positions is then nominal)
 /object      (H, W) complex64 ground truth (absent for external data without one: the grid is
              then the 'object_size' of the config attribute)
 root attributes: dose, overlap_target, overlap_measured, overlap_area, probe_diameter, split, seed,
 N, format_version, config (JSON); replicate (int, 0 when absent), fluence (mean incident photons
 per object pixel over the split's lit region), exposures_per_px (fluence / dose), and, when the
-study gives the object pixel size, pixel_size_m and fluence_per_m2.
+study gives the object pixel size, pixel_size_m and fluence_per_m2; in a cell with model errors
+error_level, error_kind, probe_error (relative), position_rms_error_px and errors (JSON).
 Writers stream patterns in chunks; readers validate on open and read batches lazily.
 """
 
@@ -52,6 +56,9 @@ class DatasetMeta:
     replicate: int = 0
     fluence: dict | None = None
     """``ptycho.physics.illumination.scan_fluence`` of the split (None: not recorded)."""
+    errors: dict | None = None
+    """The cell's error level (``ptycho.data.generate``: level label, kind, recorded probe error
+    and position RMS error); None: the arms get the exact probe and positions."""
 
 
 class DatasetWriter:
@@ -62,8 +69,12 @@ class DatasetWriter:
     give a bit-identical file.
     """
 
-    def __init__(self, path, n: int, positions, probe, obj, meta: DatasetMeta, chunk: int = 256):
+    def __init__(self, path, n: int, positions, probe, obj, meta: DatasetMeta, chunk: int = 256,
+                 extras: dict | None = None):
         self.path = Path(path)
+        # further arrays (name -> array): the true probe and positions of an error cell, the
+        # nominal probe modes
+        self.extras = dict(extras or {})
         self.n = int(n)
         self.positions = np.asarray(positions, dtype=np.float64)
         self.probe = np.asarray(probe, dtype=np.complex64)
@@ -96,6 +107,8 @@ class DatasetWriter:
             f.create_dataset("probe", data=self.probe, **kw)
             if self.obj is not None:
                 f.create_dataset("object", data=self.obj, **kw)
+            for name, arr in self.extras.items():
+                f.create_dataset(name, data=arr, **kw)
             m = self.meta
             f.attrs["dose"] = float(m.dose)
             f.attrs["overlap_target"] = float(m.overlap_target)
@@ -114,6 +127,12 @@ class DatasetWriter:
                 if m.fluence.get("photons_per_m2") is not None:
                     f.attrs["fluence_per_m2"] = float(m.fluence["photons_per_m2"])
                     f.attrs["pixel_size_m"] = float(m.fluence["pixel_size_m"])
+            if m.errors is not None:
+                f.attrs["error_level"] = str(m.errors["label"])
+                f.attrs["error_kind"] = str(m.errors["kind"])
+                f.attrs["probe_error"] = float(m.errors["probe_error"])
+                f.attrs["position_rms_error_px"] = float(m.errors["position_rms_error_px"])
+                f.attrs["errors"] = json.dumps(m.errors, sort_keys=True)
         except BaseException as exc:
             self._abort(exc)
             raise
@@ -276,6 +295,38 @@ class Dataset:
     @property
     def probe(self) -> np.ndarray:
         return self._f["probe"][()]
+
+    @property
+    def probe_modes(self) -> np.ndarray:
+        """The nominal probe as incoherent modes (M, N, N) complex64: ``/probe_modes`` when the
+        file has several, else ``/probe`` as one mode."""
+        if "probe_modes" in self._f:
+            return self._f["probe_modes"][()]
+        return self.probe[None]
+
+    @property
+    def has_model_errors(self) -> bool:
+        """True when the file's nominal probe or positions differ from the true ones."""
+        return "true_probe" in self._f or "true_positions" in self._f
+
+    @property
+    def true_positions(self) -> np.ndarray:
+        """The positions that made the data (simulated files; the nominal ones when no error)."""
+        return self._f["true_positions"][()] if "true_positions" in self._f else self.positions
+
+    @property
+    def true_probe(self) -> np.ndarray:
+        """The probe that made the data, (N, N) or modes (M, N, N) (the nominal one when no
+        error)."""
+        return self._f["true_probe"][()] if "true_probe" in self._f else self.probe_modes
+
+    @property
+    def errors(self) -> dict | None:
+        """The cell's error record (``DatasetMeta.errors``), None for an exact cell."""
+        a = self._f.attrs.get("errors")
+        if a is None:
+            return None
+        return json.loads(a.decode() if isinstance(a, bytes) else a)
 
     @property
     def object(self) -> np.ndarray:

@@ -23,7 +23,7 @@ from ptycho.physics.noise import poisson_counts
 from ptycho.physics.object import load_object, skimage_object
 from ptycho.physics.probe import energy_diameter, load_probe, simulated_probe
 from ptycho.physics.scan import ScanRegion, mean_area_overlap, measured_overlap, scan_positions
-from ptycho.rng import replicate_labels, rng_for
+from ptycho.rng import int_seed, replicate_labels, rng_for
 
 
 def build_object(study: StudyConfig, scale: ScaleConfig) -> np.ndarray:
@@ -76,19 +76,35 @@ def hash_label(label: str) -> int:
     return zlib.crc32(label.encode()) & 0x7FFFFFFF
 
 
-def write_split(path, obj, probe, positions, dose, meta: DatasetMeta, chunk: int, rng) -> dict:
-    """Simulate and stream one split to ``path``; returns per-file statistics."""
+def write_split(path, obj, probe, positions, dose, meta: DatasetMeta, chunk: int, rng,
+                nominal: dict | None = None) -> dict:
+    """Simulate and stream one split to ``path``; returns per-file statistics.
+
+    ``probe`` (N, N) or modes (M, N, N) and ``positions`` make the data. ``nominal`` (a cell with
+    model errors): ``{"probe": (N, N) or (M, N, N), "positions": (n, 2)}`` the file stores as
+    ``/probe`` (``/probe_modes``) and ``/positions``, the true ones as ``/true_probe`` and
+    ``/true_positions``."""
     n = len(positions)
     total = 0.0
     zero_frac = 0.0
-    with DatasetWriter(path, n, positions, probe, obj, meta, chunk=chunk) as w:
+    stored_probe, stored_pos, extras = probe, positions, None
+    if nominal is not None:
+        nom_probe = np.asarray(nominal["probe"], np.complex64)
+        stored_pos = np.asarray(nominal["positions"], np.float64)
+        extras = {"true_probe": np.asarray(probe, np.complex64),
+                  "true_positions": np.asarray(positions, np.float64)}
+        if nom_probe.ndim == 3 and len(nom_probe) > 1:
+            extras["probe_modes"] = nom_probe
+        stored_probe = nom_probe[0] if nom_probe.ndim == 3 else nom_probe
+    with DatasetWriter(path, n, stored_pos, stored_probe, obj, meta, chunk=chunk,
+                       extras=extras) as w:
         for s in range(0, n, chunk):
             lam = simulate_expected(obj, probe, positions[s : s + chunk], dose)
             counts = poisson_counts(lam, rng)
             w.write(counts)
             total += float(counts.sum(dtype=np.float64))
             zero_frac += float(np.count_nonzero(counts == 0))
-    N = probe.shape[0]
+    N = probe.shape[-1]
     return {
         "n_patterns": n,
         "mean_photons_per_pattern": total / max(n, 1),
@@ -96,10 +112,60 @@ def write_split(path, obj, probe, positions, dose, meta: DatasetMeta, chunk: int
     }
 
 
+def nominal_inputs(study: StudyConfig, scale: ScaleConfig, level, probe: np.ndarray,
+                   overlap_view: str, object_shape) -> tuple[np.ndarray, np.ndarray, dict]:
+    """What an error level does to a cell: (true probe or modes that make the data, nominal probe
+    the arms get, record); positions are handled per split by :func:`nominal_positions`."""
+    from ptycho.physics.errors import coherent_modes, probe_with_error
+
+    rec = {"label": level.label, "kind": level.kind, "value": level.value,
+           "probe_error": 0.0, "position_rms_error_px": 0.0}
+    true, nominal = probe, probe
+    if level.kind == "probe":
+        simulated = study.probe.source == "simulated"
+        nominal, prec = probe_with_error(
+            probe, level.probe_kind, level.probe_error,
+            rng_seed=int_seed(study.seeds.simulation, "probe_error", level.label),
+            aperture_radius=study.probe.aperture_radius if simulated else None,
+            fresnel_number=study.probe.fresnel_number if simulated else None,
+            key="errors/probe")
+        rec["probe"] = prec
+    elif level.kind == "coherence":
+        true = coherent_modes(probe, level.fractions)
+        nominal = true if level.nominal_modes == "all" else true[:1]
+        rec["fractions"] = list(level.fractions)
+        rec["nominal_modes"] = level.nominal_modes
+    from ptycho.physics.errors import relative_probe_error
+
+    rec["probe_error"] = relative_probe_error(nominal, true)
+    return true, nominal, rec
+
+
+def nominal_positions(study: StudyConfig, scale: ScaleConfig, level, true_pos: np.ndarray,
+                      object_shape, overlap_view: str, split: str, replicate: int):
+    """Nominal positions of one split at a position-error level, and their record."""
+    from ptycho.physics.errors import positions_with_error
+
+    region = ScanRegion.for_object(object_shape, scale.N)
+    rng = rng_for(study.seeds.simulation, "position_error", level.label, overlap_view, split,
+                  *replicate_labels(replicate))
+    H, W = object_shape
+    return positions_with_error(true_pos, rng, jitter_px=level.jitter_px, scale=level.scale,
+                                rotation_deg=level.rotation_deg, drift_px=level.drift_px,
+                                centre=((region.y0 + region.y1) / 2, (region.x0 + region.x1) / 2),
+                                bounds=(region.y0, region.y1, region.x0, region.x1))
+
+
 def simulate_cell(study: StudyConfig, scale_name: str, dose: str | float, overlap_view: str,
-                  train_path, test_path, replicate: int = 0) -> dict:
+                  train_path, test_path, replicate: int = 0, error_level: str = "") -> dict:
     """Write the train and test files of one cell's replicate ``replicate`` (0 .. replicates - 1
-    of the scale); return the cell summary (JSON-able)."""
+    of the scale) at error level ``error_level`` ('' : exact probe and positions); return the
+    cell summary (JSON-able).
+
+    At an error level the data are made by the true probe (modes) and positions; the files
+    store the nominal ones as ``/probe`` and ``/positions`` (what the arms read) and the true ones
+    beside them. Probe and position errors leave the counts of the exact cell unchanged (same
+    noise streams): only what the arms are told differs."""
     t0 = time.perf_counter()
     scale = study.scale(scale_name)
     replicate = int(replicate)
@@ -118,6 +184,17 @@ def simulate_cell(study: StudyConfig, scale_name: str, dose: str | float, overla
     cfg = {"study": study.to_dict(), "scale": scale_name, "dose_label": label,
            "overlap_view": overlap_view, "split_row": row, "object_size": list(obj.shape),
            "replicate": replicate}
+    level = None
+    if error_level not in ("", "exact"):
+        if study.errors is None:
+            raise ConfigError(f"error level '{error_level}' requested, but the study has no "
+                              "'errors' section")
+        level = study.errors.level(error_level)
+        cfg["error_level"] = level.label
+    true_probe, nom_probe, err_rec = probe, probe, None
+    if level is not None:
+        true_probe, nom_probe, err_rec = nominal_inputs(study, scale, level, probe, overlap_view,
+                                                        obj.shape)
     summary = {
         "study": study.study, "scale": scale_name, "dose": dose_value, "dose_label": label,
         "overlap_view": overlap_view, "overlap_target": f_target, "overlap_measured": f_meas,
@@ -126,17 +203,31 @@ def simulate_cell(study: StudyConfig, scale_name: str, dose: str | float, overla
         "seed": study.seeds.simulation, "replicate": replicate,
     }
     for split, pos, path in (("train", train, train_path), ("test", test, test_path)):
-        fluence = scan_fluence(obj.shape, pos, probe, dose_value, scale.pixel_size_m)
+        illum = probe if true_probe.ndim == 2 else np.sqrt(np.sum(np.abs(true_probe) ** 2, 0))
+        fluence = scan_fluence(obj.shape, pos, illum, dose_value, scale.pixel_size_m)
+        nominal, errors = None, None
+        if level is not None:
+            nom_pos, pos_rec = pos, None
+            if level.kind == "positions":
+                nom_pos, pos_rec = nominal_positions(study, scale, level, pos, obj.shape,
+                                                     overlap_view, split, replicate)
+            errors = dict(err_rec)
+            if pos_rec is not None:
+                errors["positions"] = pos_rec
+                errors["position_rms_error_px"] = pos_rec["rms_error_px"]
+            nominal = {"probe": nom_probe, "positions": nom_pos}
         meta = DatasetMeta(dose=dose_value, overlap_target=f_target,
                            overlap_measured=measured_overlap(pos, d) if len(pos) > 1 else f_meas,
                            overlap_area=f_area, probe_diameter=d, split=split,
                            seed=study.seeds.simulation, config=cfg, replicate=replicate,
-                           fluence=fluence)
+                           fluence=fluence, errors=errors)
         rng = rng_for(study.seeds.simulation, "noise", label, overlap_view, split,
                       *replicate_labels(replicate))
-        summary["splits"][split] = write_split(path, obj, probe, pos, dose_value, meta,
-                                               scale.chunk_size, rng)
+        summary["splits"][split] = write_split(path, obj, true_probe, pos, dose_value, meta,
+                                               scale.chunk_size, rng, nominal=nominal)
         summary["splits"][split]["fluence"] = fluence
+        if errors is not None:
+            summary["splits"][split]["errors"] = errors
     shared = shared_pixels(obj.shape, train, test, scale.N)
     if shared:
         raise DatasetError(f"train and test patches share {shared} object pixels")
@@ -145,4 +236,5 @@ def simulate_cell(study: StudyConfig, scale_name: str, dose: str | float, overla
     return summary
 
 
-__all__ = ["build_object", "build_probe", "cell_geometry", "scan_geometry", "simulate_cell"]
+__all__ = ["build_object", "build_probe", "cell_geometry", "nominal_inputs", "nominal_positions",
+           "scan_geometry", "simulate_cell"]

@@ -10,7 +10,8 @@ line naming the study file, the key and what was expected:
   object's amplitude lies in (0, 1] and the probe is square and not zero (at parse time);
 - ``check_scale``: for one scale, the probe (simulated, or the file's, which must be N x N) and,
   for every overlap view, the scan step (at least half a pixel), the positions that fit the object
-  and the train/test split (when the DAG is built, once per scale that is run).
+  and the train/test split (when the DAG is built, once per scale that is run), and that every
+  probe-error level of the study's ``errors`` is one its probe can produce.
 """
 
 from __future__ import annotations
@@ -58,6 +59,16 @@ def check_scale(study: StudyConfig, scale_name: str, source: str) -> None:
         shape = load_object(study.object.path).shape
     else:
         shape = scale.object_size
+    if study.errors is not None:  # every probe-error level must be one the probe can produce
+        from ptycho.data.generate import nominal_inputs
+
+        for level in study.errors.levels():
+            if level.kind == "positions":
+                continue
+            try:
+                nominal_inputs(study, scale, level, probe, "", shape)
+            except PtychoError as exc:
+                raise ConfigError(f"{source}: at scale '{scale_name}': {exc}") from None
     for view, f in study.overlaps.items():
         try:
             scan_geometry(study, scale, shape, probe, view)

@@ -122,6 +122,8 @@ def expected_counts(patches: np.ndarray, probe: np.ndarray, dose: float) -> np.n
     if not dose > 0:
         raise DatasetError(f"dose must be > 0 photons per exposure, got {dose}")
     probe = np.asarray(probe)
+    if probe.ndim == 3:
+        return expected_counts_modes(patches, probe, dose)
     norm = float(np.sum(np.abs(probe.astype(np.complex128)) ** 2))
     if norm <= 0:
         raise DatasetError("probe is zero everywhere")
@@ -133,7 +135,26 @@ def expected_counts(patches: np.ndarray, probe: np.ndarray, dose: float) -> np.n
     return np.fft.fftshift(inten, axes=(-2, -1))
 
 
+def expected_counts_modes(patches: np.ndarray, modes: np.ndarray, dose: float) -> np.ndarray:
+    """Expected counts of mutually incoherent probe modes (M, N, N): the intensities add,
+    ``lambda = D sum_m |fftshift(FFT_ortho(P_m O))|^2 / sum_m sum |P_m|^2`` (one mode: exactly
+    ``expected_counts``)."""
+    modes = np.asarray(modes)
+    if modes.ndim != 3 or modes.shape[0] < 1:
+        raise DatasetError(f"probe modes must be (M, N, N), got shape {modes.shape}")
+    total = float(np.sum(np.abs(modes.astype(np.complex128)) ** 2))
+    if total <= 0:
+        raise DatasetError("probe is zero everywhere")
+    out = None
+    for m in modes:
+        part = expected_counts(patches, m, dose) * (float(np.sum(np.abs(m.astype(np.complex128))
+                                                                 ** 2)) / total)
+        out = part if out is None else out + part
+    return out
+
+
 def simulate_expected(obj, probe, positions, dose) -> np.ndarray:
-    """Expected counts for positions (n, 2) on ``obj`` with ``probe`` at ``dose``."""
-    N = probe.shape[0]
+    """Expected counts for positions (n, 2) on ``obj`` with ``probe`` (N, N) or incoherent
+    modes (M, N, N) at ``dose``."""
+    N = probe.shape[-1]
     return expected_counts(extract_patches(obj, positions, N), probe, dose)
