@@ -495,11 +495,10 @@ def test_scripts_tables_verify_and_assert(tree, monkeypatch):
     R = tree["R"]
     rep = R / "report"
     _run_script("report_tables.py", monkeypatch, input={"metrics": tree["metrics"]},
-                output={"csv": str(rep / "metrics.csv"), "md": str(rep / "summary.md"),
+                output={"csv": str(rep / "metrics.csv"),
                         "quality_time": str(rep / "quality_time.csv")},
                 params={"study": tree["study"], "scale": "scaled"})
     assert len(read_metrics_csv(rep / "metrics.csv")) == 4 * 2 * 17
-    assert "pinn_g1" in (rep / "summary.md").read_text()
     bench = R / "benchmarks" / "verify_study.tsv"
     _bench(bench, 1.0, 50.0)  # a previous run's benchmark: excluded by the rule name
     out = {"report": str(rep / "verification_report.json"),
@@ -517,9 +516,22 @@ def test_scripts_tables_verify_and_assert(tree, monkeypatch):
     for skipped in ("report/verification_report.json", "report/artifact_inventory.txt",
                     "report/provenance.json", "logs/verify_study.log", "benchmarks/verify_study.tsv"):
         assert skipped not in rels
-    assert "report/summary.md" in rels and "data/1e3_dense/train.h5" in rels
+    assert "report/metrics.csv" in rels and "data/1e3_dense/train.h5" in rels
     prov = json.loads(Path(out["provenance"]).read_text())
     assert prov["totals"]["jobs"] == 8
+    # the summary, written after the verification, states its verdict first
+    summary = {"md": str(rep / "summary.md"), "html": str(rep / "summary.html"),
+               "verdict": str(rep / "verdict.html")}
+    _run_script("report_summary.py", monkeypatch,
+                input={"metrics": tree["metrics"], "report": out["report"]}, output=summary,
+                params={"study": tree["study"], "scale": "scaled"})
+    md = (rep / "summary.md").read_text()
+    n = len(report["checks"])
+    assert md.splitlines()[2] == f"**Verification: passed** ({n} of {n} checks passed)."
+    assert md.index("## Answer: which arm") < md.index("## Verification") < md.index("pinn_g1 |")
+    for name in ("summary.html", "verdict.html"):
+        page = (rep / name).read_text()
+        assert "Verification: passed" in page and "Answer: which arm" in page
     ok = rep / "verified.ok"
     _run_script("assert_verified.py", monkeypatch, input={"report": out["report"]},
                 output={"ok": str(ok)})

@@ -31,14 +31,18 @@ import shutil
 import sys
 from pathlib import Path
 
-from ptycho.config import dose_label, is_solver_arm
+from ptycho.config import dose_label
 from ptycho.errors import PtychoError
 from ptycho.reporting import arm_sort_key
+from ptycho.reporting.verdict import (  # noqa: F401 - classify, weight_dependent: the page's API
+    NETWORK_SPREAD_SSIM,
+    classify,
+    diff_text,
+    floor_findings,
+    verdict_line,
+    weight_dependent,
+)
 
-# SSIM by which a network arm's result moved between two machines (same study, same seeds: the
-# trained weights differ with the hardware and its kernels). Differences below it that involve an
-# arm depending on trained weights are not stated as findings.
-NETWORK_SPREAD_SSIM = 0.05
 # Figures are copied next to the page when none is larger than this and all together are smaller
 # than FIGURES_TOTAL_MAX; otherwise the page references them in the results tree.
 FIGURE_MAX_BYTES = 400_000
@@ -126,23 +130,6 @@ def value_text(value, low, high) -> str:
 
 def _signed(v: float) -> str:
     return format(float(v), "+" + FMT)
-
-
-def weight_dependent(arm: str) -> bool:
-    """True for arms whose result depends on trained network weights: the network arms, and the
-    hybrid arm, which starts from a network arm's reconstruction."""
-    return not is_solver_arm(arm) or arm == "hybrid"
-
-
-def verdict_line(verification: dict) -> str:
-    """The page's one-line verdict of a verification report."""
-    checks = verification.get("checks") or []
-    failed = [c.get("name") for c in checks if not c.get("passed")]
-    if verification.get("passed") is True and not failed and checks:
-        return f"**Verification: passed** ({len(checks)} of {len(checks)} checks passed)."
-    names = ", ".join(f"`{n}`" for n in failed) or "the report holds no checks"
-    return (f"**Verification: FAILED** ({len(failed)} of {len(checks)} checks failed: "
-            f"{names}).")
 
 
 def _one_line(text, limit: int = 300) -> str:
@@ -283,42 +270,8 @@ def _ssim_tables(run: dict) -> list[str]:
 
 def _floor_findings(run: dict) -> list[str]:
     """Arms whose SSIM interval does not clear the cell's flat-object floor."""
-    out = []
-    ssim = _ssim_rows(run["rows"])
-    for (dose, ov, a, q), reps in sorted(ssim.items(), key=lambda kv: (kv[0][0], kv[0][1],
-                                                                        arm_sort_key(kv[0][2]),
-                                                                        kv[0][3])):
-        floor = ((run["references"].get((dose, ov)) or {}).get(q) or {}).get("ssim")
-        if floor is None:
-            continue
-        if len(reps) == 1:
-            low = float(reps[0]["ci_low"])
-            low = low if math.isfinite(low) else float(reps[0]["value"])
-        else:
-            from ptycho.reporting.uncertainty import summarise_replicates
-
-            (e,) = summarise_replicates(reps).values()
-            low = e.low if math.isfinite(e.low) else e.value
-        if low <= float(floor):
-            out.append(f"`{a}`, {q}, {dose_label(dose)} `{ov}` (floor {fmt(floor)})")
-    return out
-
-
-def classify(entry: dict, spread: float = NETWORK_SPREAD_SSIM) -> str:
-    """``supported`` (the paired interval excludes 0 and the difference is not within the
-    cross-machine spread), ``spread`` (the interval excludes 0, but the difference is below
-    ``spread`` and one of the arms depends on trained weights) or ``none`` (the interval includes
-    0, or there is none)."""
-    lo, hi, d = float(entry["low"]), float(entry["high"]), float(entry["diff"])
-    if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0 <= hi:
-        return "none"
-    if abs(d) < spread and (weight_dependent(entry["arm_a"]) or weight_dependent(entry["arm_b"])):
-        return "spread"
-    return "supported"
-
-
-def _diff_text(e: dict) -> str:
-    return f"{_signed(e['diff'])} [{_signed(e['low'])}, {_signed(e['high'])}]"
+    return [f"`{e['arm']}`, {e['quantity']}, {dose_label(e['dose'])} `{e['overlap']}` (floor "
+            f"{fmt(e['floor'])})" for e in floor_findings(run["rows"], run["references"])]
 
 
 def _statistics(run: dict, spread: float) -> list[str]:
@@ -344,7 +297,7 @@ def _statistics(run: dict, spread: float) -> list[str]:
         for e in groups["supported"]:
             higher = e["arm_a"] if e["diff"] > 0 else e["arm_b"]
             lines.append(f"| {dose_label(e['dose'])} | {e['overlap']} | `{e['arm_a']}` − "
-                         f"`{e['arm_b']}` | {e['quantity']} | {_diff_text(e)} | `{higher}` |")
+                         f"`{e['arm_b']}` | {e['quantity']} | {diff_text(e)} | `{higher}` |")
         lines.append("")
     else:
         lines += ["No difference between two arms clears both bars.", ""]
@@ -352,7 +305,7 @@ def _statistics(run: dict, spread: float) -> list[str]:
         lines += [(f"Interval excludes zero, but within the {spread:.2f} cross-machine spread of "
                    "network training (not a finding): "
                    + "; ".join(f"{dose_label(e['dose'])} `{e['overlap']}`, `{e['arm_a']}` − "
-                               f"`{e['arm_b']}` {e['quantity']} {_diff_text(e)}"
+                               f"`{e['arm_b']}` {e['quantity']} {diff_text(e)}"
                                for e in groups["spread"]) + "."), ""]
     if groups["none"]:
         lines += [(f"Interval includes zero (no difference supported): {len(groups['none'])} "

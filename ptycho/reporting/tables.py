@@ -94,9 +94,11 @@ GT_FREE_INTRO = (
 
 
 def summary_markdown(rows, timing=None, title: str | None = None, references=None,
-                     uncertainty=None, sections=None) -> str:
+                     uncertainty=None, sections=None, front=None) -> str:
     """The Markdown text of ``write_summary_md`` (the ground-truth-free columns when the table
-    holds no SSIM: a study without ground truth)."""
+    holds no SSIM: a study without ground truth); ``front``: Markdown lines placed under the
+    title, before everything else (the verdict and the answer,
+    :func:`ptycho.reporting.verdict.front_markdown`)."""
     references = references or {}
     table, doses, overlaps, arms = _index(rows)
     estimates = summarise_replicates(rows)
@@ -104,6 +106,8 @@ def summary_markdown(rows, timing=None, title: str | None = None, references=Non
     study = rows[0]["study"] if rows else "?"
     scale = rows[0]["scale"] if rows else "?"
     lines = [f"# {title or f'Study {study} ({scale} scale): reconstruction quality'}", ""]
+    if front:
+        lines += list(front) + ["## Values of every cell and arm", ""]
     if rows and not any(r["metric"] == "ssim" for r in rows):
         return "\n".join(lines + [GT_FREE_INTRO, ""]
                          + _value_table(table, doses, overlaps, arms, references,
@@ -285,7 +289,7 @@ def uncertainty_markdown(unc: dict, estimates: dict) -> list[str]:
 
 
 def write_summary_md(rows, timing, path, title: str | None = None, references=None,
-                     uncertainty=None, sections=None) -> None:
+                     uncertainty=None, sections=None, front=None) -> None:
     """Markdown summary: one row per cell x arm (amplitude/phase SSIM, MS-SSIM, PSNR, MAE,
     FRC 1/7, complex NCE) plus the flat-object reference row of each cell and the SSIM margins
     over it (``references``: ``collect_references(...)`` output, or None to omit them), then the
@@ -295,9 +299,11 @@ def write_summary_md(rows, timing, path, title: str | None = None, references=No
     (:func:`collect_uncertainty`, or None) adds the paired
     differences between arms, the fluence per cell, the equal-fluence view and the
     dose-resolution fits; ``sections``: further Markdown texts appended in order (e.g. the
-    quality-time tables)."""
+    quality-time tables); ``front``: lines placed first, under the title (the verdict and the
+    answer)."""
     with atomic_path(path, ".md") as tmp:
-        tmp.write_text(summary_markdown(rows, timing, title, references, uncertainty, sections))
+        tmp.write_text(summary_markdown(rows, timing, title, references, uncertainty, sections,
+                                        front))
 
 
 __all__ = [

@@ -1,7 +1,10 @@
 """Verification of a finished study: the report that says whether every number in it can be trusted.
 
 ``verify_study`` runs independent checks and returns
-``{"study", "scale", "passed", "failed": [names], "checks": [{"name", "passed", "detail"}, ...]}``.
+``{"study", "scale", "passed", "failed": [names], "checks": [{"name", "passed", "detail"}, ...],
+"information": [{"name", "detail"}, ...]}``. Information entries never fail the run; they say
+what a reader must see (``network_below_flat_object``: a network arm whose test reconstruction
+scores below the flat object of its cell on a component).
 A check that cannot run (a file is unreadable) fails with the reason; it never raises, so the
 report is always written. ``assert_verified`` turns a failed report into a ``PtychoError``.
 Every ``metrics.json`` is read once (:func:`ptycho.evaluation.record.read_metrics`) and the checks
@@ -46,6 +49,7 @@ from ptycho.reporting import required_metrics
 from ptycho.reporting.inventory import check_inventory
 from ptycho.reporting.records import read_history, read_metrics_csv
 from ptycho.reporting.uncertainty import check_interval_record
+from ptycho.reporting.verdict import below_floor, below_floor_text
 
 MAX_LISTED = 25
 OVERLAP_TOLERANCE = 0.05
@@ -683,6 +687,17 @@ def verify_study(study_dict: dict, scale: str, root, expected_files, dataset_pai
     run("study_matches_results",
         lambda: (need(study, rows), check_study_matches(study, scale, dataset_pairs, rows))[1])
     failed = [c["name"] for c in checks if not c["passed"]]
+    information = []
+    try:
+        low = _below_floor(rows, metrics.present()) if rows else []
+    except Exception as exc:  # noqa: BLE001 - information only: never stops the report
+        low = []
+        information.append({"name": "network_below_flat_object",
+                            "detail": f"could not be computed: {type(exc).__name__}: {exc}"})
+    if low:
+        information.append({"name": "network_below_flat_object", "detail": (
+            f"{len(low)} network result(s) score below the flat object of their cell (valid "
+            f"measurements, shown for the reader): {below_floor_text(low)}")})
     return {
         "study": study.study if study else study_dict.get("study"),
         "scale": scale,
@@ -690,7 +705,15 @@ def verify_study(study_dict: dict, scale: str, root, expected_files, dataset_pai
         "passed": not failed,
         "failed": failed,
         "checks": checks,
+        "information": information,
     }
+
+
+def _below_floor(rows, records) -> list[dict]:
+    """Network arms whose SSIM is below the flat object's in their cell and component."""
+    from ptycho.reporting.records import collect_references
+
+    return below_floor(rows, collect_references(r for r in records if r is not None))
 
 
 def assert_verified(report_path) -> None:

@@ -248,7 +248,6 @@ def report_outputs(scale):
     return (
         [
             f"{r}/metrics.csv",
-            f"{r}/summary.md",
             f"{r}/quality_time.csv",
             f"{r}/dose_resolution.csv",
         ]

@@ -1,4 +1,20 @@
 # Phase G, study level: tables, grids, figures, verification, inventory, provenance.
+import time
+
+RUN_STARTED = time.time()
+
+
+def print_verdicts(stopped=False):
+    """End a run with the verdict of each scale it verified, and where the report is (onsuccess;
+    onerror with ``stopped``: only a failed verdict written by this run)."""
+    from ptycho.reporting.verdict import run_end_lines
+
+    roots = [root(s) for s in SCALES]
+    lines = run_end_lines(
+        roots, since=RUN_STARTED if stopped else None, failed_only=stopped
+    )
+    if lines:
+        print("\n".join(lines), flush=True)
 
 
 rule build_metrics_table:
@@ -8,20 +24,14 @@ rule build_metrics_table:
         csv=report(
             f"{ROOT}/report/metrics.csv",
             caption="../report/metrics.rst",
-            category="Tables",
-            labels={"table": "metrics (tidy CSV)"},
-        ),
-        md=report(
-            f"{ROOT}/report/summary.md",
-            caption="../report/summary.rst",
-            category="Tables",
-            labels={"table": "summary (Markdown)"},
+            category="6. Data files (download)",
+            labels={"file": "metrics.csv (tidy, every metric)"},
         ),
         quality_time=report(
             f"{ROOT}/report/quality_time.csv",
             caption="../report/quality_time_table.rst",
-            category="Tables",
-            labels={"table": "quality against time (CSV)"},
+            category="6. Data files (download)",
+            labels={"file": "quality_time.csv (quality against time)"},
         ),
     log:
         f"{ROOT}/logs/build_metrics_table.log",
@@ -41,37 +51,37 @@ rule build_ssim_grid:
         ssim_grid=report(
             f"{ROOT}/report/figures/ssim_grid.png",
             caption="../report/ssim_grid.rst",
-            category="Grids",
+            category="3. Grids",
             labels={"figure": "SSIM grid"},
         ),
         ms_ssim_grid=report(
             f"{ROOT}/report/figures/ms_ssim_grid.png",
             caption="../report/ssim_grid.rst",
-            category="Grids",
+            category="3. Grids",
             labels={"figure": "MS-SSIM grid"},
         ),
         delta_grid=report(
             f"{ROOT}/report/figures/delta_grid.png",
             caption="../report/delta_grid.rst",
-            category="Grids",
+            category="3. Grids",
             labels={"figure": "SSIM differences"},
         ),
         metric_vs_dose=report(
             f"{ROOT}/report/figures/metric_vs_dose.png",
             caption="../report/metric_vs_dose.rst",
-            category="Curves",
+            category="4. Curves",
             labels={"figure": "metrics versus dose"},
         ),
         frc=report(
             f"{ROOT}/report/figures/frc.png",
             caption="../report/frc.rst",
-            category="Curves",
+            category="4. Curves",
             labels={"figure": "FRC curves"},
         ),
         losses=report(
             f"{ROOT}/report/figures/losses.png",
             caption="../report/loss.rst",
-            category="Curves",
+            category="4. Curves",
             labels={"figure": "loss curves"},
         ),
     log:
@@ -90,7 +100,7 @@ rule plot_quality_time:
         png=report(
             f"{ROOT}/report/figures/quality_time.png",
             caption="../report/quality_time.rst",
-            category="Curves",
+            category="4. Curves",
             labels={"figure": "quality against wall time"},
         ),
     log:
@@ -111,10 +121,10 @@ rule plot_comparison:
         png=report(
             f"{ROOT}/report/comparisons/{CELL}.png",
             caption="../report/comparison.rst",
-            category="Comparisons",
+            category="5. Comparisons per cell",
+            subcategory="overlap view {overlap}",
             labels={
-                "dose": "{dose}",
-                "overlap": "{overlap}",
+                "dose (photons/exposure)": "{dose}",
                 "replicate": "{replicate}",
             },
         ),
@@ -135,19 +145,19 @@ rule fit_dose_resolution:
         csv=report(
             f"{ROOT}/report/dose_resolution.csv",
             caption="../report/dose_resolution.rst",
-            category="Tables",
-            labels={"table": "dose-resolution power-law fits (CSV)"},
+            category="6. Data files (download)",
+            labels={"file": "dose_resolution.csv (power-law fits)"},
         ),
         fluence=report(
             f"{ROOT}/report/figures/fluence.png",
             caption="../report/fluence.rst",
-            category="Curves",
+            category="4. Curves",
             labels={"figure": "SSIM versus fluence"},
         ),
         fits=report(
             f"{ROOT}/report/figures/dose_resolution.png",
             caption="../report/dose_resolution.rst",
-            category="Curves",
+            category="4. Curves",
             labels={"figure": "dose-resolution fits"},
         ),
     log:
@@ -179,15 +189,56 @@ rule verify_study:
         study=STUDY_DICT,
         scale="{scale}",
         root=lambda wc: root(wc.scale),
-        # written after the inventory, by assert_verified
-        exclude=["report/verified.ok", "logs/assert_verified.log"],
+        # written after the inventory: the summary states the verdict, assert_verified acts on it
+        exclude=[
+            "report/summary.md",
+            "report/summary.html",
+            "report/verdict.html",
+            "logs/build_summary.log",
+            "report/verified.ok",
+            "logs/assert_verified.log",
+        ],
     script:
         "../scripts/verify_study.py"
+
+
+rule build_summary:
+    input:
+        metrics=metric_files,
+        report=f"{ROOT}/report/verification_report.json",
+    output:
+        verdict=report(
+            f"{ROOT}/report/verdict.html",
+            caption="../report/verdict.rst",
+            category="1. Verdict and answer",
+            labels={"page": "verdict, answer and checks"},
+        ),
+        html=report(
+            f"{ROOT}/report/summary.html",
+            caption="../report/summary.rst",
+            category="2. Tables",
+            labels={"table": "summary: every table"},
+        ),
+        md=report(
+            f"{ROOT}/report/summary.md",
+            caption="../report/summary.rst",
+            category="6. Data files (download)",
+            labels={"file": "summary.md (the summary as Markdown)"},
+        ),
+    log:
+        f"{ROOT}/logs/build_summary.log",
+    params:
+        study=STUDY_DICT,
+        scale="{scale}",
+    script:
+        "../scripts/report_summary.py"
 
 
 rule assert_verified:
     input:
         report=f"{ROOT}/report/verification_report.json",
+        # written first, so that a failed verification is shown in the summary too
+        summary=f"{ROOT}/report/summary.md",
     output:
         ok=f"{ROOT}/report/verified.ok",
     log:
@@ -196,13 +247,27 @@ rule assert_verified:
         "../scripts/assert_verified.py"
 
 
+# what the phase targets want after the verification: the verdict, the summary, verified.ok
+AFTER_VERIFICATION = ["verdict.html", "summary.html", "summary.md", "verified.ok"]
+
+
 rule phase_g_scaled:
     input:
-        expand(f"{ROOT}/report/verified.ok", study=STUDY_NAME, scale="scaled"),
+        expand(
+            f"{ROOT}/report/{{f}}",
+            study=STUDY_NAME,
+            scale="scaled",
+            f=AFTER_VERIFICATION,
+        ),
         verified_inputs("scaled"),
 
 
 rule phase_g_full:
     input:
-        expand(f"{ROOT}/report/verified.ok", study=STUDY_NAME, scale="full"),
+        expand(
+            f"{ROOT}/report/{{f}}",
+            study=STUDY_NAME,
+            scale="full",
+            f=AFTER_VERIFICATION,
+        ),
         verified_inputs("full"),

@@ -49,6 +49,8 @@ def main(smk):
     write_json(smk.output.report, report)
     for c in report["checks"]:
         log.info("%s %s: %s", "PASS" if c["passed"] else "FAIL", c["name"], c["detail"])
+    for c in report.get("information") or []:
+        log.info("NOTE %s: %s", c["name"], c["detail"])
     log.info("verification %s", "passed" if report["passed"] else f"FAILED: {report['failed']}")
 
 
