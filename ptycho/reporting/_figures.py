@@ -11,6 +11,12 @@ DPI = 110
 _BASE_COLOURS = {"pinn_g1": "tab:blue", "pinn_g2": "tab:orange", "pinn_g3": "tab:purple",
                  "baseline": "tab:green", "iterative": "tab:red", "hybrid": "tab:brown"}
 _EXTRA = ("tab:pink", "tab:gray", "tab:olive", "tab:cyan")
+# Marker and line style per arm, so that arms whose values coincide (the iterative arm and the
+# hybrid arm started from a network often do) stay visible: the later arm is drawn thinner and
+# dashed over the earlier one's wider solid line and larger marker.
+_STYLES = {"pinn_g1": ("o", "-"), "pinn_g2": ("s", "-"), "pinn_g3": ("P", "-"),
+           "adapted_g2": ("D", "-"), "baseline": ("v", "-"), "iterative": ("o", "-"),
+           "hybrid": ("x", (0, (4, 2)))}
 
 
 def pyplot():
@@ -29,6 +35,16 @@ def arm_colour(arm: str, arms=()) -> str:
     others = sorted((a for a in arms if a not in _BASE_COLOURS), key=arm_sort_key)
     i = others.index(arm) if arm in others else 0
     return _EXTRA[i % len(_EXTRA)]
+
+
+def arm_style(arm: str) -> dict:
+    """Line keyword arguments of an arm (colour aside): marker, line style, width and marker size;
+    the iterative arm is wide and solid, the hybrid arm narrow and dashed on top of it."""
+    marker, ls = _STYLES.get(arm, ("^" if arm.startswith("adapted") else "o", "-"))
+    wide = arm == "iterative"
+    return {"marker": marker, "linestyle": ls, "linewidth": 3.2 if wide else 1.6,
+            "markersize": 8.5 if wide else 6.0, "zorder": 2 if wide else 3,
+            "alpha": 0.75 if wide else 1.0}
 
 
 def save(fig, png) -> None:

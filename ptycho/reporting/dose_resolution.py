@@ -253,21 +253,27 @@ def plot_fluence(rows, png, overlap_targets: dict | None = None,
 
 
 def plot_dose_resolution(rows, fits, png, limits: dict | None = None) -> None:
-    """FRC 1/7 resolution against fluence (log-log), one panel per arm (columns) and component
-    (rows): points per overlap view (hollow: censored), the fitted power law and a dashed line of
-    slope -1/4 through the fit's centre."""
+    """FRC 1/7 resolution against fluence (log-log), one row of panels per arm, amplitude and
+    phase side by side: points per overlap view (hollow: censored), the fitted power law with
+    the band of its exponent's interval (pivoted at the fit's centre) and a dotted line of slope
+    -1/4 through that centre. A fit without an interval (two points: no degree of freedom) is not
+    drawn; the panel says so. Each panel lists its exponents with their intervals."""
     plt = pyplot()
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     pts = resolution_points(rows, limits)
     if not pts:
         message_figure(png, "Dose-resolution law", "No FRC 1/7 resolutions with a fluence.")
         return
     overlaps, arms = _overlaps_and_arms(rows)
     fit_of = {(e["arm"], e["overlap"], e["quantity"]): e for e in fits}
-    fig, axes = plt.subplots(2, len(arms), figsize=(max(3.6 * len(arms) + 0.6, 8.0), 6.8),
-                             squeeze=False, sharex=True, sharey=True, constrained_layout=True)
-    for j, arm in enumerate(arms):
-        for i, q in enumerate(("amplitude", "phase")):
+    fig, axes = plt.subplots(len(arms), 2, figsize=(11.0, 2.9 * len(arms) + 1.6), squeeze=False,
+                             sharex=True, sharey=True, constrained_layout=True)
+    for i, arm in enumerate(arms):
+        for j, q in enumerate(("amplitude", "phase")):
             ax = axes[i, j]
+            notes = []
             for ov in overlaps:
                 p = pts.get((arm, ov, q))
                 if not p:
@@ -276,30 +282,47 @@ def plot_dose_resolution(rows, fits, png, limits: dict | None = None) -> None:
                 x = np.array([t[0] for t in p])
                 y = np.array([t[1] for t in p])
                 cens = np.array([t[2] for t in p])
-                ax.plot(x[~cens], y[~cens], "o", color=c)
-                ax.plot(x[cens], y[cens], "o", mfc="none", mec=c)
+                ax.plot(x[~cens], y[~cens], "o", color=c, ms=6)
+                ax.plot(x[cens], y[cens], "o", mfc="none", mec=c, mew=1.5, ms=7)
                 e = fit_of.get((arm, ov, q))
-                if e and math.isfinite(e["exponent"]):
-                    xs = np.geomspace(x[~cens].min(), x[~cens].max(), 20)
-                    ax.plot(xs, e["prefactor"] * xs ** e["exponent"], "-", color=c,
-                            label=f"{ov}: k = {_fit_text(e)}")
-                    xm = math.sqrt(x[~cens].min() * x[~cens].max())
-                    ym = e["prefactor"] * xm ** e["exponent"]
-                    ax.plot(xs, ym * (xs / xm) ** HOWELLS_EXPONENT, "--", color=c, lw=0.9,
-                            alpha=0.7)
+                if not (e and math.isfinite(e["exponent"])):
+                    notes.append((f"{ov}: not fitted ({e['n_points'] if e else 0} resolved)", c))
+                    continue
+                if not math.isfinite(e["exponent_low"]):
+                    notes.append((f"{ov}: 2 points, no fit drawn", c))
+                    continue
+                xs = np.geomspace(x[~cens].min(), x[~cens].max(), 30)
+                xm = math.sqrt(x[~cens].min() * x[~cens].max())
+                ym = e["prefactor"] * xm ** e["exponent"]
+                lo = ym * (xs / xm) ** e["exponent_low"]
+                hi = ym * (xs / xm) ** e["exponent_high"]
+                ax.fill_between(xs, np.minimum(lo, hi), np.maximum(lo, hi), color=c, alpha=0.15,
+                                lw=0)
+                ax.plot(xs, ym * (xs / xm) ** e["exponent"], "-", color=c, lw=1.8)
+                ax.plot(xs, ym * (xs / xm) ** HOWELLS_EXPONENT, ":", color="0.2", lw=1.2)
+                notes.append((f"{ov}: k = {_fit_text(e)}", c))
             ax.set_xscale("log")
             ax.set_yscale("log")
-            ax.grid(True, which="both", alpha=0.3)
-            ax.set_title(f"{arm}: {q}", fontsize=10)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7)
+            ax.grid(True, which="major", alpha=0.3)
+            ax.set_title(f"{arm}: {q}", fontsize=11, fontweight="bold", loc="left")
+            ax.set_title("\n".join(t for t, _ in notes), fontsize=9, loc="right")
             if j == 0:
                 ax.set_ylabel("FRC 1/7 resolution (px)")
-            if i == 1:
+            if i == len(arms) - 1:
                 ax.set_xlabel("fluence (photons / pixel)")
+    ys = [v for p in pts.values() for _, v, _ in p if v > 0]
+    if ys:  # the points set the range; a wide band of an uninformative exponent is clipped
+        axes[0, 0].set_ylim(min(ys) / 2.5, max(ys) * 2.5)
+    handles = [Line2D([], [], color=_overlap_colour(ov, overlaps), marker="o", ls="-",
+                      label=f"{ov}: points and fit") for ov in overlaps]
+    handles += [Patch(color="0.5", alpha=0.3, label="interval of the exponent"),
+                Line2D([], [], ls="none", marker="o", mfc="none", mec="0.2", mew=1.5,
+                       label="censored (Nyquist or largest period)"),
+                Line2D([], [], color="0.2", ls=":", label="slope -1/4 (Howells et al. 2009)")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=10)
     fig.suptitle(f"Dose-resolution law: study {rows[0]['study']}, {rows[0]['scale']} scale\n"
-                 "solid: fitted d = a F^k; dashed: slope -1/4 (Howells et al. 2009) through the "
-                 "fit's centre; hollow: censored (Nyquist or largest period)")
+                 "fitted d = a F^k per overlap view, k with its 95% interval; a fit of two points "
+                 "has no interval and is not drawn")
     save(fig, png)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 from ptycho.config import dose_label
 from ptycho.errors import PtychoError
 from ptycho.reporting import arm_sort_key
-from ptycho.reporting._figures import arm_colour, message_figure, pyplot, save
+from ptycho.reporting._figures import arm_colour, arm_style, message_figure, pyplot, save
 from ptycho.reporting.records import read_history, read_metrics_csv
 from ptycho.reporting.uncertainty import summarise_replicates
 
@@ -125,23 +125,33 @@ def _annotated_panel(ax, mat, cmap, norm, xlabels, ylabels, fmt="{:.2f}", notes=
         for j in range(mat.shape[1]):
             v = mat[i, j]
             if not math.isfinite(v):
-                ax.text(j, i, "n/a", ha="center", va="center", fontsize=10, color="black")
+                ax.text(j, i, "n/a", ha="center", va="center", fontsize=11, color="black")
                 continue
             r, g, b, _ = cmap(norm(v))
             light = 0.299 * r + 0.587 * g + 0.114 * b > 0.55
             note = notes[i][j] if notes else ""
             ax.text(j, i, fmt.format(v), ha="center", va="bottom" if note else "center",
-                    fontsize=10, color="black" if light else "white", fontweight="bold")
+                    fontsize=11.5, color="black" if light else "white", fontweight="bold")
             if note:
-                ax.text(j, i, note, ha="center", va="top", fontsize=7.5,
+                ax.text(j, i, note, ha="center", va="top", fontsize=9.5,
                         color="black" if light else "white")
     ax.set_facecolor("0.85")
     return im
 
 
+def _grid_figure(plt, n_rows: int, t: _Table, title_lines: int = 2):
+    """Panels of (dose x overlap) grids: ``n_rows`` rows, amplitude and phase columns, each panel
+    wide enough for its interval text at the report's width."""
+    w = max(3.4, 1.75 * len(t.overlaps) + 1.3)
+    h = max(1.9, 0.62 * len(t.doses) + 0.9)
+    return plt.subplots(n_rows, 2, figsize=(2 * w + 1.3, h * n_rows + 0.4 + 0.3 * title_lines),
+                        squeeze=False, constrained_layout=True)
+
+
 def plot_metric_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict | None = None) -> None:
-    """Grid of ``metric`` (rows: dose, columns: overlap), one panel per arm, amplitude and phase as
-    two rows of panels, values printed in the cells, one shared colour scale 0..1."""
+    """Grid of ``metric`` (in each panel rows: dose, columns: overlap), one row of panels per arm,
+    amplitude and phase side by side, values printed in the cells with their interval, one shared
+    colour scale 0..1."""
     plt = pyplot()
     from matplotlib.colors import Normalize
 
@@ -149,42 +159,54 @@ def plot_metric_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict 
     if _missing_metric(t, metric, png):
         return
     name = _METRIC_NAMES.get(metric, metric)
-    n_arm = len(t.arms)
-    w = max(2.4, 1.1 * len(t.overlaps) + 1.2)
-    h = max(2.0, 0.55 * len(t.doses) + 1.3)
-    fig, axes = plt.subplots(2, n_arm, figsize=(max(w * n_arm + 1.2, 8.0), 2 * h + 0.8), squeeze=False,
-                             constrained_layout=True)
+    fig, axes = _grid_figure(plt, len(t.arms), t, 3)
     cmap = plt.get_cmap("viridis")
     norm = Normalize(0.0, 1.0)
     xl = _overlap_labels(t, overlap_targets)
     yl = [dose_label(d) for d in t.doses]
     im = None
-    for i, q in enumerate(("amplitude", "phase")):
-        for j, arm in enumerate(t.arms):
+    for i, arm in enumerate(t.arms):
+        for j, q in enumerate(("amplitude", "phase")):
             ax = axes[i, j]
             im = _annotated_panel(ax, t.matrix(arm, q, metric), cmap, norm, xl, yl, "{:.3f}",
                                   t.notes(arm, q, metric))
-            ax.set_title(f"{arm}: {q} {name}")
-            _label_grid_axes(ax, i, j)
-    cb = fig.colorbar(im, ax=axes, shrink=0.8)
+            ax.set_title(f"{arm}: {q} {name}", fontsize=11, fontweight="bold")
+            _label_grid_axes(ax, 1 if i == len(t.arms) - 1 else 0, j)
+    cb = fig.colorbar(im, ax=axes, shrink=0.6, aspect=30)
     cb.set_label(f"{name} (1 = perfect)")
-    fig.suptitle(f"{name} of the aligned test-region reconstruction\nstudy {t.study}, {t.scale} "
-                 "scale; rows: dose (photons/exposure), columns: overlap view; below each value "
-                 "its 95% interval (block bootstrap) or ± sd over replicates")
+    fig.suptitle(f"{name} of the aligned test-region reconstruction: study {t.study}, {t.scale} "
+                 "scale\nin each panel rows: dose (photons/exposure), columns: overlap view\n"
+                 "under each value: its 95% interval (block bootstrap) or ± sd over replicates")
     save(fig, png)
 
 
-def _comparisons(arms) -> list[tuple[str, str]]:
-    pinns = [a for a in arms if a.startswith("pinn_g")]
-    others = [a for a in ("baseline", "iterative", "hybrid") if a in arms]
-    return [(p, o) for p in pinns for o in others]
+def best_network(t: _Table, metric: str = "ssim") -> str | None:
+    """The network arm (trained weights alone: PINN, adapted, baseline) with the highest mean
+    ``metric`` over every cell and both components; None without a network arm."""
+    from ptycho.config import is_solver_arm
+
+    best, score = None, -math.inf
+    for a in t.arms:
+        if is_solver_arm(a):
+            continue
+        v = np.concatenate([t.matrix(a, q, metric).ravel() for q in ("amplitude", "phase")])
+        v = v[np.isfinite(v)]
+        if v.size and float(v.mean()) > score:
+            best, score = a, float(v.mean())
+    return best
+
+
+def _comparisons(t: _Table, metric: str = "ssim") -> list[tuple[str, str]]:
+    """(best network arm, other arm) for every other arm of the table."""
+    best = best_network(t, metric)
+    return [] if best is None else [(best, o) for o in t.arms if o != best]
 
 
 def plot_delta_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict | None = None,
                     paired=None) -> None:
-    """PINN minus baseline, iterative and hybrid ``metric`` (default SSIM), for each PINN
-    gridsize, amplitude and phase rows, diverging colour map centred at 0 (blue: PINN better).
-    Comparisons whose arm is absent from the table are skipped. ``paired``
+    """The best network arm (:func:`best_network`: highest mean ``metric``, default SSIM) minus
+    every other arm, one row of panels per comparison, amplitude and phase side by side,
+    diverging colour map centred at 0 (blue: the network better). ``paired``
     (``ptycho.reporting.uncertainty.collect_paired_differences`` entries) adds each difference's
     95% interval below it."""
     plt = pyplot()
@@ -194,38 +216,35 @@ def plot_delta_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict |
     if _missing_metric(t, metric, png):
         return
     name = _METRIC_NAMES.get(metric, metric)
-    comps = _comparisons(t.arms)
+    comps = _comparisons(t, metric)
     if not comps:
         message_figure(png, f"{name} differences: study {t.study}, {t.scale} scale",
                        f"No comparison possible: the study's arms are {', '.join(t.arms)}\n"
-                       "(needs a PINN arm and a baseline, iterative or hybrid arm).")
+                       "(needs a network arm and another arm).")
         return
+    best = comps[0][0]
     deltas = {(q, p, o): t.matrix(p, q, metric) - t.matrix(o, q, metric)
               for q in ("amplitude", "phase") for p, o in comps}
     finite = np.concatenate([np.abs(m[np.isfinite(m)]) for m in deltas.values()])
     lim = max(0.05, float(finite.max()) if finite.size else 0.05)
     norm = TwoSlopeNorm(vmin=-lim, vcenter=0.0, vmax=lim)
     cmap = plt.get_cmap("RdBu")
-    w = max(2.4, 1.1 * len(t.overlaps) + 1.2)
-    h = max(2.0, 0.55 * len(t.doses) + 1.3)
-    fig, axes = plt.subplots(2, len(comps), figsize=(max(w * len(comps) + 1.2, 8.0), 2 * h + 0.9),
-                             squeeze=False, constrained_layout=True)
+    fig, axes = _grid_figure(plt, len(comps), t, 3)
     xl = _overlap_labels(t, overlap_targets)
     yl = [dose_label(d) for d in t.doses]
     im = None
-    for i, q in enumerate(("amplitude", "phase")):
-        for j, (p, o) in enumerate(comps):
+    for i, (p, o) in enumerate(comps):
+        for j, q in enumerate(("amplitude", "phase")):
             ax = axes[i, j]
             im = _annotated_panel(ax, deltas[(q, p, o)], cmap, norm, xl, yl, "{:+.3f}",
                                   _paired_notes(paired, t, p, o, q, metric))
-            ax.set_title(f"{q} {name}: {p} − {o}")
-            _label_grid_axes(ax, i, j)
-    cb = fig.colorbar(im, ax=axes, shrink=0.8)
-    cb.set_label(f"Δ {name} (PINN − other; > 0: PINN better)")
-    fig.suptitle(f"{name} difference, PINN minus {' / '.join(dict.fromkeys(o for _, o in comps))}"
-                 f"\nstudy {t.study}, "
-                 f"{t.scale} scale; blue: PINN better, red: PINN worse"
-                 + ("; below: paired 95% interval" if paired else ""))
+            ax.set_title(f"{q} {name}: {p} − {o}", fontsize=11, fontweight="bold")
+            _label_grid_axes(ax, 1 if i == len(comps) - 1 else 0, j)
+    cb = fig.colorbar(im, ax=axes, shrink=0.6, aspect=30)
+    cb.set_label(f"Δ {name} ({best} − other; > 0: {best} better)")
+    fig.suptitle(f"{name} difference: the best network arm ({best}, highest mean {name})\nminus "
+                 f"each other arm; study {t.study}, {t.scale} scale\nblue: {best} better, red: "
+                 "worse" + ("; under each value: the paired 95% interval" if paired else ""))
     save(fig, png)
 
 
@@ -233,8 +252,14 @@ def _paired_notes(paired, t: _Table, a: str, b: str, q: str, metric: str):
     """``[low, high]`` of the paired difference a - b per grid cell (None without entries)."""
     if not paired:
         return None
-    found = {(e["dose"], e["overlap"]): e for e in paired
-             if (e["arm_a"], e["arm_b"], e["quantity"], e["metric"]) == (a, b, q, metric)}
+    found = {}
+    for e in paired:
+        if (e["quantity"], e["metric"]) != (q, metric):
+            continue
+        if (e["arm_a"], e["arm_b"]) == (a, b):
+            found[(e["dose"], e["overlap"])] = e
+        elif (e["arm_a"], e["arm_b"]) == (b, a):  # the entry is b - a: turn it round
+            found[(e["dose"], e["overlap"])] = {**e, "low": -e["high"], "high": -e["low"]}
     notes = []
     for d in t.doses:
         row = []
@@ -252,45 +277,134 @@ VS_DOSE_ROWS_GT_FREE = (("data", "poisson_deviance"), ("amplitude", "frc17_px_ha
                         ("phase", "frc17_px_halves"))
 
 
-def plot_metric_vs_dose(csv_path, png, rows=_VS_DOSE_ROWS, overlap_targets: dict | None = None) -> None:
-    """Metric versus dose (log axis), one line per arm, one column of panels per overlap view;
-    rows: amplitude/phase SSIM, PSNR and FRC 1/7 resolution."""
+def _censoring(t: _Table, d, ov, m, value: float, limits: dict | None) -> str:
+    """``""``, ``"upper"`` (an FRC resolution at the largest period the region measures: the curve
+    never crossed inside the band, the true value is that large or larger) or ``"nyquist"`` (at the
+    Nyquist period: as fine or finer)."""
+    from ptycho.evaluation.frc import NYQUIST_PERIOD_PX
+
+    if not m.startswith("frc") or not math.isfinite(value):
+        return ""
+    if value <= NYQUIST_PERIOD_PX + 1e-9:
+        return "nyquist"
+    largest = [v for (dd, oo, _), v in (limits or {}).items() if dd == d and oo == ov]
+    if largest and value >= min(largest) - 1e-9:
+        return "upper"
+    return ""
+
+
+def _dodge(x: np.ndarray, k: int, n: int, step: float = 0.022) -> np.ndarray:
+    """Dose positions of the k-th of n arms shifted a little on the log axis (error bars apart)."""
+    return x * 10 ** (step * (k - (n - 1) / 2))
+
+
+def plot_metric_vs_dose(csv_path, png, rows=_VS_DOSE_ROWS, overlap_targets: dict | None = None,
+                        references: dict | None = None, limits: dict | None = None) -> None:
+    """Metric versus dose (log axis), one line per arm (its own marker and line style, shifted a
+    little along the dose axis so that error bars and coinciding arms stay visible), one column
+    of panels per overlap view; rows: amplitude/phase SSIM, PSNR and FRC 1/7 resolution.
+
+    ``references`` (:func:`ptycho.reporting.records.collect_references`) draws the flat object's
+    value of each cell (the floor); ``limits`` (:func:`ptycho.reporting.dose_resolution.
+    collect_frc_limits`) marks censored FRC resolutions (hollow triangles at the panel's edge
+    instead of their nominal value, which would squash the resolved points)."""
     plt = pyplot()
+    from matplotlib.lines import Line2D
+
     t = _load(csv_path)
+    references = references or {}
     n_r, n_c = len(rows), len(t.overlaps)
-    fig, axes = plt.subplots(n_r, n_c, figsize=(max(4.2 * n_c + 0.5, 8.0), 2.2 * n_r + 1.0), squeeze=False,
-                             sharex=True, constrained_layout=True)
+    fig, axes = plt.subplots(n_r, n_c, figsize=(max(5.6 * n_c + 1.0, 9.0), 2.45 * n_r + 1.6),
+                             squeeze=False, sharex=True, constrained_layout=True)
     x = np.array(t.doses)
+    n_arm = len(t.arms)
+    censored_any = floor_any = False
     for j, ov in enumerate(t.overlaps):
         f = (overlap_targets or {}).get(ov)
         for i, (q, m) in enumerate(rows):
             ax = axes[i, j]
-            for arm in t.arms:
+            frc = m.startswith("frc")
+            resolved_hi, cens_pts = [], []
+            for k, arm in enumerate(t.arms):
                 y = np.array([t.get(d, ov, arm, q, m) for d in t.doses])
-                if np.isfinite(y).any():
-                    b = np.array([t.bounds(d, ov, arm, q, m) for d in t.doses])
-                    ok = np.isfinite(b).all(axis=1)
-                    err = np.vstack([np.where(ok, y - b[:, 0], 0.0), np.where(ok, b[:, 1] - y, 0.0)])
-                    ax.errorbar(x, y, yerr=err, fmt="o-", capsize=3, color=arm_colour(arm, t.arms),
-                                label=arm)
+                if not np.isfinite(y).any():
+                    continue
+                b = np.array([t.bounds(d, ov, arm, q, m) for d in t.doses])
+                cens = [_censoring(t, d, ov, m, v, limits) for d, v in zip(t.doses, y)]
+                keep = np.array([c == "" for c in cens])
+                yk = np.where(keep, y, np.nan)
+                ok = np.isfinite(b).all(axis=1) & keep
+                err = np.vstack([np.where(ok, np.maximum(yk - b[:, 0], 0), 0.0),
+                                 np.where(ok, np.maximum(b[:, 1] - yk, 0), 0.0)])
+                xk = _dodge(x, k, n_arm)
+                colour = arm_colour(arm, t.arms)
+                st = arm_style(arm)
+                ax.errorbar(xk, yk, yerr=err, color=colour, capsize=2.5, elinewidth=1.0,
+                            label=arm, **st)
+                if frc:
+                    hi = np.where(ok, b[:, 1], yk)
+                    resolved_hi += [v for v in hi if math.isfinite(v)]
+                    cens_pts += [(xk[n], cens[n], colour) for n in range(len(cens)) if cens[n]]
+            floor = [((references.get((d, ov)) or {}).get(q) or {}).get(m) for d in t.doses]
+            if any(v is not None for v in floor):
+                fy = np.array([np.nan if v is None else float(v) for v in floor])
+                if frc:
+                    fy = np.where([_censoring(t, d, ov, m, v, limits) == "" for d, v in
+                                   zip(t.doses, fy)], fy, np.nan)
+                if np.isfinite(fy).any():
+                    ax.plot(x, fy, color="0.15", ls=":", lw=1.8, marker="_", ms=14, zorder=1)
+                    floor_any = True
+                    if frc:
+                        resolved_hi += [v for v in fy if math.isfinite(v)]
             ax.set_xscale("log")
+            if frc:
+                ax.set_yscale("log")
+                top = max(resolved_hi) * 1.5 if resolved_hi else 10.0
+                ax.set_ylim(1.7, top)
+                for xc, kind, colour in cens_pts:
+                    yc, mk = (top / 1.3, "^") if kind == "upper" else (1.9, "v")
+                    ax.plot([xc], [yc], mk, mfc="white", mec=colour, mew=1.6, ms=8, zorder=4,
+                            clip_on=False)
+                    censored_any = True
+                from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+                ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+                ax.yaxis.set_major_formatter(ScalarFormatter())
+                ax.yaxis.set_minor_formatter(NullFormatter())
             ax.set_xticks(x, [dose_label(d) for d in x])
-            ax.minorticks_off()
+            ax.xaxis.set_minor_locator(plt.NullLocator())
             ax.grid(True, alpha=0.3)
             if m in ("ssim", "ms_ssim"):
                 ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.02)
-            ax.set_ylabel(f"{q} {_METRIC_NAMES.get(m, m)}")
+            name = _METRIC_NAMES.get(m, m).replace(" resolution", "")
+            ax.set_ylabel(f"{q}\n{name}", fontsize=10)
             if i == 0:
-                ax.set_title(f"overlap: {ov}" + (f" (f = {f:.2f})" if f is not None else ""))
+                ax.set_title(f"overlap view: {ov}" + (f" (f = {f:.2f})" if f is not None else ""),
+                             fontsize=12)
             if i == n_r - 1:
                 ax.set_xlabel("dose (photons/exposure, log scale)")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncol=len(labels), title="arm")
+    handles = [Line2D([], [], color=arm_colour(a, t.arms), label=a, **arm_style(a))
+               for a in t.arms]
+    if floor_any:
+        handles.append(Line2D([], [], color="0.15", ls=":", lw=1.8, marker="_", ms=14,
+                              label="flat object (floor)"))
+    if censored_any:
+        handles.append(Line2D([], [], ls="none", marker="^", mfc="white", mec="0.2", mew=1.6,
+                              ms=8, label="FRC censored: no crossing in the band (▲ worse, ▼ "
+                                          "Nyquist)"))
+    fig.legend(handles=handles, loc="outside lower center",
+               ncol=min(len(handles), 4 if n_c > 1 else 2), fontsize=10)
     fig.suptitle(f"Reconstruction quality versus dose: study {t.study}, {t.scale} scale\n"
-                 "SSIM: higher is better; PSNR: higher is better; FRC 1/7 resolution: lower is "
-                 "better; error bars: 95% intervals")
+                 "SSIM and PSNR: higher is better; FRC 1/7 resolution (log axis): lower is "
+                 "better\nerror bars: 95% intervals; arms shifted slightly along dose")
     save(fig, png)
+
+
+def _line_style(arm: str) -> dict:
+    """:func:`ptycho.reporting._figures.arm_style` without markers (curves of many points)."""
+    st = arm_style(arm)
+    return {"linestyle": st["linestyle"], "linewidth": st["linewidth"] * 0.9,
+            "zorder": st["zorder"], "alpha": st["alpha"]}
 
 
 def plot_frc_curves(records, png, key: str = "frc") -> None:
@@ -320,7 +434,7 @@ def plot_frc_curves(records, png, key: str = "frc") -> None:
             if not fr or not c:
                 continue
             ax = axes[i, cols.index((m.overlap_view, q))]
-            ax.plot(fr, c, color=arm_colour(m.arm, arms), label=m.arm, lw=1.4)
+            ax.plot(fr, c, color=arm_colour(m.arm, arms), label=m.arm, **_line_style(m.arm))
     for i, d in enumerate(doses):
         for j, (ov, q) in enumerate(cols):
             ax = axes[i, j]
@@ -335,10 +449,11 @@ def plot_frc_curves(records, png, key: str = "frc") -> None:
                 ax.set_xlabel("spatial frequency (cycles/pixel)")
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color=arm_colour(a, arms), label=a) for a in arms]
-    handles += [Line2D([], [], color="0.3", ls="--", label="0.5 threshold"),
-                Line2D([], [], color="0.3", ls=":", label="1/7 threshold")]
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles))
+    handles = [Line2D([], [], color=arm_colour(a, arms), label=a, **_line_style(a)) for a in arms]
+    handles += [Line2D([], [], color="0.3", ls="--", lw=0.8, label="0.5 threshold"),
+                Line2D([], [], color="0.3", ls=":", lw=0.8, label="1/7 threshold")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5),
+               fontsize=10)
     study = data[0].extra.get("study", "")
     what = ("between the reconstructions of the two interleaved half scans (no ground truth)"
             if key == "frc_halves" else "with the ground truth (aligned, evaluation region)")
@@ -388,18 +503,39 @@ def plot_gt_free_grids(csv_path, residual_png, frc_png, overlap_targets: dict | 
         save(fig, png)
 
 
-def _loss_ylabel(arm: str) -> str:
-    if arm.startswith("pinn"):
-        return "loss (Poisson negative log-likelihood)"
+def _loss_name(arm: str) -> str:
+    if arm.startswith(("pinn", "adapted")):
+        return "Poisson negative log-likelihood"
     if arm == "baseline":
-        return "loss (MAE on amplitude and phase)"
+        return "MAE on amplitude and phase"
     return "loss"
 
 
+def _normalised(loss: np.ndarray, val: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """A cell's training and validation losses divided by its first finite training loss (the
+    Poisson loss grows with the counts, so raw curves of different doses do not compare); when a
+    loss is not positive, (loss - best) / (first - best) instead. Returns (loss, val, ratio)."""
+    first = loss[np.isfinite(loss)]
+    if not first.size:
+        return loss, val, True
+    both = np.concatenate([loss, val]) if val is not None else loss
+    both = both[np.isfinite(both)]
+    if both.min() > 0:
+        return loss / first[0], (val / first[0] if val is not None else None), True
+    lo = both.min()
+    span = (first[0] - lo) or 1.0
+    return (loss - lo) / span, ((val - lo) / span if val is not None else None), False
+
+
 def plot_loss_curves(history_paths, labels, png) -> None:
-    """Training (solid) and validation (dashed) loss per epoch; one panel per arm (the first word
-    of each label, e.g. ``'pinn_g1 1e3 dense'``), one colour per cell."""
+    """Training (solid) and validation (dashed) loss per epoch, each cell's curves divided by its
+    first-epoch training loss (:func:`_normalised`) so that cells of different doses compare;
+    one panel per arm (the first word of each label, e.g. ``'pinn_g1 1e3 dense'``), two panels a
+    row, one colour per cell, one legend under the panels."""
     plt = pyplot()
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
+
     history_paths, labels = list(history_paths), list(labels)
     if len(history_paths) != len(labels):
         raise PtychoError(f"{len(history_paths)} history files but {len(labels)} labels")
@@ -407,34 +543,57 @@ def plot_loss_curves(history_paths, labels, png) -> None:
         message_figure(png, "Training loss", "No trained models in this study.")
         return
     groups: dict[str, list] = {}
+    cells: list[str] = []
     for path, label in zip(history_paths, labels):
         arm, _, rest = str(label).partition(" ")
         groups.setdefault(arm, []).append((rest or arm, read_history(path)))
+        if (rest or arm) not in cells:
+            cells.append(rest or arm)
     arms = sorted(groups, key=arm_sort_key)
-    fig, axes = plt.subplots(1, len(arms), figsize=(max(5.2 * len(arms), 7.0), 4.2), squeeze=False,
-                             constrained_layout=True)
+    ncol = 1 if len(arms) == 1 else 2
+    nrow = math.ceil(len(arms) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(6.2 * ncol + 0.4, 3.9 * nrow + 1.6),
+                             squeeze=False, constrained_layout=True)
     cmap = plt.get_cmap("tab10")
-    for ax, arm in zip(axes[0], arms):
-        values = []
-        for k, (cell, h) in enumerate(groups[arm]):
-            c = cmap(k % 10)
+    colour = {c: cmap(k % 10) for k, c in enumerate(cells)}
+    any_shifted = False
+    for ax, arm in zip(axes.ravel(), arms):
+        shown = []
+        for cell, h in groups[arm]:
             ep = np.asarray(h["epoch"])
-            loss = np.asarray(h["loss"])
-            ax.plot(ep, loss, "-", color=c, label=f"{cell}")
-            values.append(loss[np.isfinite(loss)])
-            if "val_loss" in h and np.isfinite(h["val_loss"]).any():
-                val = np.asarray(h["val_loss"])
-                ax.plot(ep, val, "--", color=c)
-                values.append(val[np.isfinite(val)])
-        v = np.concatenate(values) if values else np.array([])
-        if v.size and v.min() > 0 and v.max() / v.min() > 20:
+            loss = np.asarray(h["loss"], dtype=float)
+            val = (np.asarray(h["val_loss"], dtype=float)
+                   if "val_loss" in h and np.isfinite(h["val_loss"]).any() else None)
+            loss, val, ratio = _normalised(loss, val)
+            any_shifted |= not ratio
+            ax.plot(ep, loss, "-", color=colour[cell], lw=1.6)
+            shown.append(loss)
+            if val is not None:
+                ax.plot(ep, val, "--", color=colour[cell], lw=1.4)
+                shown.append(val)
+        v = np.concatenate(shown) if shown else np.array([])
+        v = v[np.isfinite(v)]
+        if v.size and v.min() > 0 and v.max() / v.min() > 8:  # a log axis, plain tick labels
             ax.set_yscale("log")
-        ax.set_title(f"{arm}")
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(ScalarFormatter())
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(f"{arm} ({_loss_name(arm)})", fontsize=11)
         ax.set_xlabel("epoch")
-        ax.set_ylabel(_loss_ylabel(arm))
-        ax.grid(True, alpha=0.3)
-        ax.legend(title="cell (dose overlap)", fontsize=8, title_fontsize=8)
-    fig.suptitle("Training loss per epoch (solid: training, dashed: validation)")
+        ax.set_ylabel("loss / first-epoch training loss")
+        ax.grid(True, which="major", alpha=0.3)
+    for ax in axes.ravel()[len(arms):]:
+        ax.axis("off")
+    handles = [Line2D([], [], color=colour[c], lw=2, label=c) for c in cells]
+    handles += [Line2D([], [], color="0.3", ls="-", label="training"),
+                Line2D([], [], color="0.3", ls="--", label="validation")]
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6),
+               title="cell (dose overlap replicate)", fontsize=10)
+    fig.suptitle("Training loss per epoch, each cell divided by its first-epoch training loss "
+                 "(the Poisson loss grows with the dose)\nsolid: training, dashed: validation"
+                 + ("; a loss that is not positive: (loss - best) / (first - best)"
+                               if any_shifted else ""))
     save(fig, png)
 
 

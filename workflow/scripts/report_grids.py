@@ -13,7 +13,8 @@ from ptycho.runner import run_job
 
 def main(smk):
     from ptycho.reporting import grids
-    from ptycho.reporting.records import load_records
+    from ptycho.reporting.dose_resolution import collect_frc_limits
+    from ptycho.reporting.records import collect_references, load_records
     from ptycho.reporting.uncertainty import collect_paired_differences
 
     study = getattr(smk.params, "study", None)
@@ -28,7 +29,9 @@ def main(smk):
                                         ) if truth else None
     grids.plot_delta_grid(csv, smk.output.delta_grid, overlap_targets=targets, paired=paired)
     rows = {} if truth else {"rows": grids.VS_DOSE_ROWS_GT_FREE}
-    grids.plot_metric_vs_dose(csv, smk.output.metric_vs_dose, overlap_targets=targets, **rows)
+    grids.plot_metric_vs_dose(csv, smk.output.metric_vs_dose, overlap_targets=targets,
+                              references=collect_references(records),
+                              limits=collect_frc_limits(records), **rows)
     grids.plot_frc_curves(records, smk.output.frc, key="frc" if truth else "frc_halves")
     grids.plot_loss_curves(list(smk.input.histories), list(smk.params.history_labels),
                            smk.output.losses)
