@@ -45,8 +45,11 @@ def main(smk):
                             front=front)
     write_text(smk.output.md, text)
     title = f"Study {study['study']} ({smk.params.scale} scale)"
-    body = markdown_to_html(text)
-    write_html(smk.output.html, f"{title}: summary", body)
+    head, _, verdict_md, rest = text.split("\n", 3)  # the title, the verdict line, the rest
+    assert verdict_md == front[0]
+    write_html(smk.output.html, f"{title}: summary",
+               markdown_to_html(head) + "\n" + verdict_banner(verification) + "\n"
+               + markdown_to_html(rest))
     write_html(smk.output.verdict, f"{title}: verdict and answer",
                markdown_to_html(f"# {title}: verdict and answer") + "\n"
                + verdict_banner(verification) + "\n" + markdown_to_html("\n".join(front[2:])))
