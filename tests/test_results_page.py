@@ -161,7 +161,7 @@ def test_verdict_and_a_failed_check(tiny_run, tmp_path):
     assert r.returncode == 0, r.stderr
     page = (tmp_path / "failed.md").read_text()
     assert f"**Verification: FAILED** (1 of {n} checks failed: `loss_fell`)." in page
-    assert "| `loss_fell` | **FAIL** | pinn_g1/1e3_dense_r0: the loss did not fall |" in page
+    assert "| `loss_fell` | **FAILED** | pinn_g1/1e3_dense_r0: the loss did not fall |" in page
     assert "**Verification: passed**" not in page
 
 

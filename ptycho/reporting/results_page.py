@@ -40,6 +40,7 @@ from ptycho.reporting.verdict import (  # noqa: F401 - classify, weight_dependen
     diff_text,
     floor_findings,
     verdict_line,
+    verification_markdown,
     weight_dependent,
 )
 
@@ -132,11 +133,6 @@ def _signed(v: float) -> str:
     return format(float(v), "+" + FMT)
 
 
-def _one_line(text, limit: int = 300) -> str:
-    text = " ".join(str(text).split()).replace("|", "\\|")
-    return text if len(text) <= limit else text[:limit] + " ..."
-
-
 def _cells(rows) -> list[tuple[float, str]]:
     overlaps: list[str] = []
     for r in rows:
@@ -203,14 +199,8 @@ def _header(run: dict, source: str) -> list[str]:
 
 
 def _verification(v: dict) -> list[str]:
-    lines = ["## Verification", "",
-             "Each check of `report/verification_report.json` (the run's `verified.ok` is written "
-             "only when all pass).", "",
-             "| Check | Result | Detail |", "|---|---|---|"]
-    for c in v.get("checks") or []:
-        res = "pass" if c.get("passed") else "**FAIL**"
-        lines.append(f"| `{c.get('name')}` | {res} | {_one_line(c.get('detail', ''))} |")
-    return lines + [""]
+    """Every check of the verification report with its detail, and its information entries."""
+    return verification_markdown(v, with_line=False)
 
 
 def _confidence(prov: dict) -> float:
