@@ -101,8 +101,13 @@ def test_slurm_profile_plans_one_gpu_per_tensorflow_and_torch_job(tmp_path):
         gpu = int(res.get("gpu", 0))
         assert gpu == (1 if rule in GPU_RULES else 0), (rule, res)
         assert res["slurm_partition"] == ("gpu" if gpu else "cpu"), (rule, res)
-        assert int(res["mem_mb"]) == _evaluate(requests[rule]["mem_mb"], "full"), rule
-        assert int(res["runtime"]) == _evaluate(requests[rule]["runtime"], "full"), rule
+        # a rule not in the generated block (not measured yet) keeps its own or the defaults
+        want = requests.get(rule)
+        if want is None:
+            assert rule not in GPU_RULES, rule
+            continue
+        assert int(res["mem_mb"]) == _evaluate(want["mem_mb"], "full"), rule
+        assert int(res["runtime"]) == _evaluate(want["runtime"], "full"), rule
     assert set(GPU_RULES) <= seen
 
 
