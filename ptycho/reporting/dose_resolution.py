@@ -268,10 +268,18 @@ def plot_dose_resolution(rows, fits, png, limits: dict | None = None) -> None:
         return
     overlaps, arms = _overlaps_and_arms(rows)
     fit_of = {(e["arm"], e["overlap"], e["quantity"]): e for e in fits}
-    fig, axes = plt.subplots(len(arms), 2, figsize=(11.0, 2.9 * len(arms) + 1.6), squeeze=False,
-                             sharex=True, sharey=True, constrained_layout=True)
-    for i, arm in enumerate(arms):
-        for j, q in enumerate(("amplitude", "phase")):
+    # two arms a row beyond three arms: the figure fits the report's view at 1,400 px
+    per_row = 2 if len(arms) > 3 else 1
+    nrows = math.ceil(len(arms) / per_row)
+    fig, axes = plt.subplots(nrows, 2 * per_row,
+                             figsize=(14.2 if per_row == 2 else 11.0, 2.75 * nrows + 1.7),
+                             squeeze=False, sharex=True, sharey=True, constrained_layout=True)
+    for ax in axes.ravel()[2 * len(arms):]:
+        ax.axis("off")
+    for n_a, arm in enumerate(arms):
+        i, col = divmod(n_a, per_row)
+        for jq, q in enumerate(("amplitude", "phase")):
+            j = 2 * col + jq
             ax = axes[i, j]
             notes = []
             for ov in overlaps:
@@ -304,12 +312,13 @@ def plot_dose_resolution(rows, fits, png, limits: dict | None = None) -> None:
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.grid(True, which="major", alpha=0.3)
-            ax.set_title(f"{arm}: {q}", fontsize=11, fontweight="bold", loc="left")
-            ax.set_title("\n".join(t for t, _ in notes), fontsize=9, loc="right")
+            ax.set_title("\n".join([f"{arm}: {q}"] + [t for t, _ in notes]), fontsize=9,
+                         loc="left")
             if j == 0:
                 ax.set_ylabel("FRC 1/7 resolution (px)")
-            if i == len(arms) - 1:
+            if n_a + per_row >= len(arms):
                 ax.set_xlabel("fluence (photons / pixel)")
+                ax.xaxis.set_tick_params(labelbottom=True)
     ys = [v for p in pts.values() for _, v, _ in p if v > 0]
     if ys:  # the points set the range; a wide band of an uninformative exponent is clipped
         axes[0, 0].set_ylim(min(ys) / 2.5, max(ys) * 2.5)

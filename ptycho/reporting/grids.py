@@ -131,21 +131,46 @@ def _annotated_panel(ax, mat, cmap, norm, xlabels, ylabels, fmt="{:.2f}", notes=
             light = 0.299 * r + 0.587 * g + 0.114 * b > 0.55
             note = notes[i][j] if notes else ""
             ax.text(j, i, fmt.format(v), ha="center", va="bottom" if note else "center",
-                    fontsize=11.5, color="black" if light else "white", fontweight="bold")
+                    fontsize=11, color="black" if light else "white", fontweight="bold")
             if note:
-                ax.text(j, i, note, ha="center", va="top", fontsize=9.5,
+                ax.text(j, i, note, ha="center", va="top", fontsize=9,
                         color="black" if light else "white")
     ax.set_facecolor("0.85")
     return im
 
 
-def _grid_figure(plt, n_rows: int, t: _Table, title_lines: int = 2):
-    """Panels of (dose x overlap) grids: ``n_rows`` rows, amplitude and phase columns, each panel
-    wide enough for its interval text at the report's width."""
-    w = max(3.4, 1.75 * len(t.overlaps) + 1.3)
-    h = max(1.9, 0.62 * len(t.doses) + 0.9)
-    return plt.subplots(n_rows, 2, figsize=(2 * w + 1.3, h * n_rows + 0.4 + 0.3 * title_lines),
-                        squeeze=False, constrained_layout=True)
+# A figure should fit the Snakemake report's view at 1,400 px without scrolling (a result taller
+# than the window is cut at its top there): grids of more than three items put two a row.
+def _grid_figure(plt, n_items: int, t: _Table, title_lines: int = 2):
+    """Panels of (dose x overlap) grids for ``n_items`` items (arms or comparisons), each item an
+    amplitude and a phase panel side by side, one or two items a row; returns (fig, slots) with
+    ``slots[k]`` the (amplitude, phase) axes of item k and whether they are on the bottom row."""
+    per_row = 2 if n_items > 3 else 1
+    n_rows = math.ceil(n_items / per_row)
+    w = max(2.6, 1.22 * len(t.overlaps) + 0.5)
+    h = max(1.7, 0.56 * len(t.doses) + 0.8)
+    fig, axes = plt.subplots(n_rows, 2 * per_row, squeeze=False, constrained_layout=True,
+                             figsize=(2 * per_row * w + 1.0, h * n_rows + 0.4 + 0.3 * title_lines))
+    slots = []
+    for k in range(n_items):
+        r, c = divmod(k, per_row)
+        below = (r + 1) * per_row + c >= n_items  # no item under this one
+        slots.append((axes[r, 2 * c], axes[r, 2 * c + 1], below, c == 0))
+    for k in range(n_items, n_rows * per_row):
+        r, c = divmod(k, per_row)
+        axes[r, 2 * c].axis("off")
+        axes[r, 2 * c + 1].axis("off")
+    return fig, axes, slots
+
+
+def _label_slot(ax, bottom: bool, first: bool) -> None:
+    """Dose label on the first panel of a row, overlap label under the lowest panels."""
+    if first:
+        ax.set_ylabel("dose (photons/exposure)")
+    else:
+        ax.set_yticklabels([])
+    if bottom:
+        ax.set_xlabel("scan overlap")
 
 
 def plot_metric_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict | None = None) -> None:
@@ -159,20 +184,19 @@ def plot_metric_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict 
     if _missing_metric(t, metric, png):
         return
     name = _METRIC_NAMES.get(metric, metric)
-    fig, axes = _grid_figure(plt, len(t.arms), t, 3)
+    fig, axes, slots = _grid_figure(plt, len(t.arms), t, 3)
     cmap = plt.get_cmap("viridis")
     norm = Normalize(0.0, 1.0)
     xl = _overlap_labels(t, overlap_targets)
     yl = [dose_label(d) for d in t.doses]
     im = None
-    for i, arm in enumerate(t.arms):
-        for j, q in enumerate(("amplitude", "phase")):
-            ax = axes[i, j]
+    for arm, (*pair, bottom, first) in zip(t.arms, slots):
+        for j, (ax, q) in enumerate(zip(pair, ("amplitude", "phase"))):
             im = _annotated_panel(ax, t.matrix(arm, q, metric), cmap, norm, xl, yl, "{:.3f}",
                                   t.notes(arm, q, metric))
             ax.set_title(f"{arm}: {q} {name}", fontsize=11, fontweight="bold")
-            _label_grid_axes(ax, 1 if i == len(t.arms) - 1 else 0, j)
-    cb = fig.colorbar(im, ax=axes, shrink=0.6, aspect=30)
+            _label_slot(ax, bottom, first and j == 0)
+    cb = fig.colorbar(im, ax=axes, shrink=0.7, aspect=30)
     cb.set_label(f"{name} (1 = perfect)")
     fig.suptitle(f"{name} of the aligned test-region reconstruction: study {t.study}, {t.scale} "
                  "scale\nin each panel rows: dose (photons/exposure), columns: overlap view\n"
@@ -229,17 +253,16 @@ def plot_delta_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict |
     lim = max(0.05, float(finite.max()) if finite.size else 0.05)
     norm = TwoSlopeNorm(vmin=-lim, vcenter=0.0, vmax=lim)
     cmap = plt.get_cmap("RdBu")
-    fig, axes = _grid_figure(plt, len(comps), t, 3)
+    fig, axes, slots = _grid_figure(plt, len(comps), t, 3)
     xl = _overlap_labels(t, overlap_targets)
     yl = [dose_label(d) for d in t.doses]
     im = None
-    for i, (p, o) in enumerate(comps):
-        for j, q in enumerate(("amplitude", "phase")):
-            ax = axes[i, j]
+    for (p, o), (*pair, bottom, first) in zip(comps, slots):
+        for j, (ax, q) in enumerate(zip(pair, ("amplitude", "phase"))):
             im = _annotated_panel(ax, deltas[(q, p, o)], cmap, norm, xl, yl, "{:+.3f}",
                                   _paired_notes(paired, t, p, o, q, metric))
             ax.set_title(f"{q} {name}: {p} − {o}", fontsize=11, fontweight="bold")
-            _label_grid_axes(ax, 1 if i == len(comps) - 1 else 0, j)
+            _label_slot(ax, bottom, first and j == 0)
     cb = fig.colorbar(im, ax=axes, shrink=0.6, aspect=30)
     cb.set_label(f"Δ {name} ({best} − other; > 0: {best} better)")
     fig.suptitle(f"{name} difference: the best network arm ({best}, highest mean {name})\nminus "
@@ -313,76 +336,84 @@ def plot_metric_vs_dose(csv_path, png, rows=_VS_DOSE_ROWS, overlap_targets: dict
 
     t = _load(csv_path)
     references = references or {}
-    n_r, n_c = len(rows), len(t.overlaps)
-    fig, axes = plt.subplots(n_r, n_c, figsize=(max(5.6 * n_c + 1.0, 9.0), 2.45 * n_r + 1.6),
+    # panels: each row of ``rows`` once per overlap view, wrapped so that the figure fits the
+    # report's view (amplitude and phase of one metric side by side for one or two views)
+    n_c = len(t.overlaps)
+    panels = [(q, m, ov) for q, m in rows for ov in t.overlaps]
+    ncols = 2 * n_c if n_c <= 2 else n_c
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.25 * ncols + 0.6, 2.5 * nrows + 1.9),
                              squeeze=False, sharex=True, constrained_layout=True)
     x = np.array(t.doses)
     n_arm = len(t.arms)
     censored_any = floor_any = False
-    for j, ov in enumerate(t.overlaps):
+    for k, (q, m, ov) in enumerate(panels):
         f = (overlap_targets or {}).get(ov)
-        for i, (q, m) in enumerate(rows):
-            ax = axes[i, j]
-            frc = m.startswith("frc")
-            resolved_hi, cens_pts = [], []
-            for k, arm in enumerate(t.arms):
-                y = np.array([t.get(d, ov, arm, q, m) for d in t.doses])
-                if not np.isfinite(y).any():
-                    continue
-                b = np.array([t.bounds(d, ov, arm, q, m) for d in t.doses])
-                cens = [_censoring(t, d, ov, m, v, limits) for d, v in zip(t.doses, y)]
-                keep = np.array([c == "" for c in cens])
-                yk = np.where(keep, y, np.nan)
-                ok = np.isfinite(b).all(axis=1) & keep
-                err = np.vstack([np.where(ok, np.maximum(yk - b[:, 0], 0), 0.0),
-                                 np.where(ok, np.maximum(b[:, 1] - yk, 0), 0.0)])
-                xk = _dodge(x, k, n_arm)
-                colour = arm_colour(arm, t.arms)
-                st = arm_style(arm)
-                ax.errorbar(xk, yk, yerr=err, color=colour, capsize=2.5, elinewidth=1.0,
-                            label=arm, **st)
-                if frc:
-                    hi = np.where(ok, b[:, 1], yk)
-                    resolved_hi += [v for v in hi if math.isfinite(v)]
-                    cens_pts += [(xk[n], cens[n], colour) for n in range(len(cens)) if cens[n]]
-            floor = [((references.get((d, ov)) or {}).get(q) or {}).get(m) for d in t.doses]
-            if any(v is not None for v in floor):
-                fy = np.array([np.nan if v is None else float(v) for v in floor])
-                if frc:
-                    fy = np.where([_censoring(t, d, ov, m, v, limits) == "" for d, v in
-                                   zip(t.doses, fy)], fy, np.nan)
-                if np.isfinite(fy).any():
-                    ax.plot(x, fy, color="0.15", ls=":", lw=1.8, marker="_", ms=14, zorder=1)
-                    floor_any = True
-                    if frc:
-                        resolved_hi += [v for v in fy if math.isfinite(v)]
-            ax.set_xscale("log")
+        i, j = divmod(k, ncols)
+        ax = axes[i, j]
+        frc = m.startswith("frc")
+        resolved_hi, cens_pts = [], []
+        for n_a, arm in enumerate(t.arms):
+            y = np.array([t.get(d, ov, arm, q, m) for d in t.doses])
+            if not np.isfinite(y).any():
+                continue
+            b = np.array([t.bounds(d, ov, arm, q, m) for d in t.doses])
+            cens = [_censoring(t, d, ov, m, v, limits) for d, v in zip(t.doses, y)]
+            keep = np.array([c == "" for c in cens])
+            yk = np.where(keep, y, np.nan)
+            ok = np.isfinite(b).all(axis=1) & keep
+            err = np.vstack([np.where(ok, np.maximum(yk - b[:, 0], 0), 0.0),
+                             np.where(ok, np.maximum(b[:, 1] - yk, 0), 0.0)])
+            xk = _dodge(x, n_a, n_arm)
+            colour = arm_colour(arm, t.arms)
+            st = arm_style(arm)
+            ax.errorbar(xk, yk, yerr=err, color=colour, capsize=2.5, elinewidth=1.0,
+                        label=arm, **st)
             if frc:
-                ax.set_yscale("log")
-                top = max(resolved_hi) * 1.5 if resolved_hi else 10.0
-                ax.set_ylim(1.7, top)
-                for xc, kind, colour in cens_pts:
-                    yc, mk = (top / 1.3, "^") if kind == "upper" else (1.9, "v")
-                    ax.plot([xc], [yc], mk, mfc="white", mec=colour, mew=1.6, ms=8, zorder=4,
-                            clip_on=False)
-                    censored_any = True
-                from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+                hi = np.where(ok, b[:, 1], yk)
+                resolved_hi += [v for v in hi if math.isfinite(v)]
+                cens_pts += [(xk[n], cens[n], colour) for n in range(len(cens)) if cens[n]]
+        floor = [((references.get((d, ov)) or {}).get(q) or {}).get(m) for d in t.doses]
+        if any(v is not None for v in floor):
+            fy = np.array([np.nan if v is None else float(v) for v in floor])
+            if frc:
+                fy = np.where([_censoring(t, d, ov, m, v, limits) == "" for d, v in
+                               zip(t.doses, fy)], fy, np.nan)
+            if np.isfinite(fy).any():
+                ax.plot(x, fy, color="0.15", ls=":", lw=1.8, marker="_", ms=14, zorder=1)
+                floor_any = True
+                if frc:
+                    resolved_hi += [v for v in fy if math.isfinite(v)]
+        ax.set_xscale("log")
+        if frc:
+            ax.set_yscale("log")
+            top = max(resolved_hi) * 1.5 if resolved_hi else 10.0
+            ax.set_ylim(1.7, top)
+            for xc, kind, colour in cens_pts:
+                yc, mk = (top / 1.3, "^") if kind == "upper" else (1.9, "v")
+                ax.plot([xc], [yc], mk, mfc="white", mec=colour, mew=1.6, ms=8, zorder=4,
+                        clip_on=False)
+                censored_any = True
+            from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
-                ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-                ax.yaxis.set_major_formatter(ScalarFormatter())
-                ax.yaxis.set_minor_formatter(NullFormatter())
-            ax.set_xticks(x, [dose_label(d) for d in x])
-            ax.xaxis.set_minor_locator(plt.NullLocator())
-            ax.grid(True, alpha=0.3)
-            if m in ("ssim", "ms_ssim"):
-                ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.02)
-            name = _METRIC_NAMES.get(m, m).replace(" resolution", "")
-            ax.set_ylabel(f"{q}\n{name}", fontsize=10)
-            if i == 0:
-                ax.set_title(f"overlap view: {ov}" + (f" (f = {f:.2f})" if f is not None else ""),
-                             fontsize=12)
-            if i == n_r - 1:
-                ax.set_xlabel("dose (photons/exposure, log scale)")
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(ScalarFormatter())
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.set_xticks(x, [dose_label(d) for d in x])
+        ax.xaxis.set_minor_locator(plt.NullLocator())
+        ax.grid(True, alpha=0.3)
+        if m in ("ssim", "ms_ssim"):
+            ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.02)
+        name = _METRIC_NAMES.get(m, m).replace(" resolution", "")
+        ax.set_title(f"{q} {name}\n{ov}" + (f" (f = {f:.2f})" if f is not None else ""),
+                     fontsize=10.5)
+        if j == 0 or panels[k - 1][1] != m:
+            ax.set_ylabel(name, fontsize=10)
+        if k + ncols >= len(panels):
+            ax.set_xlabel("dose (photons/exposure)")
+            ax.xaxis.set_tick_params(labelbottom=True)
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
     handles = [Line2D([], [], color=arm_colour(a, t.arms), label=a, **arm_style(a))
                for a in t.arms]
     if floor_any:
@@ -393,7 +424,7 @@ def plot_metric_vs_dose(csv_path, png, rows=_VS_DOSE_ROWS, overlap_targets: dict
                               ms=8, label="FRC censored: no crossing in the band (▲ worse, ▼ "
                                           "Nyquist)"))
     fig.legend(handles=handles, loc="outside lower center",
-               ncol=min(len(handles), 4 if n_c > 1 else 2), fontsize=10)
+               ncol=min(len(handles), 4 if ncols > 2 else 2), fontsize=10)
     fig.suptitle(f"Reconstruction quality versus dose: study {t.study}, {t.scale} scale\n"
                  "SSIM and PSNR: higher is better; FRC 1/7 resolution (log axis): lower is "
                  "better\nerror bars: 95% intervals; arms shifted slightly along dose")
