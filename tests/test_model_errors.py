@@ -98,7 +98,7 @@ def test_error_cells_store_nominal_and_true_inputs(tmp_path):
     study = StudyConfig.from_dict(small_study_dict(errors=ERRORS))
     _, _, te0 = _cell(tmp_path, "exact", study)
     exact = _arrays(te0)
-    s, _, te = _cell(tmp_path, "probe", study, "probe25")
+    _, _, te = _cell(tmp_path, "probe", study, "probe25")
     with Dataset(te) as ds:
         # the same data (same noise streams), only the probe the arms are told differs
         assert np.array_equal(ds.read(), exact["diffraction"])
@@ -107,7 +107,7 @@ def test_error_cells_store_nominal_and_true_inputs(tmp_path):
         assert ds.attrs["probe_error"] == pytest.approx(0.25, rel=1e-3)
         assert relative_probe_error(ds.probe, ds.true_probe) == pytest.approx(0.25, rel=1e-3)
         assert ds.errors["label"] == "probe25" and ds.attrs["error_kind"] == "probe"
-    s, _, te = _cell(tmp_path, "pos", study, "jitter1")
+    _, _, te = _cell(tmp_path, "pos", study, "jitter1")
     with Dataset(te) as ds:
         assert np.array_equal(ds.true_positions, exact["positions"])
         assert np.array_equal(ds.read(), exact["diffraction"])
@@ -115,7 +115,7 @@ def test_error_cells_store_nominal_and_true_inputs(tmp_path):
         assert ds.attrs["position_rms_error_px"] == pytest.approx(rms)
         assert 0.8 < rms < 1.2  # a small split (tens of positions): the 5% test is above
         ds.check_positions()  # nominal positions stay on the object
-    s, _, te = _cell(tmp_path, "coh", study, "modes2p80")
+    _, _, te = _cell(tmp_path, "coh", study, "modes2p80")
     with Dataset(te) as ds:
         assert ds.true_probe.shape == (2, 16, 16) and ds.probe_modes.shape == (1, 16, 16)
         assert not np.array_equal(ds.read(), exact["diffraction"])

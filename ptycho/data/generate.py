@@ -149,7 +149,6 @@ def nominal_positions(study: StudyConfig, scale: ScaleConfig, level, true_pos: n
     region = ScanRegion.for_object(object_shape, scale.N)
     rng = rng_for(study.seeds.simulation, "position_error", level.label, overlap_view, split,
                   *replicate_labels(replicate))
-    H, W = object_shape
     return positions_with_error(true_pos, rng, jitter_px=level.jitter_px, scale=level.scale,
                                 rotation_deg=level.rotation_deg, drift_px=level.drift_px,
                                 centre=((region.y0 + region.y1) / 2, (region.x0 + region.x1) / 2),

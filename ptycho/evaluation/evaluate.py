@@ -132,7 +132,7 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path,
                                   energy_diameter(probe, 0.9), seed, stream,
                                   intervals.confidence, intervals.resamples, intervals.block_px)
     fluence = _fluence(positions, probe, ds_dose, mask, pixel_size)
-    residual = data_residual(rec.object, test_path)
+    residual = data_residual(rec.object, test_path, probe=rec.probe, positions=rec.positions)
     metrics["data"] = {"poisson_deviance": residual["poisson_deviance"]}
     out = MetricsRecord(
         arm=rec.arm,
@@ -176,12 +176,53 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path,
     ref["flat_object"]["data"] = {"poisson_deviance": _flat_residual(illum, test_path)}
     ref["ground_truth"] = {"data": {"poisson_deviance":
                                     data_residual(truth, test_path)["poisson_deviance"]}}
+    errors = model_errors(rec, test_path)
+    if errors is not None:
+        out.extra["model_errors"] = errors
     if rec.snapshots is not None:
         out.snapshots = _score_snapshots(rec.snapshots, truth, mask, illum, peak, recon_path,
                                          test_path)
     if halves:
         _add_halves(out, halves, test_path, rec.object.shape)
     _write(out, aligned_path, metrics_path, al.aligned, mask, rec.arm, recon_path, truth)
+    return out
+
+
+def model_errors(rec, test_path) -> dict | None:
+    """What an arm refined and how far its final probe and positions are from the truth, for a
+    cell with model errors or an arm that refined something (None otherwise):
+    ``{"error_level", "error_kind", "error_value", "nominal_probe_error",
+    "nominal_position_rms_px", "refined": [...], "probe_error", "position_rms_px"}`` (relative
+    probe error and position RMS error of what the arm ended with; the nominal ones when it
+    refined nothing; null without a truth to compare with)."""
+    from ptycho.physics.errors import position_rms_error, relative_probe_error
+
+    with Dataset(test_path, require_object=False) as ds:
+        errs = ds.errors
+        if errs is None and rec.probe is None and rec.positions is None:
+            return None
+        nominal_probe, nominal_pos = ds.probe_modes, ds.positions
+        true_probe, true_pos = ds.true_probe, ds.true_positions
+        simulated = ds.has_object
+    refined = [k for k, v in (("probe", rec.probe), ("positions", rec.positions)) if v is not None]
+    probe = nominal_probe if rec.probe is None else rec.probe
+    pos = nominal_pos if rec.positions is None else rec.positions
+    out = {
+        "error_level": None if errs is None else errs["label"],
+        "error_kind": None if errs is None else errs["kind"],
+        "error_value": 0.0 if errs is None else float(errs["value"]),
+        "refined": refined,
+        # how far the arm moved from what it was told
+        "probe_change": relative_probe_error(probe, nominal_probe),
+        "position_change_rms_px": position_rms_error(pos, nominal_pos),
+        "nominal_probe_error": None, "nominal_position_rms_px": None,
+        "probe_error": None, "position_rms_px": None,
+    }
+    if simulated:  # the truth is known
+        out.update(nominal_probe_error=relative_probe_error(nominal_probe, true_probe),
+                   nominal_position_rms_px=position_rms_error(nominal_pos, true_pos),
+                   probe_error=relative_probe_error(probe, true_probe),
+                   position_rms_px=position_rms_error(pos, true_pos))
     return out
 
 
@@ -291,7 +332,7 @@ def evaluate_without_truth(recon_path, test_path, metrics_path, aligned_path,
     rec, (positions, probe, _), illum, _, mask = _open_pair(recon_path, test_path)
     with Dataset(test_path, require_object=False) as ds:
         ds_dose, replicate, pixel_size = ds.dose, ds.replicate, ds.attrs.get("pixel_size_m")
-    residual = data_residual(rec.object, test_path)
+    residual = data_residual(rec.object, test_path, probe=rec.probe, positions=rec.positions)
     out = MetricsRecord(
         arm=rec.arm, gridsize=int(rec.gridsize), dose=float(rec.dose),
         dose_label=dose_label(rec.dose), overlap_view=rec.overlap_view,
@@ -311,6 +352,9 @@ def evaluate_without_truth(recon_path, test_path, metrics_path, aligned_path,
         replicate=int(replicate),
         fluence=_fluence(positions, probe, ds_dose, mask, pixel_size),
     )
+    errors = model_errors(rec, test_path)
+    if errors is not None:
+        out.extra["model_errors"] = errors
     _add_halves(out, halves, test_path, rec.object.shape)
     region = rec.object[mask]
     offset = np.angle(np.sum(region)) if np.any(region) else 0.0

@@ -39,8 +39,13 @@ def _xlogy_ratio(y: np.ndarray, lam: np.ndarray) -> float:
     return float(np.sum(y[pos] * np.log(y[pos] / lam[pos])))
 
 
-def data_residual(obj: np.ndarray, test_path, chunk: int = 256) -> dict:
+def data_residual(obj: np.ndarray, test_path, chunk: int = 256, probe=None,
+                  positions=None) -> dict:
     """Poisson deviance of ``obj`` (H, W) re-projected at the test split's positions.
+
+    ``probe`` ((N, N) or incoherent modes (M, N, N)) and ``positions`` (n, 2): the arm's own final
+    probe and positions when it refined them (None: the split's nominal probe modes and
+    positions). Positions are clipped to keep every patch on the object grid.
 
     Returns ``{"poisson_deviance": mean per pattern (after the global intensity scale),
     "poisson_deviance_unscaled": the same with alpha = 1, "intensity_scale": alpha,
@@ -54,7 +59,19 @@ def data_residual(obj: np.ndarray, test_path, chunk: int = 256) -> dict:
         if tuple(obj.shape) != tuple(ds.object_shape):
             raise PtychoError(f"data residual: reconstruction {obj.shape} is not the object grid "
                               f"{ds.object_shape} of {test_path}")
-        pos, probe, dose, N, n = ds.positions, ds.probe, ds.dose, ds.N, ds.n
+        dose, N, n = ds.dose, ds.N, ds.n
+        probe = ds.probe_modes if probe is None else np.asarray(probe)
+        probe = probe[0] if probe.ndim == 3 and len(probe) == 1 else probe
+        if positions is None:
+            pos = ds.positions
+        else:
+            pos = np.asarray(positions, dtype=np.float64)
+            if pos.shape != (n, 2):
+                raise PtychoError(f"data residual: {pos.shape} positions for the {n} patterns of "
+                                  f"{test_path}")
+            H, W = obj.shape
+            pos = np.stack([np.clip(pos[:, 0], N / 2, H - N / 2 - 1),
+                            np.clip(pos[:, 1], N / 2, W - N / 2 - 1)], axis=1)
         for idx, y in ds.iter_batches(chunk):
             lam = expected_counts(extract_patches(obj, pos[idx], N), probe, dose)
             lam = np.maximum(lam, LAMBDA_FLOOR)

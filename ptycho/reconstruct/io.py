@@ -9,6 +9,12 @@ dataset path) and info (JSON: arm-specific details, e.g. iterations and cost his
 
 The solver arms (iterative, hybrid) also write their convergence snapshots, taken during the one
 solve at the study's snapshot epochs (the last is the final epoch, equal to /object):
+An arm that refines the probe or the positions (or solves with other probe modes than the
+dataset's nominal probe) also stores what it ended with (absent otherwise), with SHA-256 hashes:
+/probe      (M, N, N) complex64  final probe modes, in the dataset's units
+/positions  (n, 2) float64       final test positions (y, x), our convention
+attributes probe_sha256, positions_sha256 (of the C-ordered bytes).
+
 /snapshots/epochs       (S,) int32       epochs completed (1-based)
 /snapshots/wall_time_s  (S,) float64     cumulative wall time at each snapshot (s); the hybrid
                                          arm's includes its start network's inference time
@@ -65,6 +71,12 @@ class Reconstruction:
     source: str
     info: dict = field(default_factory=dict)
     snapshots: Snapshots | None = None
+    probe: np.ndarray | None = None
+    """The arm's final probe modes (M, N, N) in the dataset's units, when it refined the probe or
+    used other modes than the dataset's nominal probe (None: the nominal probe)."""
+    positions: np.ndarray | None = None
+    """The arm's final positions (n, 2) of the test split (our convention), when it refined them
+    (None: the nominal positions)."""
 
 
 def object_sha256(obj) -> str:
@@ -98,6 +110,20 @@ def write_reconstruction(path, rec: Reconstruction) -> None:
         f.attrs["wall_time_s"] = float(rec.wall_time_s)
         f.attrs["source"] = str(rec.source)
         f.attrs["info"] = json.dumps(rec.info, sort_keys=True, default=float)
+        if rec.probe is not None:
+            pr = np.asarray(rec.probe, dtype=np.complex64)
+            pr = pr[None] if pr.ndim == 2 else pr
+            if pr.ndim != 3 or not np.all(np.isfinite(pr)):
+                raise DatasetError(f"{path}: probe modes must be finite (M, N, N), got {pr.shape}")
+            f.create_dataset("probe", data=pr, track_times=False)
+            f.attrs["probe_sha256"] = hashlib.sha256(pr.tobytes()).hexdigest()
+        if rec.positions is not None:
+            pos = np.asarray(rec.positions, dtype=np.float64)
+            if pos.shape != (int(rec.n_patterns), 2) or not np.all(np.isfinite(pos)):
+                raise DatasetError(f"{path}: positions must be finite ({rec.n_patterns}, 2), got "
+                                   f"{pos.shape}")
+            f.create_dataset("positions", data=pos, track_times=False)
+            f.attrs["positions_sha256"] = hashlib.sha256(pos.tobytes()).hexdigest()
         snap = rec.snapshots
         if snap is not None:
             if snap.objects.shape[1:] != obj.shape or not np.all(np.isfinite(snap.objects)):
@@ -127,6 +153,8 @@ def read_reconstruction(path) -> Reconstruction:
                 wall_time_s=float(a["wall_time_s"]), source=str(a["source"]),
                 info=json.loads(a.get("info", "{}")),
                 snapshots=_read_snapshots(f, path),
+                probe=f["probe"][()] if "probe" in f else None,
+                positions=f["positions"][()] if "positions" in f else None,
             )
     except DatasetError:
         raise

@@ -84,6 +84,9 @@ def validate_config(cfg: IterativeConfig) -> None:
     bs = cfg.batch_size
     if isinstance(bs, bool) or not isinstance(bs, (int, np.integer)) or bs < 1:
         raise ConfigError(f"iterative: batch_size must be an integer >= 1, got {bs!r}")
+    m = getattr(cfg, "probe_modes", 0)
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or not 0 <= m <= 8:
+        raise ConfigError(f"iterative: probe_modes must be an integer in 0..8, got {m!r}")
     if cfg.noise_model not in NOISE_MODELS:
         raise ConfigError(
             f"iterative: noise_model must be one of {NOISE_MODELS}, got {cfg.noise_model!r}"
@@ -160,6 +163,7 @@ def _read_inputs(test_path: Path):
             raise DatasetError(f"{test_path}: the test split holds no diffraction patterns")
         positions = ds.positions
         probe = ds.probe
+        modes = ds.probe_modes
         try:
             shape = tuple(int(s) for s in ds.object_shape)
         except (KeyError, TypeError, ValueError) as exc:
@@ -189,7 +193,31 @@ def _read_inputs(test_path: Path):
         check_positions(shape, positions, N)
     except DatasetError as exc:
         raise DatasetError(f"{test_path}: {exc}") from exc
-    return counts, positions, probe, shape, dose, view, replicate
+    return counts, positions, probe, shape, dose, view, replicate, modes
+
+
+EXTRA_MODE_POWER = 0.05
+"""Power fraction of each probe mode the solve adds to the nominal probe (``probe_modes``)."""
+
+
+def solve_modes(nominal: np.ndarray, requested: int) -> np.ndarray:
+    """The probe modes (M, N, N) a solve starts from: the nominal modes (``requested`` 0 or their
+    number), the first ``requested`` of them, or the nominal modes with further low-order modes of
+    ``EXTRA_MODE_POWER`` each added (the total power kept)."""
+    from ptycho.physics.errors import coherent_modes
+
+    nominal = np.asarray(nominal, dtype=np.complex64)
+    K = len(nominal)
+    M = K if requested in (0, K) else int(requested)
+    if M <= K:
+        return nominal[:M]
+    total = float(np.sum(np.abs(nominal.astype(np.complex128)) ** 2))
+    fr = [1.0 - EXTRA_MODE_POWER * (M - 1)] + [EXTRA_MODE_POWER] * (M - 1)
+    made = coherent_modes(nominal[0], fr)
+    made *= np.float32(np.sqrt(total / float(np.sum(np.abs(made.astype(np.complex128)) ** 2))))
+    if K > 1:  # keep the nominal modes, append the new ones
+        made = np.concatenate([nominal, made[K:]])
+    return made.astype(np.complex64)
 
 
 @contextlib.contextmanager
@@ -208,7 +236,12 @@ def _quiet_ptychi():
         lg.setLevel(old)
 
 
-def _build_options(api, cfg: IterativeConfig, n: int, shape, device: str):
+POSITION_START_EPOCH = 2
+POSITION_STEP_SIZE = 0.3
+POSITION_UPDATE_LIMIT_PX = 0.1  # per epoch and axis
+
+
+def _build_options(api, cfg: IterativeConfig, n: int, shape, device: str, n_modes: int = 1):
     opts = api.LSQMLOptions()
     ro = opts.reconstructor_options
     ro.num_epochs = int(cfg.iterations)
@@ -238,9 +271,16 @@ def _build_options(api, cfg: IterativeConfig, n: int, shape, device: str):
 
     po = opts.probe_options
     po.optimizable = bool(cfg.refine_probe)
-    po.orthogonalize_incoherent_modes.enabled = False  # one mode
+    # one mode: nothing to orthogonalise; several refined modes: kept orthogonal by pty-chi
+    po.orthogonalize_incoherent_modes.enabled = bool(cfg.refine_probe) and n_modes > 1
 
-    opts.probe_position_options.optimizable = False
+    pp = opts.probe_position_options
+    pp.optimizable = bool(getattr(cfg, "refine_positions", False))
+    if pp.optimizable:
+        # the object first: positions move once it has taken shape
+        pp.optimization_plan.start = POSITION_START_EPOCH
+        pp.step_size = POSITION_STEP_SIZE
+        pp.correction_options.update_magnitude_limit = POSITION_UPDATE_LIMIT_PX
     opts.opr_mode_weight_options.optimizable = False
     return opts
 
@@ -265,8 +305,9 @@ def _import_ptychi():
 
 
 def probe_scale(probe: np.ndarray, dose: float) -> float:
-    """Factor s with |fft2(s P O)|^2 = D |fft2_ortho(P O)|^2 / sum|P|^2: s = sqrt(D / (N^2 sum|P|^2))."""
-    N0, N1 = probe.shape
+    """Factor s with |fft2(s P O)|^2 = D |fft2_ortho(P O)|^2 / sum|P|^2: s = sqrt(D / (N^2 sum|P|^2))
+    (probe modes (M, N, N): the sum runs over every mode, whose intensities add)."""
+    N0, N1 = np.shape(probe)[-2:]
     norm = float(np.sum(np.abs(np.asarray(probe, dtype=np.complex128)) ** 2))
     return math.sqrt(float(dose) / (N0 * N1 * norm))
 
@@ -282,7 +323,8 @@ def _ptychi_inputs(counts, positions, probe, shape, dose, object_guess=None):
     buf = np.ones((1, H + 2 * MARGIN, W + 2 * MARGIN), dtype=np.complex64)
     if object_guess is not None:
         buf[0, MARGIN : MARGIN + H, MARGIN : MARGIN + W] = object_guess
-    probe_p = (probe.astype(np.complex64) * np.float32(scale))[None, None]
+    probe_p = probe.astype(np.complex64) * np.float32(scale)
+    probe_p = probe_p[None, None] if probe_p.ndim == 2 else probe_p[None]
     rel = np.asarray(positions, dtype=np.float64) - np.array([H // 2, W // 2], dtype=np.float64)
     return counts, buf, probe_p, rel[:, 0].copy(), rel[:, 1].copy(), scale
 
@@ -295,7 +337,8 @@ def _ptychi_task(cfg: IterativeConfig, counts, positions, probe, shape, dose, de
     torch, api, PtychographyTask = _import_ptychi()
     data, buf, probe_p, pos_y, pos_x, _ = _ptychi_inputs(counts, positions, probe, shape, dose,
                                                          object_guess)
-    opts = _build_options(api, cfg, len(counts), shape, device)
+    opts = _build_options(api, cfg, len(counts), shape, device,
+                          1 if np.ndim(probe) == 2 else int(np.shape(probe)[0]))
     old_device, old_dtype = torch.get_default_device(), torch.get_default_dtype()
     try:
         with _quiet_ptychi():
@@ -363,7 +406,12 @@ def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
     if device not in DEVICES:
         raise ConfigError(f"iterative: device must be one of {DEVICES}, got {device!r}")
     test_path = Path(test_path)
-    counts, positions, probe, shape, dose, view, replicate = _read_inputs(test_path)
+    counts, positions, probe, shape, dose, view, replicate, nominal_modes = _read_inputs(test_path)
+    modes = solve_modes(nominal_modes, int(getattr(cfg, "probe_modes", 0)))
+    # one mode: exactly the dataset's probe (N, N), as the solve has always used it
+    solve_probe = probe if len(modes) == 1 and len(nominal_modes) == 1 else modes
+    if solve_probe.ndim == 3:  # the illumination of incoherent modes: their intensities add
+        probe = np.sqrt(np.sum(np.abs(modes.astype(np.complex128)) ** 2, axis=0))
     # who is solving, in every progress line: e.g. "iterative 1e5_dense_r0"
     label = job_label("iterative" if start is None else "hybrid", dose_label(dose), view or "none",
                       replicate)
@@ -386,7 +434,7 @@ def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
              torch.get_num_threads(), "flat" if start is None else start.arm, list(epochs))
     costs: list[float] = []
     snaps, times = [], []
-    with _ptychi_task(cfg, counts, positions, probe, shape, dose, dev, guess) as task:
+    with _ptychi_task(cfg, counts, positions, solve_probe, shape, dose, dev, guess) as task:
         total = int(cfg.iterations)
         chunk = max(1, math.ceil(total / 10))
         # one solve, paused at every progress report and snapshot epoch (pty-chi keeps its state
@@ -409,12 +457,15 @@ def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
                 buf = task.get_data_to_cpu("object", as_numpy=True)[0]
                 snaps.append(_grid_object(buf, shape, weight, test_path))
                 times.append(time.perf_counter() - t0)
-        probe_out = task.get_data_to_cpu("probe", as_numpy=True)[0, 0]
+        probe_all = task.get_data_to_cpu("probe", as_numpy=True)[0]
+        probe_out = probe_all[0]
+        pos_out = task.get_data_to_cpu("probe_positions", as_numpy=True) if getattr(
+            cfg, "refine_positions", False) else None
     wall = times[-1]
     obj = snaps[-1]
     offset = 0.0 if start is None else start.wall_time_s
 
-    scale = probe_scale(probe, dose)
+    scale = probe_scale(solve_probe, dose)
     info = {
         "solver": "pty-chi LSQML",
         "ptychi_version": _ptychi_version(),
@@ -448,11 +499,29 @@ def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
             "start_wall_time_s": start.wall_time_s,
             "start_fill": "pixels the network left unlit (weight 0) set to 1, like the flat start",
         })
-    if cfg.refine_probe:
+    if cfg.refine_probe and solve_probe.ndim == 2:
         # power of the refined probe relative to the known one (pty-chi's dose scale divided out)
         info["refined_probe_power_ratio"] = float(
             np.sum(np.abs(probe_out) ** 2) / (scale**2 * np.sum(np.abs(probe) ** 2))
         )
+    final_probe = final_pos = None
+    if cfg.refine_probe or solve_probe.ndim == 3:
+        # the probe the arm ended with, in the dataset's units (pty-chi's dose scale divided out)
+        final_probe = (np.asarray(probe_all) / scale).astype(np.complex64)
+        info["probe_modes"] = len(final_probe)
+        info["probe_mode_power_fractions"] = [
+            float(v) for v in np.sum(np.abs(final_probe) ** 2, axis=(1, 2))
+            / np.sum(np.abs(final_probe) ** 2)]
+        if cfg.refine_probe and solve_probe.ndim == 3:
+            info["refined_probe_power_ratio"] = float(
+                np.sum(np.abs(final_probe) ** 2) / np.sum(np.abs(modes) ** 2))
+    if pos_out is not None:
+        final_pos = np.asarray(pos_out, np.float64) + np.array([H // 2, W // 2], np.float64)
+        info.update(refine_positions=True, position_start_epoch=POSITION_START_EPOCH,
+                    position_step_size=POSITION_STEP_SIZE,
+                    position_update_limit_px=POSITION_UPDATE_LIMIT_PX,
+                    position_change_rms_px=float(np.sqrt(np.mean(np.sum(
+                        (final_pos - positions) ** 2, axis=1)))))
     log.info("%s: pty-chi LSQML finished in %.1f s (+%.1f s import%s), final cost %.6g", label,
              wall, import_s, "" if start is None else f", +{offset:.1f} s {start.arm} inference",
              costs[-1])
@@ -463,6 +532,7 @@ def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
         info=info,
         snapshots=Snapshots(epochs=epochs, wall_time_s=np.asarray(times) + offset,
                             objects=np.stack(snaps)),
+        probe=final_probe, positions=final_pos,
     )
 
 
@@ -511,5 +581,6 @@ __all__ = [
     "probe_scale",
     "ptychi_expected_counts",
     "reconstruct_iterative",
+    "solve_modes",
     "validate_config",
 ]
