@@ -194,7 +194,9 @@ def model_errors(rec, test_path) -> dict | None:
     ``{"error_level", "error_kind", "error_value", "nominal_probe_error",
     "nominal_position_rms_px", "refined": [...], "probe_error", "position_rms_px"}`` (relative
     probe error and position RMS error of what the arm ended with; the nominal ones when it
-    refined nothing; null without a truth to compare with)."""
+    refined nothing; null without a truth to compare with). Position RMS errors are measured after
+    removing the mean offset from the truth (``position_rms_offset_free``; the offset itself is
+    ``position_mean_offset_px``, (y, x))."""
     from ptycho.physics.errors import position_rms_error, relative_probe_error
 
     with Dataset(test_path, require_object=False) as ds:
@@ -220,10 +222,29 @@ def model_errors(rec, test_path) -> dict | None:
     }
     if simulated:  # the truth is known
         out.update(nominal_probe_error=relative_probe_error(nominal_probe, true_probe),
-                   nominal_position_rms_px=position_rms_error(nominal_pos, true_pos),
+                   nominal_position_rms_px=position_rms_offset_free(nominal_pos, true_pos),
                    probe_error=relative_probe_error(probe, true_probe),
-                   position_rms_px=position_rms_error(pos, true_pos))
+                   position_rms_px=position_rms_offset_free(pos, true_pos),
+                   position_mean_offset_px=_mean_offset(pos, true_pos))
     return out
+
+
+def _mean_offset(a, b) -> list[float]:
+    d = np.asarray(a, np.float64).reshape(-1, 2) - np.asarray(b, np.float64).reshape(-1, 2)
+    return [float(v) for v in d.mean(axis=0)]
+
+
+def position_rms_offset_free(a, b) -> float:
+    """RMS length of the position errors ``a - b`` (n, 2) after removing their mean, pixels. A
+    reconstruction determines its positions only up to a common shift (the object shifts with
+    them), so the mean offset is no error of the positions."""
+    from ptycho.physics.errors import position_rms_error
+
+    a = np.asarray(a, np.float64).reshape(-1, 2)
+    b = np.asarray(b, np.float64).reshape(-1, 2)
+    if a.shape != b.shape:
+        return position_rms_error(a, b)  # raises the shape error
+    return position_rms_error(a - (a - b).mean(axis=0), b)
 
 
 def _fluence(positions, probe, dose: float, mask, pixel_size) -> dict:
