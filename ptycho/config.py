@@ -169,6 +169,11 @@ class TrainingConfig:
     align_group_phases: bool = True
     # the global gradient-norm bound of Adam's steps (None: unclipped)
     clip_norm: float | None = None
+    # PINN arms: the physics layer's probe is a trainable variable, initialised at the nominal
+    # probe, with its power held fixed (docs/robustness.md, "Trainable probe")
+    train_probe: bool = False
+    # the probe's learning rate relative to the network's (train_probe only)
+    probe_learning_rate_scale: float = 0.1
 
     def rate(self, arm_id: str) -> float:
         """The learning rate of an arm: ``supervised_learning_rate`` for the baseline when set."""
@@ -210,6 +215,19 @@ class IterativeConfig:
     probe_modes: int = 0
     """Incoherent probe modes of the solve: 0 those of the dataset's nominal probe; M >= 1 that
     many (modes the nominal probe lacks are added with a small power and refined)."""
+    # position correction (used only with refine_positions; docs/robustness.md)
+    position_correction: str = "gradient"
+    """pty-chi's correction: 'gradient' or 'cross_correlation'."""
+    position_start_epoch: int = 5
+    """First epoch (0-based) whose updates move the positions: the object takes shape first."""
+    position_step_size: float = 4.0
+    """Step of the position update (pty-chi's gradient estimate is a damped Gauss-Newton step)."""
+    position_update_limit_px: float | None = None
+    """Largest move per update and axis, pixels (None: no fixed limit)."""
+    position_clip_by_mad: bool = False
+    """Also clip each update at 10 x the median absolute deviation of the batch's updates."""
+    position_momentum_gain: float = 0.0
+    """pty-chi's momentum acceleration of the position updates (0: none)."""
 
 
 def snapshot_epochs(iterations: int, requested=None, where: str = "'iterative/snapshots'"
@@ -653,7 +671,8 @@ class StudyConfig:
     # ----------------------------------------------------------------- views
     def to_dict(self) -> dict:
         """The resolved study, JSON-able. Options that are off (no error axes, iterative
-        position correction off, the dataset's probe modes) are left out, so a study that does not
+        position correction off with its settings, the dataset's probe modes, a fixed PINN
+        probe) are left out, so a study that does not
         use them records the same configuration (and writes the same dataset files) as before
         they existed."""
         out = json.loads(json.dumps(asdict(self)))
@@ -661,9 +680,16 @@ class StudyConfig:
             out.pop("errors", None)
         for sc in out.get("scales", {}).values():
             it = sc.get("iterative", {})
+            if not it.get("refine_positions"):  # the correction's settings do nothing
+                for key in _POSITION_KEYS:
+                    it.pop(key, None)
             for key, off in _OFF_ITERATIVE.items():
                 if it.get(key) == off:
                     it.pop(key)
+            tr = sc.get("training", {})
+            if not tr.get("train_probe"):  # a fixed probe: its learning rate does nothing
+                for key in _TRAIN_PROBE_KEYS:
+                    tr.pop(key, None)
         return out
 
     def scale(self, name: str) -> ScaleConfig:
@@ -729,6 +755,9 @@ def _hybrid_config(d: dict, source: str, adapted_g: int | None = None) -> Hybrid
 
 
 _OFF_ITERATIVE = {"refine_positions": False, "probe_modes": 0}
+_POSITION_KEYS = ("position_correction", "position_start_epoch", "position_step_size",
+                  "position_update_limit_px", "position_clip_by_mad", "position_momentum_gain")
+_TRAIN_PROBE_KEYS = ("train_probe", "probe_learning_rate_scale")
 
 
 def is_solver_arm(arm_id: str) -> bool:
