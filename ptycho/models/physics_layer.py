@@ -8,6 +8,17 @@ log-scale initialised at 0, so an untrained scale reproduces ``expected_counts``
 Tensors are channels-last: object patches (B, N, N, C) given as real and imaginary parts, expected
 counts (B, N, N, C) float32 photons. The probe is stored as non-trainable weights (saved with the
 model), so a reloaded model needs no probe file.
+
+Trainable probe (``train_probe``): P = P_nom + r * max|P_nom| * dP, with dP a trainable pair of
+weights initialised at 0 (so training starts at the nominal probe) and r the probe's rate relative
+to the network's (Adam moves each weight by about the learning rate per step, so dP's steps move
+the probe by r x learning rate of its peak amplitude). The forward divides by sum |P|^2, so the
+probe's power never changes the counts: the probe-object scale ambiguity is fixed by the dose
+(the probe is reported at the nominal probe's power, :func:`trained_probe`). A global phase factor
+of the probe is not determined either and is left to the comparison (the relative probe error
+minimises over a complex factor); a phase ramp of the probe can be traded against the opposite
+ramp of the object patches and is not constrained. Without ``train_probe`` the layer, its weights
+and its saved configuration are exactly those of a fixed probe.
 """
 
 from __future__ import annotations
@@ -59,10 +70,15 @@ class PoissonForward(keras.layers.Layer):
     (trainable, one scalar, initialised at 0).
     """
 
-    def __init__(self, N: int, dose: float, probe: np.ndarray | None = None, **kwargs):
+    def __init__(self, N: int, dose: float, probe: np.ndarray | None = None,
+                 train_probe: bool = False, probe_rate: float = 0.1, **kwargs):
         super().__init__(**kwargs)
         self.N = int(N)
         self.dose = float(dose)
+        self.train_probe = bool(train_probe)
+        self.probe_rate = float(probe_rate)
+        if self.train_probe and not self.probe_rate > 0:
+            raise DatasetError(f"probe_rate must be > 0, got {probe_rate}")
         if not self.dose > 0:
             raise DatasetError(f"dose must be > 0 photons per exposure, got {dose}")
         self._probe_init = None if probe is None else np.asarray(probe, dtype=np.complex64)
@@ -77,11 +93,27 @@ class PoissonForward(keras.layers.Layer):
                                         initializer=keras.initializers.Constant(p.imag))
         self.log_scale = self.add_weight(name="log_scale", shape=(), trainable=True,
                                          initializer="zeros")
+        if self.train_probe:
+            self.probe_delta_re = self.add_weight(name="probe_delta_re", shape=(self.N, self.N),
+                                                  trainable=True, initializer="zeros")
+            self.probe_delta_im = self.add_weight(name="probe_delta_im", shape=(self.N, self.N),
+                                                  trainable=True, initializer="zeros")
+
+    def probe_parts(self):
+        """(real, imaginary) of the probe the forward uses: the nominal one, or with
+        ``train_probe`` the nominal one plus its learned change."""
+        if not self.train_probe:
+            return self.probe_re, self.probe_im
+        peak = tf.sqrt(tf.reduce_max(self.probe_re**2 + self.probe_im**2))
+        step = self.probe_rate * peak
+        return (self.probe_re + step * self.probe_delta_re,
+                self.probe_im + step * self.probe_delta_im)
 
     def call(self, inputs):
         re, im = inputs
-        inten = far_field_intensity(re, im, self.probe_re, self.probe_im)
-        norm = tf.reduce_sum(self.probe_re**2 + self.probe_im**2)
+        probe_re, probe_im = self.probe_parts()
+        inten = far_field_intensity(re, im, probe_re, probe_im)
+        norm = tf.reduce_sum(probe_re**2 + probe_im**2)
         return inten * (self.dose / norm) * tf.exp(self.log_scale)
 
     def compute_output_shape(self, input_shape):
@@ -90,7 +122,21 @@ class PoissonForward(keras.layers.Layer):
     def get_config(self):
         cfg = super().get_config()
         cfg.update(N=self.N, dose=self.dose)
+        if self.train_probe:  # a fixed probe saves the configuration it always had
+            cfg.update(train_probe=True, probe_rate=self.probe_rate)
         return cfg
+
+
+def trained_probe(layer: PoissonForward) -> np.ndarray | None:
+    """The probe a ``train_probe`` physics layer ended with, (N, N) complex64 at the nominal
+    probe's power (the forward is blind to the probe's power); None for a fixed probe."""
+    if not getattr(layer, "train_probe", False):
+        return None
+    re, im = (np.asarray(v, np.float64) for v in layer.probe_parts())
+    nominal = np.asarray(layer.probe_re, np.float64) + 1j * np.asarray(layer.probe_im, np.float64)
+    probe = re + 1j * im
+    probe *= np.sqrt(probe_norm(nominal) / probe_norm(probe))
+    return probe.astype(np.complex64)
 
 
 @keras.saving.register_keras_serializable(package="ptycho")

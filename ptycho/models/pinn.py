@@ -186,12 +186,15 @@ def member_weight(probe: np.ndarray) -> np.ndarray:
 
 def build_pinn(N: int, gridsize: int, dose: float, probe: np.ndarray, norm: float,
                spec: BackboneSpec, amplitude_init: float = 0.5,
-               align_phases: bool = False) -> keras.Model:
+               align_phases: bool = False, train_probe: bool = False,
+               probe_rate: float = 0.1) -> keras.Model:
     """The PINN training model: inputs ``counts`` (B, N, N, C) [and ``offsets`` (B, C, 2) for
     g >= 2] -> expected counts (B, N, N, C) photons at ``dose``.
 
     ``amplitude_init``: the amplitude the untrained network starts near (``mean_transmission``);
-    ``align_phases`` (g = 2): the overlap constraint aligns the members' phase offsets first.
+    ``align_phases`` (g = 2): the overlap constraint aligns the members' phase offsets first;
+    ``train_probe``: the physics layer learns the probe from the nominal ``probe`` at
+    ``probe_rate`` times the network's rate (``PoissonForward``).
     """
     if gridsize not in (1, 2):
         raise ConfigError(f"gridsize must be 1 or 2, got {gridsize}")
@@ -214,7 +217,10 @@ def build_pinn(N: int, gridsize: int, dose: float, probe: np.ndarray, norm: floa
         re, im = AmpPhaseToComplex(name="raw_patches")([amp, phase])
         re, im = OverlapConstraint(N, weight=member_weight(probe), align_phases=align_phases,
                                    name="object_patches")([re, im, offsets])
-    lam = PoissonForward(N, dose, probe, name="physics")([re, im])
+    physics = (PoissonForward(N, dose, probe, train_probe=True, probe_rate=probe_rate,
+                              name="physics") if train_probe
+               else PoissonForward(N, dose, probe, name="physics"))
+    lam = physics([re, im])
     return keras.Model(inputs, lam, name=f"pinn_g{gridsize}")
 
 
@@ -222,6 +228,18 @@ def mean_transmission(mean_counts_per_pattern: float, dose: float) -> float:
     """sqrt(mean photons per pattern / dose): the amplitude of the flat object that transmits the
     measured photons (a transparent object gives exactly ``dose`` photons per pattern)."""
     return float(np.sqrt(max(mean_counts_per_pattern, 0.0) / dose))
+
+
+def learned_probe(model: keras.Model) -> np.ndarray | None:
+    """The probe a PINN trained with ``train_probe`` ended with ((N, N) complex64, at the nominal
+    probe's power), None when its probe was fixed (or the model has no physics layer)."""
+    from ptycho.models.physics_layer import trained_probe
+
+    try:
+        layer = model.get_layer("physics")
+    except ValueError:
+        return None
+    return trained_probe(layer)
 
 
 def object_model(model: keras.Model) -> keras.Model:

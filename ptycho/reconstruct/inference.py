@@ -84,6 +84,11 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
         configure_tensorflow(threads)
         model = load_model(model_path, bundle, bundle_path)
         predict = prediction_model(model, arm)
+        learned = None
+        if arm != "baseline":
+            from ptycho.models.pinn import learned_probe
+
+            learned = learned_probe(model)  # None unless trained with train_probe
         dose_lbl, view = cell_labels(ds)
         if not np.isclose(ds.dose, float(bundle["dose"]), rtol=1e-6):
             log.warning("%s: model trained at dose %g, test data at dose %g", test_path,
@@ -121,11 +126,14 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
                 "train_dose": float(bundle["dose"]), "epochs_run": bundle.get("epochs_run"),
                 "stitch": "probe-intensity (|P|^2) weighted average", "synchronisation": sync_info,
                 "predict_s": t_predict, "predict_stitch_s": t_loop, "peak_gpu_mb": peak_gpu_mb()}
+        if learned is not None:
+            info["train_probe"] = True  # the learned probe is the arm's refined probe
         log.info("%s: %d patches stitched from %s in %.1f s", arm, n_stitched, test_path.name, wall)
         return Reconstruction(object=obj.astype(np.complex64), weight=weight.astype(np.float32),
                               arm=arm, gridsize=g, dose=ds.dose,
                               overlap_view=str(bundle.get("overlap_view", view)), n_patterns=ds.n,
-                              wall_time_s=wall, source=str(test_path), info=info)
+                              wall_time_s=wall, source=str(test_path), info=info,
+                              probe=None if learned is None else learned[None])
 
 
 def reconstruct_with_study(model_path, bundle_path, test_path, study, scale_name: str,

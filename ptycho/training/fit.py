@@ -161,7 +161,7 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
                          "support": tc.support, "parameters": count_parameters(model)},
             "study": study.study,
             "scale": scale_name,
-            "config": {"training": asdict(tc), "neighbours": study.neighbours,
+            "config": {"training": _training_record(tc), "neighbours": study.neighbours,
                        "object_shape": list(ds.object_shape)},
             "seeds": {"training": study.seeds.training, "grouping": study.seeds.grouping,
                       "tensorflow": seed, "labels": streams["labels"]},
@@ -181,11 +181,31 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
             "threads": int(threads),
             "peak_gpu_mb": peak_gpu_mb(),
         }
+        if getattr(tc, "train_probe", False) and not supervised:
+            from ptycho.models.pinn import learned_probe
+            from ptycho.physics.errors import relative_probe_error
+
+            learned = learned_probe(model)  # stored in model.keras (the physics layer's weights)
+            bundle["trained_probe"] = {
+                "rate": float(tc.probe_learning_rate_scale),
+                "stored_in": "model.keras, layer 'physics' (probe_re/probe_im + change)",
+                "probe_change": relative_probe_error(learned, ds.probe),
+            }
         bundle["wall_time_s"] = time.perf_counter() - t_start
         write_bundle(model, bundle, rows, model_path, bundle_path, history_path, curve_path)
         log.info("%s: %d epochs in %.1f s, val loss %.6g -> %.6g", label, len(rows), fit_time,
                  initial_loss, final_loss)
         return bundle
+
+
+def _training_record(tc) -> dict:
+    """The training settings a bundle records (a fixed probe's unused settings left out, so a
+    study without a trainable probe records what it always did)."""
+    rec = asdict(tc)
+    if not rec.get("train_probe"):
+        rec.pop("train_probe", None)
+        rec.pop("probe_learning_rate_scale", None)
+    return rec
 
 
 def _build(arm_id: str, ds: Dataset, gridsize: int, norm: float, tc, amplitude_init: float = 0.5,
@@ -213,8 +233,10 @@ def _build(arm_id: str, ds: Dataset, gridsize: int, norm: float, tc, amplitude_i
     from ptycho.models.physics_layer import PoissonNLL
     from ptycho.models.pinn import build_pinn
 
+    extra = ({"train_probe": True, "probe_rate": float(tc.probe_learning_rate_scale)}
+             if getattr(tc, "train_probe", False) else {})  # a fixed probe: the model as always
     model = build_pinn(ds.N, gridsize, ds.dose, ds.probe, norm, spec, amplitude_init,
-                       align_phases=tc.align_group_phases)
+                       align_phases=tc.align_group_phases, **extra)
     model.compile(optimizer=optimizer, loss=PoissonNLL())
     return model, "poisson_nll (shifted by the saturated NLL, per pixel)"
 
