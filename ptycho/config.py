@@ -173,7 +173,7 @@ class TrainingConfig:
     # probe, with its power held fixed (docs/robustness.md, "Trainable probe")
     train_probe: bool = False
     # the probe's learning rate relative to the network's (train_probe only)
-    probe_learning_rate_scale: float = 0.1
+    probe_learning_rate_scale: float = 1.0
 
     def rate(self, arm_id: str) -> float:
         """The learning rate of an arm: ``supervised_learning_rate`` for the baseline when set."""

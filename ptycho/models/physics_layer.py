@@ -71,7 +71,7 @@ class PoissonForward(keras.layers.Layer):
     """
 
     def __init__(self, N: int, dose: float, probe: np.ndarray | None = None,
-                 train_probe: bool = False, probe_rate: float = 0.1, **kwargs):
+                 train_probe: bool = False, probe_rate: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.N = int(N)
         self.dose = float(dose)

@@ -187,7 +187,7 @@ def member_weight(probe: np.ndarray) -> np.ndarray:
 def build_pinn(N: int, gridsize: int, dose: float, probe: np.ndarray, norm: float,
                spec: BackboneSpec, amplitude_init: float = 0.5,
                align_phases: bool = False, train_probe: bool = False,
-               probe_rate: float = 0.1) -> keras.Model:
+               probe_rate: float = 1.0) -> keras.Model:
     """The PINN training model: inputs ``counts`` (B, N, N, C) [and ``offsets`` (B, C, 2) for
     g >= 2] -> expected counts (B, N, N, C) photons at ``dose``.
 
