@@ -116,19 +116,22 @@ def _finish_cell(summary: dict, train: Path, test: Path, summary_path: Path, fig
 
 def simulate_cell(study: StudyConfig, scale: str, dose: float | str, overlap: str,
                   out_dir: PathLike | None = None, *, train=None, test=None, summary=None,
-                  figure=None, replicate: int = 0) -> Cell:
+                  figure=None, replicate: int = 0, error_level: str = "") -> Cell:
     """Simulate one cell (``dose``: photons per exposure or its label, ``overlap``: a view of the
     study) into a train and a test dataset file, its ``summary.json`` and ``summary.png``
     (``figure=False``: no figure). ``replicate`` k draws the cell's k-th noise realisation (same
-    scan positions; 0 is the study without replicates)."""
+    scan positions; 0 is the study without replicates). ``error_level``: a label of the study's
+    model-error levels (``probe25``, ``jitter0.5``, ... : ``study.errors.levels()``), whose
+    files tell the arms a nominal probe or nominal positions that differ from the true ones the
+    data were made with (docs/robustness.md); '' (default): the exact cell."""
     from ptycho.data.generate import simulate_cell as _simulate
 
     if study.data.external:
         raise ConfigError(f"study '{study.study}' reads external data (data/source: external); "
                           "use import_cell")
     tr, te, sp, fig = _cell_files(out_dir, train, test, summary, figure)
-    return _finish_cell(_simulate(study, scale, dose, overlap, tr, te, replicate=int(replicate)),
-                        tr, te, sp, fig)
+    return _finish_cell(_simulate(study, scale, dose, overlap, tr, te, replicate=int(replicate),
+                                  error_level=error_level or ""), tr, te, sp, fig)
 
 
 def import_cell(study: StudyConfig, scale: str, dose: float | str, overlap: str,

@@ -12,6 +12,16 @@ written as ``nan`` so the verification can name it. ``replicate`` is the cell re
 R - 1), ``fluence`` the mean incident photons per object pixel over the evaluation region, and
 ``ci_low``/``ci_high`` the value's confidence interval (``intervals`` of ``metrics.json``: block
 bootstrap, or for FRC the ring-correlation interval), empty where the metric has none.
+
+A study with model-error levels (``errors``, docs/robustness.md) adds the columns
+``ERROR_COLUMNS`` after these, and rows for the cells at each error level: ``error_level`` (the
+level label, ``exact`` for the exact cell), ``error_kind`` (``probe``, ``positions``,
+``coherence``; empty for the exact cell), ``error_value`` (the requested level: relative probe
+error, jitter in pixels, or 1 - the first mode's power fraction; 0 exact), ``data_probe_error`` and
+``data_position_rms_px`` (what the cell's nominal probe and positions are off by: recorded against
+the truth), ``arm_probe_error`` and ``arm_position_rms_px`` (the arm's final probe error and position
+RMS error, only where it refined the probe or the positions). A study without errors writes the
+table above, unchanged.
 """
 
 from __future__ import annotations
@@ -29,6 +39,10 @@ from ptycho.reporting import REQUIRED_METRICS
 CSV_COLUMNS = ("study", "scale", "dose", "overlap", "gridsize", "arm", "quantity", "metric", "value",
                "replicate", "fluence", "ci_low", "ci_high")
 _NUMBER_OR_EMPTY = ("fluence", "ci_low", "ci_high")
+ERROR_COLUMNS = ("error_level", "error_kind", "error_value", "data_probe_error",
+                 "data_position_rms_px", "arm_probe_error", "arm_position_rms_px")
+_ERROR_NUMBERS = ERROR_COLUMNS[2:]
+EXACT_LEVEL = "exact"
 _QUANTITY_ORDER = ("amplitude", "phase", "complex")
 
 
@@ -54,6 +68,7 @@ def collect_metrics(records, study_name: str, scale: str) -> list[dict]:
     rows = []
     for m in records:
         path = m.path
+        errors = error_fields(m)
         fluence = (m.fluence or {}).get("photons_per_px")
         intervals = m.intervals or {}
         quantities = sorted(m.metrics, key=lambda q: (_QUANTITY_ORDER.index(q)
@@ -76,8 +91,36 @@ def collect_metrics(records, study_name: str, scale: str) -> list[dict]:
                     "replicate": int(m.replicate),
                     "fluence": math.nan if fluence is None else float(fluence),
                     "ci_low": _number(ci[0]), "ci_high": _number(ci[1]),
+                    **errors,
                 })
     return rows
+
+
+def record_level(m) -> str:
+    """The error-level label of a metrics record (``exact`` for a cell without model errors)."""
+    block = (m.extra or {}).get("model_errors") or {}
+    return block.get("error_level") or EXACT_LEVEL
+
+
+def error_fields(m) -> dict:
+    """The ``ERROR_COLUMNS`` of a metrics record's rows (its ``model_errors`` block; the exact
+    cell's nominal inputs are the true ones, so its data errors are 0)."""
+    block = (m.extra or {}).get("model_errors") or {}
+    level = block.get("error_level") or EXACT_LEVEL
+    exact = level == EXACT_LEVEL
+    refined = block.get("refined") or []
+    return {
+        "error_level": level,
+        "error_kind": "" if exact else str(block.get("error_kind") or ""),
+        "error_value": 0.0 if exact else _number(block.get("error_value")),
+        "data_probe_error": 0.0 if exact and block.get("nominal_probe_error") is None
+        else _number(block.get("nominal_probe_error")),
+        "data_position_rms_px": 0.0 if exact and block.get("nominal_position_rms_px") is None
+        else _number(block.get("nominal_position_rms_px")),
+        "arm_probe_error": _number(block.get("probe_error")) if "probe" in refined else math.nan,
+        "arm_position_rms_px": _number(block.get("position_rms_px")) if "positions" in refined
+        else math.nan,
+    }
 
 
 def collect_references(records) -> dict:
@@ -109,29 +152,40 @@ def _fmt_optional(v) -> str:
     return "" if v is None or not math.isfinite(float(v)) else repr(float(v))
 
 
-def write_metrics_csv(rows, path) -> None:
-    """Write the tidy table with exactly ``CSV_COLUMNS`` (atomically)."""
+def write_metrics_csv(rows, path, errors: bool = False) -> None:
+    """Write the tidy table with exactly ``CSV_COLUMNS`` (atomically); ``errors``: a study with
+    model-error levels, with ``ERROR_COLUMNS`` after them."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_COLUMNS)
+    w.writerow(CSV_COLUMNS + (ERROR_COLUMNS if errors else ()))
     for r in rows:
+        extra = []
+        if errors:
+            extra = [r.get("error_level") or EXACT_LEVEL, r.get("error_kind") or ""] + [
+                _fmt_optional(r.get(k)) for k in _ERROR_NUMBERS]
         w.writerow([r["study"], r["scale"], repr(float(r["dose"])), r["overlap"], int(r["gridsize"]),
                     r["arm"], r["quantity"], r["metric"], _fmt_value(float(r["value"])),
                     int(r.get("replicate", 0))]
-                   + [_fmt_optional(r.get(k)) for k in _NUMBER_OR_EMPTY])
+                   + [_fmt_optional(r.get(k)) for k in _NUMBER_OR_EMPTY] + extra)
     write_text(path, buf.getvalue())
 
 
-def read_metrics_csv(path) -> list[dict]:
+def read_metrics_csv(path, levels: bool = False) -> list[dict]:
     """Rows of ``metrics.csv`` with ``dose``, ``value``, ``fluence``, ``ci_low`` and ``ci_high``
-    as float (an empty cell is NaN) and ``gridsize`` and ``replicate`` as int."""
+    as float (an empty cell is NaN) and ``gridsize`` and ``replicate`` as int.
+
+    A table with ``ERROR_COLUMNS`` (a study with model-error levels): the rows of the exact cells
+    only, unless ``levels`` (then every row, with the error columns, numbers as float)."""
     path = Path(path)
     if not path.is_file():
         raise PtychoError(f"{path}: metrics table not found")
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
-        if tuple(reader.fieldnames or ()) != CSV_COLUMNS:
-            raise PtychoError(f"{path}: columns {reader.fieldnames}, expected {list(CSV_COLUMNS)}")
+        names = tuple(reader.fieldnames or ())
+        if names not in (CSV_COLUMNS, CSV_COLUMNS + ERROR_COLUMNS):
+            raise PtychoError(f"{path}: columns {reader.fieldnames}, expected {list(CSV_COLUMNS)}"
+                              f" (and {list(ERROR_COLUMNS)} with model-error levels)")
+        has_errors = names != CSV_COLUMNS
         rows = []
         for i, r in enumerate(reader, start=2):
             try:
@@ -141,8 +195,16 @@ def read_metrics_csv(path) -> list[dict]:
                 r["replicate"] = int(r["replicate"])
                 for k in _NUMBER_OR_EMPTY:
                     r[k] = float(r[k]) if r[k] != "" else math.nan
+                if has_errors:
+                    for k in _ERROR_NUMBERS:
+                        r[k] = float(r[k]) if r[k] != "" else math.nan
             except (TypeError, ValueError) as exc:
                 raise PtychoError(f"{path}, line {i}: {exc}") from exc
+            if has_errors and not levels:
+                if r["error_level"] != EXACT_LEVEL:
+                    continue
+                for k in ERROR_COLUMNS:
+                    del r[k]
             rows.append(r)
     return rows
 
@@ -190,6 +252,10 @@ def collect_timing(records) -> list[dict]:
 
 __all__ = [
     "CSV_COLUMNS",
+    "ERROR_COLUMNS",
+    "EXACT_LEVEL",
+    "error_fields",
+    "record_level",
     "collect_metrics",
     "collect_references",
     "collect_timing",

@@ -29,6 +29,12 @@ Replicates: ``grid_complete`` asks for every cell and arm; ``replicates_complete
 replicate of every cell (its datasets, with the study's replicate attribute and the same scan
 positions as the cell's other replicates, and one metrics file per arm); ``intervals_valid`` that
 every metrics file holds finite intervals that contain their values, and a positive fluence.
+
+Model-error levels (a study with ``errors``, docs/robustness.md): the checks above are those of the
+exact cells, except that the split, overlap, loss and study checks cover every cell at every level
+and ``files_exist_nonempty`` every file; ``error_cells_complete`` asks for every level x cell x
+replicate x arm (metrics, rows, finite values, valid intervals) and for datasets that record their
+level's error.
 """
 
 from __future__ import annotations
@@ -601,6 +607,71 @@ def check_study_matches(study: StudyConfig, scale: str, dataset_pairs, rows) -> 
                   f"{study.study!r} at scale {scale!r}")
 
 
+def check_error_cells(study: StudyConfig, scale: str, dataset_pairs, rows, records
+                      ) -> tuple[bool, str]:
+    """The cells at model-error levels (docs/robustness.md): every level x cell x replicate x arm
+    has its metrics (with its level's ``model_errors`` block) and rows in the metrics table, whose
+    values are finite and in range and whose intervals are valid; every dataset records the level
+    it was made at and a data error of that level (a probe error within 2% of the requested one, a
+    position error > 0)."""
+    from ptycho.data.dataset import Dataset
+    from ptycho.reporting.records import record_level
+
+    levels = {lv.label: lv for lv in (study.errors.levels() if study.errors else ())}
+    R = study.scale(scale).replicates
+    want = {(lv, d, ov, k, a) for lv in levels for d in study.dose_labels
+            for ov in study.overlaps for k in range(R) for a in study.arm_ids}
+    have = {(record_level(m), dose_label(m.dose), str(m.overlap_view), int(m.replicate),
+             str(m.arm)) for m in records}
+    problems = []
+    missing = sorted(want - have)
+    if missing:
+        problems.append(_listing([f"{d}_{ov}_{lv}_r{k}/{a}" for lv, d, ov, k, a in missing],
+                                 "error-level cell/arm without metrics"))
+    extra = sorted(have - want)
+    if extra:
+        problems.append(_listing([f"{d}_{ov}_{lv}_r{k}/{a}" for lv, d, ov, k, a in extra],
+                                 "metrics of an error level or cell not in the study"))
+    row_cells = {(r["error_level"], dose_label(r["dose"]), r["overlap"], int(r["replicate"]),
+                  r["arm"]) for r in rows}
+    lacking = sorted(want - row_cells)
+    if lacking:
+        problems.append(_listing([f"{d}_{ov}_{lv}_r{k}/{a}" for lv, d, ov, k, a in lacking],
+                                 "error-level cell/arm without rows in the metrics table"))
+    bad = []
+    for pair in dataset_pairs:
+        for path in pair:
+            with Dataset(path, require_object=False) as ds:
+                errs = ds.errors
+                pe = ds.attrs.get("probe_error")
+                pr = ds.attrs.get("position_rms_error_px")
+            lv = levels.get((errs or {}).get("label"))
+            if lv is None:
+                bad.append(f"{path}: no error level of the study recorded "
+                           f"({(errs or {}).get('label')!r})")
+                continue
+            if lv.kind == "probe" and not (pe is not None
+                                           and abs(float(pe) - lv.probe_error)
+                                           <= 0.02 * lv.probe_error):
+                bad.append(f"{path}: probe error {pe} for level {lv.label}")
+            if lv.kind == "positions" and not (pr is not None and float(pr) > 0):
+                bad.append(f"{path}: position error {pr} px for level {lv.label}")
+    if bad:
+        problems.append(_listing(bad, "datasets without their level's error"))
+    ok_values, detail = check_metric_values(rows) if rows else (False, "no rows")
+    if not ok_values:
+        problems.append(f"error-level rows: {detail}")
+    ok_iv, detail_iv = check_intervals(records)
+    if not ok_iv:
+        problems.append(f"error-level metrics: {detail_iv}")
+    if problems:
+        return False, " | ".join(problems)
+    return True, (f"{len(levels)} error level(s) ({', '.join(levels)}) x "
+                  f"{len(study.dose_labels) * len(study.overlaps)} cells x {R} replicate(s) x "
+                  f"{len(study.arm_ids)} arms complete; {2 * len(dataset_pairs)} datasets record "
+                  "their level's error")
+
+
 # ----------------------------------------------------------------------------------- driver
 class _MetricsFiles:
     """The metrics files of a verification, each read once (:func:`read_metrics`).
@@ -634,11 +705,19 @@ class _MetricsFiles:
 
 def verify_study(study_dict: dict, scale: str, root, expected_files, dataset_pairs, histories,
                  metrics_csv, metric_paths, inventory_path,
-                 overlap_tolerance: float = OVERLAP_TOLERANCE) -> dict:
-    """Run every check and return the verification report (see the module docstring)."""
+                 overlap_tolerance: float = OVERLAP_TOLERANCE, error_dataset_pairs=(),
+                 error_histories=(), error_metric_paths=()) -> dict:
+    """Run every check and return the verification report (see the module docstring).
+
+    ``error_*``: the cells at model-error levels (a study with an errors section): their datasets
+    join the split, overlap and study checks, their histories the loss check, and
+    ``error_cells_complete`` checks their metrics; the other checks are those of the exact
+    cells."""
     expected_files = [str(p) for p in expected_files]
     dataset_pairs = [(str(a), str(b)) for a, b in dataset_pairs]
-    histories = [str(p) for p in histories]
+    error_pairs = [(str(a), str(b)) for a, b in error_dataset_pairs]
+    all_pairs = dataset_pairs + error_pairs
+    histories = [str(p) for p in histories] + [str(p) for p in error_histories]
     metrics = _MetricsFiles([str(p) for p in metric_paths])
     checks = []
 
@@ -668,8 +747,8 @@ def verify_study(study_dict: dict, scale: str, root, expected_files, dataset_pai
     run("metrics_finite_and_in_range", lambda: (need(rows), check_metric_values(rows))[1])
     run("evaluation_region_nonempty", lambda: check_region_nonempty(metrics.every()))
     run("files_exist_nonempty", check_files, expected_files)
-    run("split_invariant", check_split, dataset_pairs)
-    run("overlap_on_target", check_overlap, dataset_pairs, overlap_tolerance)
+    run("split_invariant", check_split, all_pairs)
+    run("overlap_on_target", check_overlap, all_pairs, overlap_tolerance)
     run("loss_fell", check_loss_fell, histories, study)
     run("iterative_flat_start",
         lambda: (need(study), check_iterative(study, metrics.every(), root))[1])
@@ -685,7 +764,19 @@ def verify_study(study_dict: dict, scale: str, root, expected_files, dataset_pai
     run("ground_truth_metrics",
         lambda: (need(study), check_ground_truth(study, metrics.every()))[1])
     run("study_matches_results",
-        lambda: (need(study, rows), check_study_matches(study, scale, dataset_pairs, rows))[1])
+        lambda: (need(study, rows), check_study_matches(study, scale, all_pairs, rows))[1])
+    if error_pairs or error_metric_paths:
+        error_metrics = _MetricsFiles([str(p) for p in error_metric_paths])
+
+        def _error_rows():
+            from ptycho.reporting.records import EXACT_LEVEL
+
+            return [r for r in read_metrics_csv(metrics_csv, levels=True)
+                    if r["error_level"] != EXACT_LEVEL]
+
+        run("error_cells_complete",
+            lambda: (need(study, rows), check_error_cells(study, scale, error_pairs, _error_rows(),
+                                                          error_metrics.present()))[1])
     failed = [c["name"] for c in checks if not c["passed"]]
     information = []
     try:

@@ -16,6 +16,7 @@ from ptycho.config import (
     load_schema,
     validate_with_defaults,
 )
+from ptycho.data.cells import cell_name, check_cell_names
 from ptycho.data.io import lock_directory, remove_partial_files
 from ptycho.data.preflight import check_scale, prepare_study
 from ptycho.errors import PtychoError
@@ -63,16 +64,43 @@ PINN_ARMS = [a for a in ARMS if a.startswith(("pinn_g", "adapted_g"))]
 HYBRID_START = STUDY.hybrid.start_from if STUDY.hybrid else None
 # Replicate k of a cell draws its own noise, grouping and training seeds (shared scan positions).
 REPLICATES = {s: STUDY.scale(s).replicates for s in SCALES}
+# Model-error levels (errors: in the study; docs/robustness.md): every (dose, overlap, replicate)
+# cell also exists at each non-zero level, named 1e4_dense_probe25_r0. The exact cells keep
+# their names (1e4_dense_r0); a study without errors has only those.
+ERROR_LEVELS = [lv.label for lv in STUDY.errors.levels()] if STUDY.errors else []
+if ERROR_LEVELS and STUDY.data.external:
+    raise WorkflowError(
+        f"{STUDY_FILE}: 'errors': model-error levels are simulated; a study on external data "
+        "(data/source: external) cannot have them"
+    )
+try:
+    check_cell_names(OVERLAPS, ERROR_LEVELS)
+except PtychoError as _exc:
+    raise WorkflowError(f"{STUDY_FILE}: {_exc}")
 
 
-def cells(scale):
-    """Every cell replicate of a scale, as in the CELL pattern: 1e3_dense_r0, 1e3_dense_r1, ..."""
+def cells(scale, levels=None):
+    """Every cell replicate of a scale, as in the CELL pattern: 1e3_dense_r0, 1e3_dense_r1, ...
+    then the cells at each error level (1e3_dense_probe25_r0, ...); ``levels``: only these
+    level labels ('' the exact cells)."""
+    levels = [""] + ERROR_LEVELS if levels is None else levels
     return [
-        f"{d}_{o}_r{k}"
+        cell_name(d, o, k, lv)
+        for lv in levels
         for d in DOSES
         for o in OVERLAPS
         for k in range(REPLICATES[scale])
     ]
+
+
+def exact_cells(scale):
+    """The cells without model errors: what the grids, curves and per-cell statistics show."""
+    return cells(scale, [""])
+
+
+def error_cells(scale):
+    """The cells at a non-zero error level (none without an errors section)."""
+    return cells(scale, ERROR_LEVELS)
 
 
 # Which study file made <results>/<study> (ptycho.study_guard): another study, or a copy of this
@@ -141,11 +169,19 @@ wildcard_constraints:
     gridsize="|".join(str(g) for g in STUDY.gridsizes),
     arm="|".join(ARMS),
     replicate=r"\d+",
+    # '' (the exact cell) or _<level label>
+    level="(?:" + "|".join("_" + re.escape(lv) for lv in ERROR_LEVELS) + ")?",
 
 
 ROOT = f"{RESULTS}/{{study}}/{{scale}}"
 # One grid cell replicate: every per-cell path and log holds it (data, models, recon, eval).
-CELL = "{dose}_{overlap}_r{replicate}"
+# {level}: '' for the exact cell, _probe25 (an underscore and the label) at an error level.
+CELL = "{dose}_{overlap}{level}_r{replicate}"
+
+
+def error_level(wildcards):
+    """The error-level label of a job's cell ('' for the exact cell)."""
+    return wildcards.level.lstrip("_")
 
 
 def root(scale):
@@ -169,8 +205,9 @@ def mem_mb(scaled, full):
     return lambda wildcards, attempt: (full if is_full(wildcards) else scaled) * attempt
 
 
-def datasets(scale, split):
-    return [f"{root(scale)}/data/{c}/{split}.h5" for c in cells(scale)]
+def datasets(scale, split, levels=("",)):
+    """The dataset files of a split: the exact cells' (default) or those of ``levels``."""
+    return [f"{root(scale)}/data/{c}/{split}.h5" for c in cells(scale, list(levels))]
 
 
 def dataset_outputs(scale):
@@ -207,9 +244,22 @@ def eval_outputs(scale):
 
 
 def metric_files(wildcards):
+    """The metrics of the exact cells (the grids, curves, statistics and checks per cell)."""
     r = root(wildcards.scale)
     return [
-        f"{r}/eval/{a}/{c}/metrics.json" for a in ARMS for c in cells(wildcards.scale)
+        f"{r}/eval/{a}/{c}/metrics.json"
+        for a in ARMS
+        for c in exact_cells(wildcards.scale)
+    ]
+
+
+def error_metric_files(wildcards):
+    """The metrics of the cells at error levels (metrics.csv, robustness report, their check)."""
+    r = root(wildcards.scale)
+    return [
+        f"{r}/eval/{a}/{c}/metrics.json"
+        for a in ARMS
+        for c in error_cells(wildcards.scale)
     ]
 
 
@@ -218,7 +268,16 @@ def history_files(wildcards):
     return [
         f"{r}/models/{a}/{c}/history.csv"
         for a in TRAINED_ARMS
-        for c in cells(wildcards.scale)
+        for c in exact_cells(wildcards.scale)
+    ]
+
+
+def error_history_files(wildcards):
+    r = root(wildcards.scale)
+    return [
+        f"{r}/models/{a}/{c}/history.csv"
+        for a in TRAINED_ARMS
+        for c in error_cells(wildcards.scale)
     ]
 
 
@@ -226,8 +285,14 @@ def history_labels(wildcards):
     return [
         f"{a} {c.replace('_', ' ')}"
         for a in TRAINED_ARMS
-        for c in cells(wildcards.scale)
+        for c in exact_cells(wildcards.scale)
     ]
+
+
+# one robustness figure per error kind (probe, positions, coherence) present in the study
+ERROR_KINDS = list(
+    dict.fromkeys(lv.kind for lv in (STUDY.errors.levels() if STUDY.errors else ()))
+)
 
 
 def report_outputs(scale):
@@ -245,12 +310,15 @@ def report_outputs(scale):
     ]
     if not GROUND_TRUTH:
         figs += ["residual_grid", "frc_halves_grid"]
+    figs += [f"robustness_{k}" for k in ERROR_KINDS]
+    tables = ["robustness.csv"] if ERROR_KINDS else []
     return (
         [
             f"{r}/metrics.csv",
             f"{r}/quality_time.csv",
             f"{r}/dose_resolution.csv",
         ]
+        + [f"{r}/{t}" for t in tables]
         + [f"{r}/figures/{f}.png" for f in figs]
         + [f"{r}/comparisons/{c}.png" for c in cells(scale)]
     )
@@ -319,7 +387,7 @@ def half_recons(wildcards):
     if GROUND_TRUTH:
         return []
     r = root(wildcards.scale)
-    c = f"{wildcards.dose}_{wildcards.overlap}_r{wildcards.replicate}"
+    c = CELL.format(**wildcards)
     return [f"{r}/recon_halves/{wildcards.arm}/{c}_half{h}.h5" for h in (1, 2)]
 
 
@@ -357,6 +425,5 @@ def trained_history(wildcards):
     if wildcards.arm not in TRAINED_ARMS:
         return []
     return [
-        f"{root(wildcards.scale)}/models/{wildcards.arm}/"
-        f"{wildcards.dose}_{wildcards.overlap}_r{wildcards.replicate}/history.csv"
+        f"{root(wildcards.scale)}/models/{wildcards.arm}/{CELL.format(**wildcards)}/history.csv"
     ]

@@ -1,4 +1,4 @@
-# Phase C: simulated datasets, one job per dose x overlap cell.
+# Phase C: simulated datasets, one job per dose x overlap (x error level) cell.
 
 
 rule simulate_dataset:
@@ -14,7 +14,7 @@ rule simulate_dataset:
             category="Datasets",
             labels={
                 "dose": "{dose}",
-                "overlap": "{overlap}",
+                "overlap": "{overlap}{level}",
                 "replicate": "{replicate}",
                 "scale": "{scale}",
             },
@@ -30,6 +30,7 @@ rule simulate_dataset:
     params:
         study=STUDY_DICT,
         scale="{scale}",
+        error_level=error_level,
     script:
         "../scripts/simulate_dataset.py"
 

@@ -20,6 +20,7 @@ def print_verdicts(stopped=False):
 rule build_metrics_table:
     input:
         metrics=metric_files,
+        error_metrics=error_metric_files,
     output:
         csv=report(
             f"{ROOT}/report/metrics.csv",
@@ -124,7 +125,7 @@ rule plot_comparison:
             category="5. Comparisons per cell",
             subcategory="overlap view {overlap}",
             labels={
-                "dose (photons/exposure)": "{dose}",
+                "dose (photons/exposure)": "{dose}{level}",
                 "replicate": "{replicate}",
             },
         ),
@@ -132,7 +133,9 @@ rule plot_comparison:
         f"{ROOT}/logs/plot_comparison/{CELL}.log",
     params:
         arms=ARMS,
-        title=lambda wc: f"{STUDY_NAME} ({wc.scale}): dose {wc.dose} photons/exposure, {wc.overlap} overlap, replicate {wc.replicate}",
+        title=lambda wc: f"{STUDY_NAME} ({wc.scale}): dose {wc.dose} photons/exposure, {wc.overlap} overlap"
+        + (f", error level {error_level(wc)}" if error_level(wc) else "")
+        + f", replicate {wc.replicate}",
     script:
         "../scripts/report_cell.py"
 
@@ -168,6 +171,38 @@ rule fit_dose_resolution:
         "../scripts/report_fluence.py"
 
 
+if ERROR_KINDS:
+
+    rule build_robustness:
+        input:
+            csv=f"{ROOT}/report/metrics.csv",
+            metrics=metric_files,
+            error_metrics=error_metric_files,
+        output:
+            csv=report(
+                f"{ROOT}/report/robustness.csv",
+                caption="../report/robustness.rst",
+                category="6. Data files (download)",
+                labels={"file": "robustness.csv (loss against the exact probe and positions)"},
+            ),
+            **{
+                f"figure_{k}": report(
+                    f"{ROOT}/report/figures/robustness_{k}.png",
+                    caption="../report/robustness.rst",
+                    category="4. Curves",
+                    labels={"figure": f"SSIM against {k} error"},
+                )
+                for k in ERROR_KINDS
+            },
+        log:
+            f"{ROOT}/logs/build_robustness.log",
+        params:
+            study=STUDY_DICT,
+            kinds=ERROR_KINDS,
+        script:
+            "../scripts/report_robustness.py"
+
+
 rule verify_study:
     input:
         expected=expected_files,
@@ -177,6 +212,11 @@ rule verify_study:
         csv=f"{ROOT}/report/metrics.csv",
         metrics=metric_files,
         benchmarks=benchmark_files,
+        # the cells at error levels (none without an errors section)
+        error_train=lambda wc: datasets(wc.scale, "train", ERROR_LEVELS),
+        error_test=lambda wc: datasets(wc.scale, "test", ERROR_LEVELS),
+        error_histories=error_history_files,
+        error_metrics=error_metric_files,
     output:
         report=f"{ROOT}/report/verification_report.json",
         inventory=f"{ROOT}/report/artifact_inventory.txt",
@@ -206,6 +246,9 @@ rule build_summary:
     input:
         metrics=metric_files,
         report=f"{ROOT}/report/verification_report.json",
+        robustness=lambda wc: (
+            [f"{root(wc.scale)}/report/robustness.csv"] if ERROR_KINDS else []
+        ),
     output:
         verdict=report(
             f"{ROOT}/report/verdict.html",

@@ -20,7 +20,7 @@ rule train_pinn:
             labels={
                 "arm": "pinn_g{gridsize}",
                 "dose": "{dose}",
-                "overlap": "{overlap}",
+                "overlap": "{overlap}{level}",
                 "replicate": "{replicate}",
             },
         ),
@@ -59,7 +59,7 @@ rule train_baseline:
             labels={
                 "arm": "baseline",
                 "dose": "{dose}",
-                "overlap": "{overlap}",
+                "overlap": "{overlap}{level}",
                 "replicate": "{replicate}",
             },
         ),
@@ -99,7 +99,7 @@ rule adapt_pinn:
             labels={
                 "arm": "adapted_g{gridsize}",
                 "dose": "{dose}",
-                "overlap": "{overlap}",
+                "overlap": "{overlap}{level}",
                 "replicate": "{replicate}",
             },
         ),

@@ -2,7 +2,8 @@
 first, then every table), and ``verdict.html`` (the verdict, the answer and every check: the
 front page of the Snakemake report).
 
-input:  metrics (list of metrics.json), report (verification_report.json)
+input:  metrics (list of metrics.json), report (verification_report.json), robustness (a list:
+        robustness.csv of a study with model-error levels, else empty)
 output: md (summary.md), html (summary.html), verdict (verdict.html)
 params: study (the study dict), scale
 Runs after verify_study (the summary states its verdict) and before assert_verified, so a failed
@@ -41,7 +42,8 @@ def main(smk):
                            overlap_targets=dict(study.get("overlaps") or {}))
     text = summary_markdown(rows, collect_timing(records), references=references,
                             uncertainty=uncertainty,
-                            sections=[frontier_markdown(matched_quality(collect_cells(records)))],
+                            sections=[frontier_markdown(matched_quality(collect_cells(records)))]
+                            + _robustness(smk),
                             front=front)
     write_text(smk.output.md, text)
     title = f"Study {study['study']} ({smk.params.scale} scale)"
@@ -54,6 +56,17 @@ def main(smk):
                markdown_to_html(f"# {title}: verdict and answer") + "\n"
                + verdict_banner(verification) + "\n" + markdown_to_html("\n".join(front[2:])))
     log.info("%s", verdict_text(verification))
+
+
+def _robustness(smk) -> list:
+    """The robustness section (each arm's loss against its exact-cell score), if the study has
+    model-error levels."""
+    paths = list(getattr(smk.input, "robustness", None) or [])
+    if not paths:
+        return []
+    from ptycho.reporting.robustness import losses_markdown, read_losses_csv
+
+    return ["\n".join(losses_markdown(read_losses_csv(paths[0])))]
 
 
 run_job(snakemake, main)  # noqa: F821

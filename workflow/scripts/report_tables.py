@@ -1,7 +1,8 @@
 """Tidy metrics table and the quality-time table of a study (the summary, which states the
 verification verdict, is written after the verification: report_summary.py).
 
-input:  metrics (list of metrics.json)
+input:  metrics (list of metrics.json of the exact cells), error_metrics (list of metrics.json of
+        the cells at model-error levels; empty without an errors section)
 output: csv (metrics.csv), quality_time (quality_time.csv)
 params: study (the study dict), scale
 """
@@ -14,10 +15,12 @@ def main(smk):
     from ptycho.reporting.records import collect_metrics, load_records, write_metrics_csv
 
     records = load_records(smk.input.metrics)  # every metrics.json read once
+    error_paths = list(getattr(smk.input, "error_metrics", None) or [])
     study = smk.params.study["study"]
-    rows = collect_metrics(records, study, smk.params.scale)
-    frontier = matched_quality(collect_cells(records))
-    write_metrics_csv(rows, smk.output.csv)
+    rows = collect_metrics(records + load_records(error_paths), study, smk.params.scale)
+    frontier = matched_quality(collect_cells(records))  # the exact cells
+    # the error columns only for a study with model-error levels: otherwise the table is unchanged
+    write_metrics_csv(rows, smk.output.csv, errors=bool(error_paths))
     write_quality_time_csv(frontier, smk.output.quality_time, study, smk.params.scale)
 
 

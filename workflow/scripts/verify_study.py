@@ -1,7 +1,8 @@
 """Verify a finished study: artifact inventory, provenance, then the verification report.
 
 input:  expected (list of files), train (list), test (list, same order as train), histories (list),
-        csv (metrics.csv), metrics (list of metrics.json), benchmarks (list of benchmark TSVs)
+        csv (metrics.csv), metrics (list of metrics.json), benchmarks (list of benchmark TSVs);
+        with model-error levels also error_train, error_test, error_histories, error_metrics
 output: report (verification_report.json), inventory (artifact_inventory.txt),
         provenance (provenance.json)
 params: study (dict), scale, root (the study's result directory R); optional exclude (extra paths
@@ -45,6 +46,10 @@ def main(smk):
         metrics_csv=smk.input.csv,
         metric_paths=list(smk.input.metrics),
         inventory_path=smk.output.inventory,
+        error_dataset_pairs=list(zip(getattr(smk.input, "error_train", None) or [],
+                                     getattr(smk.input, "error_test", None) or [])),
+        error_histories=list(getattr(smk.input, "error_histories", None) or []),
+        error_metric_paths=list(getattr(smk.input, "error_metrics", None) or []),
     )
     write_json(smk.output.report, report)
     for c in report["checks"]:
