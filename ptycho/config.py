@@ -20,7 +20,7 @@ import jsonschema
 import yaml
 
 from ptycho.errors import ConfigError
-from ptycho.models.spec import check_backbone
+from ptycho.models.spec import check_backbone, fill_network_defaults
 
 ARMS = ("pinn", "adapted", "baseline", "iterative", "hybrid")
 SCALES = ("scaled", "full")
@@ -144,7 +144,20 @@ def validate_with_defaults(data: Any, schema: dict, source: str) -> dict:
                 except ValueError:
                     pass
             raise ConfigError(f"{source}: invalid value at '{where}': {_short(err.message)}{hint}")
+    if "scales" in schema.get("properties", {}):
+        fill_scale_network_defaults(data)
     return data
+
+
+def fill_scale_network_defaults(study: dict) -> dict:
+    """Set, in place, every scale's training ``filters``, ``depth``, ``support`` and
+    ``learning_rate`` that the study leaves out (null) from the scale's N and backbone
+    (``ptycho.models.spec.network_defaults``); values the study sets win. The validated study
+    dict (what every workflow job receives) then holds the values the jobs train with."""
+    for sc in (study.get("scales") or {}).values():
+        if isinstance(sc, dict) and isinstance(sc.get("training"), dict) and "N" in sc:
+            sc["training"] = fill_network_defaults(sc["N"], sc["training"])
+    return study
 
 
 @dataclass(frozen=True)
@@ -618,7 +631,8 @@ class StudyConfig:
                     f"{source}: 'scales/{name}': the probe (N = {N}) is too large for the object "
                     f"{H} x {W}; need N + 2 <= min(H, W) / 2 so both splits hold patches"
                 )
-            tr = s["training"]
+            # filters, depth, support and learning rate follow N where the study leaves them out
+            tr = fill_network_defaults(N, s["training"])
             check_backbone(N, tr["backbone"], tr["depth"], float(tr["support"]),
                            where=f"{source}: 'scales/{name}/training'")
             it = dict(s["iterative"])
@@ -630,7 +644,7 @@ class StudyConfig:
                 object_size=(H, W),
                 chunk_size=s["chunk_size"],
                 inference_batch_size=s["inference_batch_size"],
-                training=TrainingConfig(**s["training"]),
+                training=TrainingConfig(**tr),
                 iterative=IterativeConfig(**it),
                 adaptation=AdaptationConfig(**s["adaptation"]),
                 replicates=int(s["replicates"]),

@@ -45,7 +45,8 @@ def test_known_keys_with_their_defaults_and_bounds():
     cfg = StudyConfig.from_dict(small_study_dict())
     assert cfg.scale("scaled").training.epochs == 20
     assert cfg.scale("full").training.learning_rate == 0.001
-    assert _row(page, "scales.<scale>.training.learning_rate")[2] == "`0.001`"
+    # null on the page: the learning rate follows N and the backbone (cnn: 0.001)
+    assert _row(page, "scales.<scale>.training.learning_rate")[2] == "`null`"
     # a default that differs between the scales is listed per scale
     assert _row(page, "scales.<scale>.replicates")[2] == "scaled: `1`; full: `3`"
     assert (cfg.scale("scaled").replicates, cfg.scale("full").replicates) == (1, 3)

@@ -410,7 +410,7 @@ def test_resunet_shapes_ranges_and_parameter_count(filters, depth, support):
 
 
 @pytest.mark.parametrize("kind,N,depth,support,match", [
-    ("resunet", 16, 3, 1.0, "at most 2 downsamplings"),
+    ("resunet", 64, 5, 1.0, "at most 4 downsamplings"),
     ("resunet", 18, 2, 1.0, "divisible by 2\\^depth"),
     ("cnn", 12, 3, 1.0, "divisible by 2\\^depth"),
     ("resunet", 16, 1, 0.25, "cannot be upsampled"),
@@ -432,6 +432,6 @@ def test_study_with_a_backbone_that_cannot_take_N_is_rejected_before_training():
     from ptycho.errors import ConfigError
 
     d = small_study_dict()
-    d["scales"]["scaled"]["training"] = {"backbone": "resunet", "depth": 3}
-    with pytest.raises(ConfigError, match="scales/scaled/training.*at most 2 downsamplings"):
+    d["scales"]["scaled"]["training"] = {"backbone": "resunet", "depth": 5}
+    with pytest.raises(ConfigError, match="scales/scaled/training.*at most 4 downsamplings"):
         StudyConfig.from_dict(d)

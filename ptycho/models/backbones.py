@@ -6,7 +6,7 @@ are trained against differs.
 ``cnn``      the original PtychoNN-style network: ``depth`` stages of a 3x3 ReLU convolution and a
              strided convolution, and two mirrored decoders of transposed convolutions (one for the
              amplitude, one for the phase); no skip connections, no normalisation.
-``resunet``  a residual U-Net: a stem convolution, then ``depth`` (at most 2) levels of a residual
+``resunet``  a residual U-Net: a stem convolution, then ``depth`` (at most 4) levels of a residual
              block (GroupNorm + GELU + 3x3 convolution, twice, plus the identity) followed by a
              strided convolution that halves the patch and doubles the channels; two residual
              blocks at the bottleneck; a decoder that doubles the patch with a transposed

@@ -1,6 +1,7 @@
-"""The architecture of a network arm as plain data (no Keras import): ``BackboneSpec`` and the
-check that a backbone can take N x N patterns, used by the config validation before any job and by
-the builders in ``ptycho.models.backbones``."""
+"""The architecture of a network arm as plain data (no Keras import): ``BackboneSpec``, the check
+that a backbone can take N x N patterns (used by the config validation before any job and by the
+builders in ``ptycho.models.backbones``) and ``network_defaults``, the settings a study's training
+gets from the pattern size N where the study file does not set them."""
 
 from __future__ import annotations
 
@@ -10,8 +11,51 @@ from dataclasses import dataclass
 from ptycho.errors import ConfigError
 
 BACKBONES = ("cnn", "resunet")
-RESUNET_MAX_DEPTH = 2
+RESUNET_MAX_DEPTH = 4
 SUPPORTS = (1.0, 0.5, 0.25)
+# The keys of a study's training that follow N when the study file leaves them out (null).
+NETWORK_KEYS = ("filters", "depth", "support", "learning_rate")
+# The residual U-Net downsamples an N x N pattern until its bottleneck is this many pixels wide, so
+# the bottleneck's receptive field spans the whole pattern at every N (N = 32: 2 downsamplings).
+RESUNET_BOTTLENECK_PX = 8
+# The plain CNN's defaults (independent of N).
+CNN_DEFAULTS = {"filters": 16, "depth": 3, "support": 1.0, "learning_rate": 0.001}
+
+
+def resunet_depth(N: int) -> int:
+    """Downsamplings of the residual U-Net for N x N patterns: log2(N / 8) rounded (so the
+    bottleneck is about 8 pixels), at least 1 and at most ``RESUNET_MAX_DEPTH``, lowered until N is
+    divisible by 2**depth (N = 16, 32, 64, 128: 1, 2, 3, 4)."""
+    d = min(max(1, round(math.log2(max(N, 1) / RESUNET_BOTTLENECK_PX))), RESUNET_MAX_DEPTH)
+    while d > 1 and N % (2**d):
+        d -= 1
+    return d
+
+
+def network_defaults(N: int, backbone: str) -> dict:
+    """The filters, depth, support and learning rate of a ``backbone`` for N x N patterns, as a
+    study gets them where its file does not set them.
+
+    resunet: ``resunet_depth(N)`` downsamplings and support 1/2 at every N; 16 filters and learning
+    rate 0.002 up to N = 32 (the default study's scaled settings, exactly), 8 filters and 0.001
+    above (measured at N = 64: 16 filters cost 4x the parameters and 3.8x the time for SSIM within
+    the cross-machine spread; 0.001 gave the better phase). cnn: ``CNN_DEFAULTS`` at every N."""
+    if backbone == "resunet":
+        small = N <= 32
+        return {"filters": 16 if small else 8, "depth": resunet_depth(N), "support": 0.5,
+                "learning_rate": 0.002 if small else 0.001}
+    return dict(CNN_DEFAULTS)
+
+
+def fill_network_defaults(N: int, training: dict) -> dict:
+    """``training`` (a study's training mapping) with every ``NETWORK_KEYS`` entry that is missing
+    or None set from ``network_defaults(N, backbone)``; values the study sets are kept."""
+    out = dict(training)
+    rule = network_defaults(N, out.get("backbone") or "cnn")
+    for key in NETWORK_KEYS:
+        if out.get(key) is None:
+            out[key] = rule[key]
+    return out
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,209 @@
+"""Pattern-size benchmark: do the trained arms' network defaults hold as the detector size N changes?
+
+    python benchmarks/bench_pattern_size.py [--sizes 32 64 128] [--doses 1e4 1e5] \
+        [--arms pinn_g1 pinn_g2 baseline] [--variants default cnn-8-3] [--epochs 10] \
+        [--out benchmarks/out/pattern_size.jsonl] [--data benchmarks/out/pattern_size_data]
+
+One dense cell per (N, dose): the default study (``--study``) with its ``scaled`` scale's N and
+object size replaced (N = 32: the study's own 224 x 192 object; N = 64: 512 x 448, the study as a
+user who edits N would run it; N = 128: 448 x 384, a CPU-sized object like the full-scale
+rehearsal), everything else the study's. Each cell is simulated once (``--data`` keeps it between
+runs). Every run trains one arm in a fresh subprocess with one thread (as a study job runs), then
+reconstructs the test split with the study's stitching and scores it with the study's evaluation --
+the ``ptycho.api`` path of a workflow cell.
+
+Variants: ``default`` trains with the study's settings with the network keys that follow N
+(backbone, filters, depth, support, learning rate) left to the schema's rule, as they are when a
+study file does not set them; ``<backbone>-<filters>-<depth>[-s<support>][-lr<rate>]`` sets them
+explicitly (e.g. ``cnn-8-3``: the plain CNN, 8 filters, 3 downsamplings). Every run appends one
+JSON line to ``--out`` (a resumed benchmark skips runs already there): SSIM of amplitude and phase
+and the flat object's, parameters, seconds per epoch (median), training patterns per second of one
+thread, inference patterns per second, and the peak resident memory of the train + reconstruct
+process. A table of all runs is printed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+STUDY = REPO / "studies" / "dose_overlap" / "study.yaml"
+OBJECT_SIZES = {32: (224, 192), 64: (512, 448), 128: (448, 384)}
+RULE_KEYS = ("filters", "depth", "support", "learning_rate")
+
+CHILD = textwrap.dedent(
+    """
+    import json, resource, sys, time
+    from pathlib import Path
+    a = json.loads(sys.argv[1])
+    from ptycho.runner import limit_threads
+    limit_threads(1)
+    from ptycho import api
+    study = api.load_study(a["study_dict"])
+    d, cell = Path(a["dir"]), Path(a["cell_dir"])
+    if a["mode"] == "simulate":
+        c = api.simulate_cell(study, "scaled", a["dose"], "dense", out_dir=cell, figure=False)
+        print(json.dumps({"n_train": c.summary.get("n_train"), "n_test": c.summary.get("n_test")}))
+        raise SystemExit(0)
+    t0 = time.perf_counter()
+    if (d / "bundle.json").exists():  # trained by an earlier, interrupted run of this benchmark
+        m = api.TrainedArm(a["arm"], d / "model.keras", d / "bundle.json", d / "history.csv",
+                           d / "loss.png", json.loads((d / "bundle.json").read_text()))
+    else:
+        m = api.train_arm(study, "scaled", a["arm"], cell / "train.h5", out_dir=d, threads=1)
+    b = m.info
+    rec = api.reconstruct(study, "scaled", a["arm"], cell / "test.h5", d / "recon.h5", model=m,
+                          threads=1, tmp_dir=d)
+    ev = api.evaluate(rec.path, cell / "test.h5", out_dir=d)
+    M, flat = ev.metrics, ev.report["reference"]["flat_object"]
+    tc = study.scale("scaled").training
+    ep = b["epoch_times_s"]
+    print(json.dumps({
+        "backbone": [tc.backbone, tc.filters, tc.depth, tc.support, tc.rate(a["arm"])],
+        "amp_ssim": M["amplitude"]["ssim"], "phase_ssim": M["phase"]["ssim"],
+        "flat_amp_ssim": flat["amplitude"]["ssim"], "flat_phase_ssim": flat["phase"]["ssim"],
+        "parameters": b["backbone"]["parameters"], "n_train": b["n_train"], "n_val": b["n_val"],
+        "epochs_run": b["epochs_run"], "best_epoch": b["best_epoch"], "fit_s": b["fit_time_s"],
+        "epoch_times_s": ep, "recon_s": rec.wall_time_s, "n_test": rec.n_patterns,
+        "total_s": time.perf_counter() - t0,
+        "history": (d / "history.csv").read_text() if (d / "history.csv").exists() else "",
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    """
+)
+
+
+def parse_variant(v: str) -> dict:
+    """``default`` -> {} (the schema's rule); ``<backbone>-<filters>-<depth>[-s<s>][-lr<r>]``."""
+    if v == "default":
+        return {}
+    parts = v.split("-")
+    if len(parts) < 3:
+        raise SystemExit(f"variant {v!r}: expected 'default' or <backbone>-<filters>-<depth>[-...]")
+    out = {"backbone": parts[0], "filters": int(parts[1]), "depth": int(parts[2])}
+    for p in parts[3:]:
+        if p.startswith("lr"):
+            out["learning_rate"] = float(p[2:])
+        elif p.startswith("s"):
+            out["support"] = float(p[1:])
+        else:
+            raise SystemExit(f"variant {v!r}: unknown option {p!r}")
+    return out
+
+
+def study_dict(study: Path, N: int, object_size, variant: str, epochs: int) -> dict:
+    """The study with its scaled scale at N / object_size; the N-following network keys left to
+    the schema's rule, then the variant's explicit values (if any) set."""
+    from ptycho.config import read_study_file
+
+    d = read_study_file(study)
+    sc = d["scales"]["scaled"]
+    sc["N"], sc["object_size"] = int(N), list(object_size)
+    tr = {k: v for k, v in sc.get("training", {}).items() if k not in RULE_KEYS}
+    tr.update(parse_variant(variant), epochs=int(epochs))
+    sc["training"] = tr
+    return d
+
+
+def run_child(job: dict) -> dict:
+    r = subprocess.run([sys.executable, "-c", CHILD, json.dumps(job)], capture_output=True,
+                       check=False, text=True, cwd=REPO)
+    if r.returncode != 0:
+        return {"error": r.stderr[-2000:]}
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--study", default=str(STUDY))
+    ap.add_argument("--sizes", nargs="+", type=int, default=[32, 64, 128])
+    ap.add_argument("--doses", nargs="+", default=["1e4", "1e5"])
+    ap.add_argument("--arms", nargs="+", default=["pinn_g1", "pinn_g2", "baseline"])
+    ap.add_argument("--variants", nargs="+", default=["default", "cnn-8-3-s0.5-lr0.002"])
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--object-size", nargs=2, type=int, action="append", default=None,
+                    metavar=("H", "W"), help="object size per --sizes entry (default: "
+                    + ", ".join(f"N = {n}: {h} x {w}" for n, (h, w) in OBJECT_SIZES.items()) + ")")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "pattern_size.jsonl"))
+    ap.add_argument("--data", default=str(REPO / "benchmarks" / "out" / "pattern_size_data"))
+    ap.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
+    a = ap.parse_args()
+
+    out = Path(a.out)
+    if a.table_only:
+        print_table(out)
+        return
+    sizes = {N: (tuple(a.object_size[i]) if a.object_size else OBJECT_SIZES[N])
+             for i, N in enumerate(a.sizes)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = set()
+    if out.exists():
+        for line in out.read_text().splitlines():
+            r = json.loads(line)
+            if "error" not in r:
+                done.add((r["N"], r["dose"], r["arm"], r["variant"], r["epochs"]))
+    for N, osz in sizes.items():
+        for dose in a.doses:
+            cell = Path(a.data) / f"N{N}_{osz[0]}x{osz[1]}_{dose}_dense"
+            if not (cell / "test.h5").exists():
+                cell.mkdir(parents=True, exist_ok=True)
+                r = run_child({"mode": "simulate", "dose": dose, "dir": str(cell),
+                               "cell_dir": str(cell),
+                               "study_dict": study_dict(Path(a.study), N, osz, "default", 1)})
+                if "error" in r:
+                    raise SystemExit(f"simulating N = {N}, {dose}: {r['error']}")
+            for arm in a.arms:
+                for v in a.variants:
+                    key = (N, dose, arm, v, a.epochs)
+                    if key in done:
+                        continue
+                    run = Path(a.data) / "runs" / f"N{N}_{dose}_{arm}_{v}_{a.epochs}"
+                    run.mkdir(parents=True, exist_ok=True)
+                    r = run_child({"mode": "train", "arm": arm, "dir": str(run.resolve()),
+                                   "cell_dir": str(cell.resolve()),
+                                   "study_dict": study_dict(Path(a.study), N, osz, v, a.epochs)})
+                    if "error" not in r:
+                        shutil.rmtree(run, ignore_errors=True)
+                    r = dict(N=N, object_size=list(osz), dose=dose, arm=arm, variant=v,
+                             epochs=a.epochs, **r)
+                    with open(out, "a") as fh:
+                        fh.write(json.dumps(r) + "\n")
+                    if "error" in r:
+                        print(f"N {N} {dose} {arm} {v}: FAILED\n{r['error']}", flush=True)
+                    else:
+                        print(row(r), flush=True)
+    print_table(out)
+
+
+HEADER = ("| N | dose | arm | network | parameters | s / epoch | train patterns / s | "
+          "amp SSIM | phase SSIM | flat amp / phase |")
+
+
+def row(r: dict) -> str:
+    kind, f, depth, s, lr = r["backbone"]
+    sec = statistics.median(r["epoch_times_s"]) if r["epoch_times_s"] else float("nan")
+    n = r["n_train"] + r["n_val"]
+    net = f"{r['variant']} ({kind}-{f}-{depth}-s{s:g}-lr{lr:g})"
+    return (f"| {r['N']} | {r['dose']} | {r['arm']} | {net} | {r['parameters']:,} | {sec:.1f} | "
+            f"{n / sec:.0f} | {r['amp_ssim']:.3f} | {r['phase_ssim']:.3f} | "
+            f"{r['flat_amp_ssim']:.3f} / {r['flat_phase_ssim']:.3f} |")
+
+
+def print_table(path: Path) -> None:
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    rows = [r for r in rows if "error" not in r]
+    print("\n" + HEADER)
+    print("|---:|---|---|---|---:|---:|---:|---:|---:|---|")
+    for r in sorted(rows, key=lambda r: (r["N"], float(r["dose"]), r["arm"], r["variant"])):
+        print(row(r))
+
+
+if __name__ == "__main__":
+    main()
