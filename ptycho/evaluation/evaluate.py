@@ -181,7 +181,7 @@ def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path,
         out.extra["model_errors"] = errors
     if rec.snapshots is not None:
         out.snapshots = _score_snapshots(rec.snapshots, truth, mask, illum, peak, recon_path,
-                                         test_path)
+                                         test_path, probe=rec.probe, positions=rec.positions)
     if halves:
         _add_halves(out, halves, test_path, rec.object.shape)
     _write(out, aligned_path, metrics_path, al.aligned, mask, rec.arm, recon_path, truth)
@@ -256,16 +256,19 @@ def _fluence(positions, probe, dose: float, mask, pixel_size) -> dict:
             "exposures_per_px": f / float(dose), "pixel_size_m": pixel_size}
 
 
-def _score_snapshots(snaps, truth, mask, illum, peak, recon_path, test_path) -> list[dict]:
+def _score_snapshots(snaps, truth, mask, illum, peak, recon_path, test_path, probe=None,
+                     positions=None) -> list[dict]:
     """Every convergence snapshot scored like the final object (the same alignment, metrics and
-    data residual)."""
+    data residual; an arm that refined its probe or positions: re-projected with the final ones,
+    the only ones stored, so the last snapshot's residual is the final object's)."""
     if snaps.objects.shape[1:] != truth.shape:
         raise DatasetError(f"{recon_path}: snapshots are {snaps.objects.shape[1:]}, the ground "
                            f"truth is {truth.shape}")
     out = []
     for epoch, t, obj in zip(snaps.epochs, snaps.wall_time_s, snaps.objects):
         al, metrics, _ = score(obj, truth, mask, illum, peak)
-        metrics["data"] = {"poisson_deviance": data_residual(obj, test_path)["poisson_deviance"]}
+        metrics["data"] = {"poisson_deviance": data_residual(
+            obj, test_path, probe=probe, positions=positions)["poisson_deviance"]}
         out.append({"epoch": int(epoch), "wall_time_s": float(t),
                     "shift": [al.shift[0], al.shift[1]], "metrics": metrics})
     return out

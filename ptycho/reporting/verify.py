@@ -210,7 +210,9 @@ def check_split(dataset_pairs) -> tuple[bool, str]:
                 bad.append(f"{train}, {test}: object {tr.object_shape} vs {te.object_shape}, "
                            f"N {tr.N} vs {te.N}")
                 continue
-            n = shared_pixels(te.object_shape, tr.positions, te.positions, te.N)
+            # the positions that made the data (the nominal ones of a cell with position
+            # errors are jittered across the split line; the split is that of the true scan)
+            n = shared_pixels(te.object_shape, tr.true_positions, te.true_positions, te.N)
             if n:
                 bad.append(f"{test}: {n} object pixels covered by both train and test patches")
         finally:
