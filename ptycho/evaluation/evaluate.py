@@ -276,10 +276,19 @@ def _score_snapshots(snaps, truth, mask, illum, peak, recon_path, test_path, pro
 
 def _open_pair(recon_path, test_path):
     """(reconstruction, (positions, probe, truth or None), illumination, probe peak, region) of a
-    reconstruction and the test split it reconstructed, checked to belong together."""
+    reconstruction and the test split it reconstructed, checked to belong together. The
+    positions and probe are those that made the data (the nominal ones are what the arms were
+    told; they differ only in a cell at a model-error level)."""
     rec = read_reconstruction(recon_path)
     with Dataset(test_path, require_object=False) as ds:
         positions, probe = ds.positions, ds.probe
+        if ds.has_model_errors:
+            # A cell at a model-error level is scored where the data illuminate (the true probe
+            # and positions), as its exact cell is: every level of a cell is scored on the same
+            # region and blocks, so levels compare (and pair) pixel for pixel.
+            positions, probe = ds.true_positions, np.asarray(ds.true_probe)
+            if probe.ndim == 3:  # incoherent modes: their summed intensity
+                probe = np.sqrt(np.sum(np.abs(probe) ** 2, axis=0)).astype(np.complex64)
         truth = ds.object if ds.has_object else None
         shape, ds_dose, split = tuple(ds.object_shape), ds.dose, ds.split
     if split != "test":
