@@ -179,3 +179,25 @@ def test_metrics_csv_error_columns(tmp_path):
     r = next(x for x in every if x["error_level"] == "probe25" and x["arm"] == "pinn_g1")
     assert r["error_kind"] == "probe" and r["error_value"] == 0.25
     assert r["data_probe_error"] == 0.25 and math.isnan(r["arm_probe_error"])
+
+
+def test_api_simulate_cell_passes_the_error_level(tmp_path):
+    from conftest import small_study_dict
+
+    from ptycho import api
+    from ptycho.config import StudyConfig
+    from ptycho.data.dataset import Dataset
+
+    study = StudyConfig.from_dict(small_study_dict(
+        errors={"probe": {"kind": "defocus", "levels": [0, 0.25]}}))
+    c = api.simulate_cell(study, "scaled", 1e5, "dense", tmp_path / "p", figure=False,
+                          error_level="probe25")
+    with Dataset(c.test) as ds:
+        assert ds.errors["label"] == "probe25"
+        assert ds.attrs["probe_error"] == pytest.approx(0.25, rel=1e-3)
+    exact = api.simulate_cell(study, "scaled", 1e5, "dense", tmp_path / "e", figure=False)
+    with Dataset(exact.test) as ds:
+        assert ds.errors is None
+    with pytest.raises(ConfigError, match="unknown error level"):
+        api.simulate_cell(study, "scaled", 1e5, "dense", tmp_path / "x", figure=False,
+                          error_level="probe10")
