@@ -179,12 +179,6 @@ if ERROR_KINDS:
             metrics=metric_files,
             error_metrics=error_metric_files,
         output:
-            csv=report(
-                f"{ROOT}/report/robustness.csv",
-                caption="../report/robustness.rst",
-                category="6. Data files (download)",
-                labels={"file": "robustness.csv (loss against the exact probe and positions)"},
-            ),
             **{
                 f"figure_{k}": report(
                     f"{ROOT}/report/figures/robustness_{k}.png",
@@ -194,6 +188,14 @@ if ERROR_KINDS:
                 )
                 for k in ERROR_KINDS
             },
+            csv=report(
+                f"{ROOT}/report/robustness.csv",
+                caption="../report/robustness.rst",
+                category="6. Data files (download)",
+                labels={
+                    "file": "robustness.csv (loss against the exact probe and positions)"
+                },
+            ),
         log:
             f"{ROOT}/logs/build_robustness.log",
         params:
