@@ -10,10 +10,10 @@ import re
 
 import pytest
 import yaml
+from test_workflow import TINY, make_workdir, snakemake
 
 from ptycho.data.cells import cell_name, check_cell_names, parse_cell_name
 from ptycho.errors import ConfigError
-from test_workflow import TINY, make_workdir, snakemake
 
 TINY_JOBS = 32  # the tiny study's plan (phase_g_scaled) without error levels
 

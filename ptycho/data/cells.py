@@ -29,7 +29,7 @@ def cell_name(dose: str, overlap: str, replicate: int, level: str = EXACT) -> st
 
 def cell_pattern(doses, overlaps, levels) -> re.Pattern:
     """The regular expression of a study's cell names (groups dose, overlap, level, replicate)."""
-    alt = lambda names: "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))  # noqa: E731
+    alt = lambda names: "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
     lv = [x for x in levels if x not in ("", "exact")]
     level = f"(?:_(?P<level>{alt(lv)}))?" if lv else "(?P<level>)"
     return re.compile(f"(?P<dose>{alt(doses)})_(?P<overlap>{alt(overlaps)}){level}"

@@ -115,15 +115,14 @@ def level_losses(rows, metric: str = "ssim", paired: dict | None = None,
             lo, hi = (paired or {}).get((label, arm, dose, overlap, q, metric), (math.nan, math.nan))
             method = "paired block bootstrap" if math.isfinite(lo) else "none"
         first = reps[common[0]]
-        mean = lambda rs, c: sum(float(x[c]) for x in rs) / len(rs)  # noqa: E731
         out.append({
             "kind": kind, "error_level": label, "error_value": float(first["error_value"]),
             "arm": arm, "dose": dose, "overlap": overlap, "quantity": q, "metric": metric,
-            "exact": mean([ref[i] for i in common], "value"),
-            "value": mean([reps[i] for i in common], "value"),
+            "exact": _mean([ref[i] for i in common], "value"),
+            "value": _mean([reps[i] for i in common], "value"),
             "loss": float(loss), "loss_low": float(lo), "loss_high": float(hi),
             "n_replicates": len(common), "method": method,
-            **{c: mean([reps[i] for i in common], c) for c in
+            **{c: _mean([reps[i] for i in common], c) for c in
                ("data_probe_error", "data_position_rms_px", "arm_probe_error",
                 "arm_position_rms_px")},
         })
@@ -131,6 +130,10 @@ def level_losses(rows, metric: str = "ssim", paired: dict | None = None,
     out.sort(key=lambda e: (order.get(e["kind"], 9), e["error_value"], e["dose"], e["overlap"],
                             arm_sort_key(e["arm"]), QUANTITIES.index(e["quantity"])))
     return out
+
+
+def _mean(rows, column: str) -> float:
+    return sum(float(r[column]) for r in rows) / len(rows)
 
 
 def paired_intervals(records, metric: str = "ssim") -> dict:
@@ -155,7 +158,7 @@ def paired_intervals(records, metric: str = "ssim") -> dict:
         for q in QUANTITIES:
             try:
                 _, (lo, hi) = paired_difference_interval(ref.bootstrap, m.bootstrap, q, metric)
-            except Exception:  # noqa: BLE001 - not the same blocks: no paired interval
+            except Exception:  # noqa: BLE001, S112 - not the same blocks: no paired interval
                 continue
             out[(record_level(m), key[0], key[1], key[2], q, metric)] = (float(lo), float(hi))
     return out
@@ -192,14 +195,14 @@ def losses_markdown(losses, confidence: float = CONFIDENCE) -> list[str]:
     if not losses:
         return []
     lines = ["## Robustness to model errors", "",
-             "Each arm's SSIM in the cell at an error level against its own SSIM in the exact "
+             ("Each arm's SSIM in the cell at an error level against its own SSIM in the exact "
              "cell (the same dose, overlap and replicate; the arms are told the nominal probe and "
              "positions): loss = exact - level, positive where the arm lost quality, with its "
              f"paired {round(confidence * 100)}% interval where there is one. `data error`: what "
              "the nominal inputs are off by; `arm error`: what an arm that refined them ended "
-             "with.", "",
-             "| error level | dose | overlap | arm | quantity | exact | at level | loss | "
-             "data error | arm error |",
+             "with."), "",
+             ("| error level | dose | overlap | arm | quantity | exact | at level | loss | "
+              "data error | arm error |"),
              "|---|---|---|---|---|---|---|---|---|---|"]
     for e in losses:
         ci = (f" [{e['loss_low']:+.3f}, {e['loss_high']:+.3f}]"
