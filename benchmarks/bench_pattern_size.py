@@ -1,7 +1,7 @@
 """Pattern-size benchmark: do the trained arms' network defaults hold as the detector size N changes?
 
     python benchmarks/bench_pattern_size.py [--sizes 32 64 128] [--doses 1e4 1e5] \
-        [--arms pinn_g1 pinn_g2 baseline] [--variants default cnn-8-3] [--epochs 10] \
+        [--arms pinn_g1 pinn_g2 baseline] [--variants default cnn-8-3-s0.5-lr0.002] [--epochs 10] \
         [--out benchmarks/out/pattern_size.jsonl] [--data benchmarks/out/pattern_size_data]
 
 One dense cell per (N, dose): the default study (``--study``) with its ``scaled`` scale's N and
@@ -148,7 +148,8 @@ def main() -> None:
         for line in out.read_text().splitlines():
             r = json.loads(line)
             if "error" not in r:
-                done.add((r["N"], r["dose"], r["arm"], r["variant"], r["epochs"]))
+                done.add((r["N"], tuple(r["object_size"]), r["dose"], r["arm"], r["variant"],
+                          r["epochs"]))
     for N, osz in sizes.items():
         for dose in a.doses:
             cell = Path(a.data) / f"N{N}_{osz[0]}x{osz[1]}_{dose}_dense"
@@ -161,10 +162,10 @@ def main() -> None:
                     raise SystemExit(f"simulating N = {N}, {dose}: {r['error']}")
             for arm in a.arms:
                 for v in a.variants:
-                    key = (N, dose, arm, v, a.epochs)
+                    key = (N, tuple(osz), dose, arm, v, a.epochs)
                     if key in done:
                         continue
-                    run = Path(a.data) / "runs" / f"N{N}_{dose}_{arm}_{v}_{a.epochs}"
+                    run = Path(a.data) / "runs" / f"{cell.name}_{arm}_{v}_{a.epochs}"
                     run.mkdir(parents=True, exist_ok=True)
                     r = run_child({"mode": "train", "arm": arm, "dir": str(run.resolve()),
                                    "cell_dir": str(cell.resolve()),
