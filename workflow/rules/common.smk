@@ -1,5 +1,6 @@
 # Config validation, the study grid, wildcard constraints and input helpers.
 import functools
+import time
 import importlib.util
 import re
 import tempfile
@@ -134,14 +135,34 @@ onstart:
         record_results_owner(Path(RESULTS) / STUDY_NAME, STUDY_RECORD)
 
 
+RUN_STARTED = time.time()
+
+
+def print_verdicts(stopped=False):
+    """End a run with the verdict of each scale it verified, and where the report is (onsuccess;
+    onerror with ``stopped``: only a failed verdict written by this run)."""
+    from ptycho.reporting.verdict import run_end_lines
+
+    roots = [root(s) for s in SCALES]
+    lines = run_end_lines(
+        roots, since=RUN_STARTED if stopped else None, failed_only=stopped
+    )
+    if lines:
+        print("\n".join(lines), flush=True)
+
+
+# Every run ends by releasing the results lock and printing the verification verdict and the
+# report's path.
 onsuccess:
     for _fh in RUN_LOCK:
         _fh.close()
+    print_verdicts()
 
 
 onerror:
     for _fh in RUN_LOCK:
         _fh.close()
+    print_verdicts(stopped=True)
 
 
 @functools.cache
@@ -170,7 +191,7 @@ wildcard_constraints:
     arm="|".join(ARMS),
     replicate=r"\d+",
     # '' (the exact cell) or _<level label>
-    level="(?:" + "|".join("_" + re.escape(lv) for lv in ERROR_LEVELS) + ")?",
+    level=f"(?:{'|'.join(f'_{re.escape(lv)}' for lv in ERROR_LEVELS)})?",
 
 
 ROOT = f"{RESULTS}/{{study}}/{{scale}}"

@@ -1,22 +1,4 @@
 # Phase G, study level: tables, grids, figures, verification, inventory, provenance.
-import time
-
-RUN_STARTED = time.time()
-
-
-def print_verdicts(stopped=False):
-    """End a run with the verdict of each scale it verified, and where the report is (onsuccess;
-    onerror with ``stopped``: only a failed verdict written by this run)."""
-    from ptycho.reporting.verdict import run_end_lines
-
-    roots = [root(s) for s in SCALES]
-    lines = run_end_lines(
-        roots, since=RUN_STARTED if stopped else None, failed_only=stopped
-    )
-    if lines:
-        print("\n".join(lines), flush=True)
-
-
 rule build_metrics_table:
     input:
         metrics=metric_files,
