@@ -6,9 +6,12 @@ from __future__ import annotations
 import math
 
 
-def job_label(arm: str, dose_label: str, overlap: str, replicate: int) -> str:
-    """``pinn_g1 1e5_dense_r0``: the arm and the cell replicate as in result paths."""
-    return f"{arm} {dose_label}_{overlap}_r{int(replicate)}"
+def job_label(arm: str, dose_label: str, overlap: str, replicate: int,
+              level: str | None = None) -> str:
+    """``pinn_g1 1e5_dense_r0`` (``pinn_g1 1e5_dense_probe25_r0`` at a model-error level): the
+    arm and the cell replicate as in result paths."""
+    lv = f"_{level}" if level else ""
+    return f"{arm} {dose_label}_{overlap}{lv}_r{int(replicate)}"
 
 
 def format_duration(seconds: float) -> str:

@@ -17,6 +17,8 @@ def test_durations_and_eta():
     assert format_duration(80) == "1 min 20 s"
     assert format_duration(7500) == "2 h 5 min"
     assert job_label("pinn_g1", "1e5", "dense", 0) == "pinn_g1 1e5_dense_r0"
+    assert job_label("iterative", "1e4", "dense", 1, "probe25") == "iterative 1e4_dense_probe25_r1"
+    assert job_label("pinn_g1", "1e5", "dense", 0, None) == "pinn_g1 1e5_dense_r0"
     # the first (tracing) epoch is left out of the mean once there are others
     assert eta([30.0, 2.0, 4.0], 3, 10) == "ETA 21 s"
     assert eta([30.0], 1, 3, at_most=True) == "ETA at most 1 min 0 s"

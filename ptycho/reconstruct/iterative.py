@@ -181,6 +181,7 @@ def _read_inputs(test_path: Path):
             ) from exc
         dose = ds.dose
         replicate = ds.replicate
+        level = (ds.errors or {}).get("label")
         try:
             view = str(ds.config.get("overlap_view", ""))
         except Exception:  # noqa: BLE001 - the view is informative only
@@ -201,7 +202,7 @@ def _read_inputs(test_path: Path):
         check_positions(shape, positions, N)
     except DatasetError as exc:
         raise DatasetError(f"{test_path}: {exc}") from exc
-    return counts, positions, probe, shape, dose, view, replicate, modes
+    return counts, positions, probe, shape, dose, view, replicate, modes, level
 
 
 EXTRA_MODE_POWER = 0.05
@@ -428,7 +429,8 @@ def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
     if device not in DEVICES:
         raise ConfigError(f"iterative: device must be one of {DEVICES}, got {device!r}")
     test_path = Path(test_path)
-    counts, positions, probe, shape, dose, view, replicate, nominal_modes = _read_inputs(test_path)
+    (counts, positions, probe, shape, dose, view, replicate, nominal_modes,
+     level) = _read_inputs(test_path)
     modes = solve_modes(nominal_modes, int(getattr(cfg, "probe_modes", 0)))
     # one mode: exactly the dataset's probe (N, N), as the solve has always used it
     solve_probe = probe if len(modes) == 1 and len(nominal_modes) == 1 else modes
@@ -436,7 +438,7 @@ def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
         probe = np.sqrt(np.sum(np.abs(modes.astype(np.complex128)) ** 2, axis=0))
     # who is solving, in every progress line: e.g. "iterative 1e5_dense_r0"
     label = job_label("iterative" if start is None else "hybrid", dose_label(dose), view or "none",
-                      replicate)
+                      replicate, level)
     n, N = counts.shape[0], counts.shape[1]
     H, W = shape
     guess = _start_object(start, shape, dose, test_path)

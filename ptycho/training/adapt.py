@@ -126,7 +126,8 @@ def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_s
         check = BatchSource(ds, table, np.sort(rng.permutation(len(table))[:n_check]),
                             per_batch, "pinn")
         initial_loss = loop.evaluate(model, check)
-        label = job_label(arm, dose_lbl, view, replicate)  # e.g. "adapted_g2 1e5_dense_r0"
+        # e.g. "adapted_g2 1e5_dense_r0", "adapted_g2 1e5_dense_probe25_r0" at an error level
+        label = job_label(arm, dose_lbl, view, replicate, (ds.errors or {}).get("label"))
         log.info("%s: adapting %s to the counts of %s, %d epochs of %d steps, learning rate "
                  "from 0 up to %.3g over the first %d steps, then a cosine decay to 0 over %d, "
                  "check loss %.6g", label, source["arm"], test_path, cfg.epochs, len(train),

@@ -116,7 +116,8 @@ def train_arm(arm_id: str, train_path, study: StudyConfig, scale_name: str, mode
 
         a0 = mean_transmission(stats["mean_counts_per_pattern"], ds.dose)
         model, loss_name = _build(arm_id, ds, gridsize, norm, tc, a0, len(train_src))
-        label = job_label(arm_id, dose_lbl, view, replicate)  # e.g. "pinn_g1 1e5_dense_r0"
+        # e.g. "pinn_g1 1e5_dense_r0", "pinn_g1 1e5_dense_probe25_r0" at an error level
+        label = job_label(arm_id, dose_lbl, view, replicate, (ds.errors or {}).get("label"))
         from ptycho.training import loop
 
         initial_loss = loop.evaluate(model, val_src)
