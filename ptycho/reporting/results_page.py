@@ -24,7 +24,6 @@ paired differences), and writes one Markdown page:
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import shutil
@@ -32,6 +31,8 @@ import sys
 from pathlib import Path
 
 from ptycho.config import dose_label
+from ptycho.data.cells import cell_name
+from ptycho.data.io import read_json
 from ptycho.errors import PtychoError
 from ptycho.reporting import arm_sort_key
 from ptycho.reporting.verdict import (  # noqa: F401 - classify, weight_dependent: the page's API
@@ -65,26 +66,12 @@ GENERATOR = "python -m ptycho.reporting.results_page"
 
 
 # ----------------------------------------------------------------------------------- reading
-def _read_json(path: Path, what: str) -> dict:
-    if not path.is_file():
-        raise PtychoError(f"{path}: {what} not found (is the run finished?)")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PtychoError(f"{path}: {what} is not valid JSON: {exc}") from None
-
-
-def cell_name(dose: float, overlap: str, replicate: int) -> str:
-    """The cell directory name of the results tree: ``1e3_dense_r0``."""
-    return f"{dose_label(dose)}_{overlap}_r{int(replicate)}"
-
-
 def metric_paths(root: Path, rows) -> list[Path]:
     """The ``metrics.json`` of every (arm, cell, replicate) of ``metrics.csv`` rows, in order."""
     out: list[Path] = []
     for r in rows:
-        p = root / "eval" / r["arm"] / cell_name(r["dose"], r["overlap"], r["replicate"]) \
-            / "metrics.json"
+        cell = cell_name(dose_label(r["dose"]), r["overlap"], r["replicate"])
+        p = root / "eval" / r["arm"] / cell / "metrics.json"
         if p not in out:
             out.append(p)
     return out
@@ -106,8 +93,10 @@ def load_run(root) -> dict:
     return {
         "root": root,
         "rows": rows,
-        "verification": _read_json(report / "verification_report.json", "verification report"),
-        "provenance": _read_json(report / "provenance.json", "provenance record"),
+        "verification": read_json(report / "verification_report.json",
+                                  "verification report (is the run finished?)"),
+        "provenance": read_json(report / "provenance.json",
+                                "provenance record (is the run finished?)"),
         "references": collect_references(records),
         "paired": [e for e in collect_paired_differences(records) if e["metric"] == "ssim"]
         if has_ssim else [],
