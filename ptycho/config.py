@@ -206,6 +206,10 @@ class AdaptationConfig:
     batch_size: int | None = None
     # keep the backbone's encoder (stem and enc* layers) fixed and fine-tune the rest
     freeze_encoder: bool = False
+    # refine the probe on the test scan (the physics layer's trainable probe, from the nominal
+    # probe or the one the PINN learned) at probe_learning_rate_scale x the network's rate
+    refine_probe: bool = False
+    probe_learning_rate_scale: float = 1.0
 
     def patterns_per_step(self, training_batch_size: int) -> int:
         return int(self.batch_size or training_batch_size)
@@ -704,6 +708,10 @@ class StudyConfig:
             if not tr.get("train_probe"):  # a fixed probe: its learning rate does nothing
                 for key in _TRAIN_PROBE_KEYS:
                     tr.pop(key, None)
+            ad = sc.get("adaptation", {})
+            if not ad.get("refine_probe"):  # a fixed probe: its learning rate does nothing
+                for key in _ADAPT_PROBE_KEYS:
+                    ad.pop(key, None)
         return out
 
     def scale(self, name: str) -> ScaleConfig:
@@ -772,6 +780,7 @@ _OFF_ITERATIVE = {"refine_positions": False, "probe_modes": 0}
 _POSITION_KEYS = ("position_correction", "position_start_epoch", "position_step_size",
                   "position_update_limit_px", "position_clip_by_mad", "position_momentum_gain")
 _TRAIN_PROBE_KEYS = ("train_probe", "probe_learning_rate_scale")
+_ADAPT_PROBE_KEYS = ("refine_probe", "probe_learning_rate_scale")
 
 
 def is_solver_arm(arm_id: str) -> bool:

@@ -14,6 +14,13 @@ scan); the weights of the epoch with the lowest check loss are kept, the unadapt
 (``best_epoch`` 0), so a step size that makes the fit worse cannot make the arm worse than its
 start.
 
+With ``refine_probe`` the physics layer's probe is trainable during the adaptation, as in a PINN
+trained with ``train_probe`` (``ptycho.models.physics_layer.PoissonForward``): it starts at the
+nominal probe, or at the probe the PINN learned when it trained one, and moves at
+``probe_learning_rate_scale`` times the network's rate. The adapted model then carries the refined
+probe, and inference writes it into the arm's reconstruction (``/probe``). Without it, a probe the
+PINN learned stays as it was (its change is frozen). The scan positions are never refined here.
+
 Outputs (written atomically, only after a successful adaptation): the adapted ``model.keras``, a
 ``bundle.json`` (arm ``adapted_g<g>``, the source bundle, the adaptation settings, check loss
 before and after, the kept epoch, wall time), ``history.csv`` (epoch, loss = running mean over the
@@ -54,6 +61,39 @@ def is_encoder(layer_name: str) -> bool:
     """A layer of the backbone's encoder: the residual U-Net's ``stem`` and ``enc<i>_*`` layers,
     the cnn's ``enc<i>_*`` layers."""
     return layer_name == "stem" or (layer_name.startswith("enc") and layer_name[3:4].isdigit())
+
+
+def with_trainable_probe(model, rate: float):
+    """The PINN ``model`` with its physics layer replaced by one whose probe is trainable
+    (``PoissonForward(train_probe=True, probe_rate=rate)``), starting from the probe ``model``
+    uses: its learned probe (at the nominal probe's power) or its fixed one. The learned
+    log-scale is carried over, so the new model predicts exactly what ``model`` did. Returns
+    (model, starting probe (N, N) complex64)."""
+    import keras
+
+    from ptycho.models.physics_layer import PoissonForward, trained_probe
+
+    old = model.get_layer("physics")
+    start = trained_probe(old)
+    if start is None:
+        start = (np.asarray(old.probe_re) + 1j * np.asarray(old.probe_im)).astype(np.complex64)
+    re, im = model.get_layer("object_patches").output
+    physics = PoissonForward(old.N, old.dose, start, train_probe=True, probe_rate=float(rate),
+                             name="physics")
+    lam = physics([re, im])
+    physics.log_scale.assign(old.log_scale)
+    return keras.Model(model.inputs, lam, name=model.name), start
+
+
+def freeze_learned_probe(model) -> bool:
+    """Keep the probe a PINN learned (``train_probe``) fixed: its change weights stop training.
+    True when there was one."""
+    layer = model.get_layer("physics")
+    if not getattr(layer, "train_probe", False):
+        return False
+    layer.probe_delta_re.trainable = False
+    layer.probe_delta_im.trainable = False
+    return True
 
 
 def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_size: int,
@@ -104,6 +144,13 @@ def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_s
         tf_seed = int_seed(seed, arm, dose_lbl, view, *rep)
         keras.utils.set_random_seed(tf_seed)
         model = load_model(model_path, source, bundle_path)
+        refine_probe = bool(getattr(cfg, "refine_probe", False))
+        probe_rate = float(getattr(cfg, "probe_learning_rate_scale", 1.0))
+        start_probe = None
+        if refine_probe:
+            model, start_probe = with_trainable_probe(model, probe_rate)
+        else:
+            freeze_learned_probe(model)
         frozen = [layer for layer in model.layers if cfg.freeze_encoder and is_encoder(layer.name)]
         for layer in frozen:
             layer.trainable = False
@@ -163,6 +210,20 @@ def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_s
             "epoch_times_s": [round(t, 3) for t in recorder.epoch_times],
             "threads": int(threads),
         })
+        if refine_probe:
+            from ptycho.models.pinn import learned_probe
+            from ptycho.physics.errors import relative_probe_error
+
+            refined = learned_probe(model)
+            bundle["adaptation"].update(refine_probe=True, probe_learning_rate_scale=probe_rate)
+            bundle["refined_probe"] = {
+                "rate": probe_rate,
+                "start": "the PINN's learned probe" if source.get("trained_probe")
+                else "the nominal probe",
+                "stored_in": "model.keras, layer 'physics' (probe_re/probe_im + change)",
+                "probe_change_adaptation": relative_probe_error(refined, start_probe),
+                "probe_change": relative_probe_error(refined, ds.probe),
+            }
         bundle["wall_time_s"] = time.perf_counter() - t0
         if not math.isfinite(final_loss):
             raise TrainingError(f"{label}: loss after adaptation is {final_loss}; no model written")
@@ -174,4 +235,4 @@ def adapt_arm(model_path, bundle_path, test_path, cfg: AdaptationConfig, batch_s
         return json.loads(json.dumps(bundle))
 
 
-__all__ = ["adapt_arm", "adapted_arm_id"]
+__all__ = ["adapt_arm", "adapted_arm_id", "freeze_learned_probe", "with_trainable_probe"]
