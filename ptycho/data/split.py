@@ -55,10 +55,29 @@ def split_positions(positions: np.ndarray, N: int, train_fraction: float):
     return positions[tr], positions[te], row
 
 
+def _half_extras(ds, idx) -> dict:
+    """The further arrays of a half file: the nominal probe modes, the true probe and the half's
+    true positions, where the full test file has them."""
+    extras = {}
+    modes = ds.probe_modes
+    if len(modes) > 1:
+        extras["probe_modes"] = modes
+    if ds.has_model_errors:
+        extras["true_probe"] = ds.true_probe
+        extras["true_positions"] = ds.true_positions[idx]
+    return extras
+
+
 def interleaved_halves(test_path, half1_path, half2_path) -> tuple[int, int]:
     """Write the even and the odd positions (scan order) of a test split as two dataset files,
     each a complete test split of its own (same probe, object grid and attributes; the config
-    records ``half``: 1 or 2). Counts are copied in batches. Returns the two pattern counts."""
+    records ``half``: 1 or 2). Counts are copied in batches. Returns the two pattern counts.
+
+    A half gets the same inputs its arms get on the full scan: the nominal probe modes
+    (``/probe_modes``) and, in a cell with model errors, the true probe, the half's subset of the
+    true positions and the cell's error record (attributes ``error_level``, ``probe_error``, ...),
+    so a half of an error cell is an error cell and its model errors are measured as on the
+    full scan."""
     from ptycho.data.dataset import Dataset, DatasetWriter
     from ptycho.errors import DatasetError
 
@@ -72,8 +91,9 @@ def interleaved_halves(test_path, half1_path, half2_path) -> tuple[int, int]:
         counts = []
         for h, (out, idx) in enumerate(((half1_path, np.arange(0, ds.n, 2)),
                                         (half2_path, np.arange(1, ds.n, 2))), start=1):
-            meta = ds.meta(config={**cfg, "half": h})
-            with DatasetWriter(out, len(idx), ds.positions[idx], ds.probe, obj, meta) as w:
+            meta = ds.meta(config={**cfg, "half": h}, errors=ds.errors)
+            with DatasetWriter(out, len(idx), ds.positions[idx], ds.probe, obj, meta,
+                               extras=_half_extras(ds, idx)) as w:
                 for _, block in ds.iter_batches(256, idx):
                     w.write(block)
             counts.append(len(idx))

@@ -136,6 +136,31 @@ def write_reconstruction(path, rec: Reconstruction) -> None:
                              chunks=(1,) + obj.shape, track_times=False)
 
 
+REFINED_DATASETS = ("probe", "positions")
+
+
+def refined_hashes(path) -> dict[str, tuple[str | None, str]]:
+    """The refined inputs a reconstruction file stores: {"probe" | "positions": (the SHA-256 its
+    attribute records, the SHA-256 of the stored array now)}; {} for an arm that refined nothing.
+    The hash is that of the array's C-ordered bytes (complex64 probe, float64 positions), as
+    :func:`write_reconstruction` records it."""
+    path = Path(path)
+    out = {}
+    try:
+        with h5py.File(path, "r") as f:
+            for name, dtype in zip(REFINED_DATASETS, (np.complex64, np.float64), strict=True):
+                if name not in f:
+                    continue
+                arr = np.ascontiguousarray(np.asarray(f[name][()], dtype=dtype))
+                attr = f.attrs.get(f"{name}_sha256")
+                attr = attr.decode() if isinstance(attr, bytes) else attr
+                out[name] = (None if attr is None else str(attr),
+                             hashlib.sha256(arr.tobytes()).hexdigest())
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read reconstruction ({exc})") from exc
+    return out
+
+
 def read_reconstruction(path) -> Reconstruction:
     path = Path(path)
     if not path.is_file():

@@ -20,8 +20,11 @@ level label, ``exact`` for the exact cell), ``error_kind`` (``probe``, ``positio
 error, jitter in pixels, or 1 - the first mode's power fraction; 0 exact), ``data_probe_error`` and
 ``data_position_rms_px`` (what the cell's nominal probe and positions are off by: recorded against
 the truth), ``arm_probe_error`` and ``arm_position_rms_px`` (the arm's final probe error and position
-RMS error, only where it refined the probe or the positions). A study without errors writes the
-table above, unchanged.
+RMS error, only where it refined the probe or the positions) and ``arm_refined`` (what the arm
+refined: ``probe``, ``positions``, ``probe+positions``, empty for nothing). A study without error
+levels in which some arm refines something (its metrics carry a ``model_errors`` block) writes
+these columns too, every row at level ``exact``; a study whose arms refine nothing and that has no
+error levels writes the table above, unchanged.
 """
 
 from __future__ import annotations
@@ -40,8 +43,10 @@ CSV_COLUMNS = ("study", "scale", "dose", "overlap", "gridsize", "arm", "quantity
                "replicate", "fluence", "ci_low", "ci_high")
 _NUMBER_OR_EMPTY = ("fluence", "ci_low", "ci_high")
 ERROR_COLUMNS = ("error_level", "error_kind", "error_value", "data_probe_error",
-                 "data_position_rms_px", "arm_probe_error", "arm_position_rms_px")
-_ERROR_NUMBERS = ERROR_COLUMNS[2:]
+                 "data_position_rms_px", "arm_probe_error", "arm_position_rms_px", "arm_refined")
+_ERROR_NUMBERS = ERROR_COLUMNS[2:7]
+# the error columns of tables written before ``arm_refined`` existed (still read)
+_ERROR_COLUMNS_V1 = ERROR_COLUMNS[:7]
 EXACT_LEVEL = "exact"
 _QUANTITY_ORDER = ("amplitude", "phase", "complex")
 
@@ -120,7 +125,20 @@ def error_fields(m) -> dict:
         "arm_probe_error": _number(block.get("probe_error")) if "probe" in refined else math.nan,
         "arm_position_rms_px": _number(block.get("position_rms_px")) if "positions" in refined
         else math.nan,
+        "arm_refined": refined_label(refined),
     }
+
+
+def refined_label(refined) -> str:
+    """``probe``, ``positions``, ``probe+positions`` or empty: what an arm refined (the
+    ``refined`` list of its ``model_errors`` block)."""
+    return "+".join(k for k in ("probe", "positions") if k in (refined or []))
+
+
+def any_refined(records) -> bool:
+    """True when some metrics record's arm refined its probe or positions (its ``model_errors``
+    block lists what): metrics.csv then carries the error columns even without error levels."""
+    return any(((m.extra or {}).get("model_errors") or {}).get("refined") for m in records)
 
 
 def collect_references(records) -> dict:
@@ -162,7 +180,7 @@ def write_metrics_csv(rows, path, errors: bool = False) -> None:
         extra = []
         if errors:
             extra = [r.get("error_level") or EXACT_LEVEL, r.get("error_kind") or ""] + [
-                _fmt_optional(r.get(k)) for k in _ERROR_NUMBERS]
+                _fmt_optional(r.get(k)) for k in _ERROR_NUMBERS] + [r.get("arm_refined") or ""]
         w.writerow([r["study"], r["scale"], repr(float(r["dose"])), r["overlap"], int(r["gridsize"]),
                     r["arm"], r["quantity"], r["metric"], _fmt_value(float(r["value"])),
                     int(r.get("replicate", 0))]
@@ -182,7 +200,8 @@ def read_metrics_csv(path, levels: bool = False) -> list[dict]:
     with open(path, newline="") as fh:
         reader = csv.DictReader(fh)
         names = tuple(reader.fieldnames or ())
-        if names not in (CSV_COLUMNS, CSV_COLUMNS + ERROR_COLUMNS):
+        if names not in (CSV_COLUMNS, CSV_COLUMNS + ERROR_COLUMNS,
+                         CSV_COLUMNS + _ERROR_COLUMNS_V1):
             raise PtychoError(f"{path}: columns {reader.fieldnames}, expected {list(CSV_COLUMNS)}"
                               f" (and {list(ERROR_COLUMNS)} with model-error levels)")
         has_errors = names != CSV_COLUMNS
@@ -198,13 +217,14 @@ def read_metrics_csv(path, levels: bool = False) -> list[dict]:
                 if has_errors:
                     for k in _ERROR_NUMBERS:
                         r[k] = float(r[k]) if r[k] != "" else math.nan
+                    r.setdefault("arm_refined", "")
             except (TypeError, ValueError) as exc:
                 raise PtychoError(f"{path}, line {i}: {exc}") from exc
             if has_errors and not levels:
                 if r["error_level"] != EXACT_LEVEL:
                     continue
                 for k in ERROR_COLUMNS:
-                    del r[k]
+                    r.pop(k, None)
             rows.append(r)
     return rows
 
@@ -254,10 +274,12 @@ __all__ = [
     "CSV_COLUMNS",
     "ERROR_COLUMNS",
     "EXACT_LEVEL",
+    "any_refined",
     "collect_metrics",
     "collect_references",
     "collect_timing",
     "error_fields",
+    "refined_label",
     "load_records",
     "read_history",
     "read_metrics_csv",

@@ -32,7 +32,7 @@ KIND_AXIS = {"probe": "relative probe error of the nominal probe",
 LOSS_COLUMNS = ("kind", "error_level", "error_value", "arm", "dose", "overlap", "quantity",
                 "metric", "exact", "value", "loss", "loss_low", "loss_high", "n_replicates",
                 "method", "data_probe_error", "data_position_rms_px", "arm_probe_error",
-                "arm_position_rms_px")
+                "arm_position_rms_px", "arm_refined")
 
 
 def _key(r) -> tuple:
@@ -125,11 +125,19 @@ def level_losses(rows, metric: str = "ssim", paired: dict | None = None,
             **{c: _mean([reps[i] for i in common], c) for c in
                ("data_probe_error", "data_position_rms_px", "arm_probe_error",
                 "arm_position_rms_px")},
+            "arm_refined": _refined([reps[i] for i in common]),
         })
     order = {k: i for i, k in enumerate(error_kinds(rows))}
     out.sort(key=lambda e: (order.get(e["kind"], 9), e["error_value"], e["dose"], e["overlap"],
                             arm_sort_key(e["arm"]), QUANTITIES.index(e["quantity"])))
     return out
+
+
+def _refined(rows) -> str:
+    """What an arm refined at a level (``probe``, ``positions``, ``probe+positions``, empty):
+    the union over its replicates (they share one setting)."""
+    parts = {p for r in rows for p in str(r.get("arm_refined") or "").split("+") if p}
+    return "+".join(k for k in ("probe", "positions") if k in parts)
 
 
 def _mean(rows, column: str) -> float:
@@ -184,7 +192,9 @@ def read_losses_csv(path) -> list[dict]:
         rows = list(csv.DictReader(fh))
     for r in rows:
         for c in LOSS_COLUMNS:
-            if c in ("kind", "error_level", "arm", "overlap", "quantity", "metric", "method"):
+            if c in ("kind", "error_level", "arm", "overlap", "quantity", "metric", "method",
+                     "arm_refined"):
+                r.setdefault(c, "")
                 continue
             r[c] = int(r[c]) if c == "n_replicates" else (float(r[c]) if r[c] != "" else math.nan)
     return rows
@@ -200,10 +210,11 @@ def losses_markdown(losses, confidence: float = CONFIDENCE) -> list[str]:
              "positions): loss = exact - level, positive where the arm lost quality, with its "
              f"paired {round(confidence * 100)}% interval where there is one. `data error`: what "
              "the nominal inputs are off by; `arm error`: what an arm that refined them ended "
-             "with."), "",
+             "with; `refined`: what the arm refined (its final probe and positions are stored "
+             "with its reconstruction, hashed in the artifact inventory)."), "",
              ("| error level | dose | overlap | arm | quantity | exact | at level | loss | "
-              "data error | arm error |"),
-             "|---|---|---|---|---|---|---|---|---|---|"]
+              "data error | arm error | refined |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for e in losses:
         ci = (f" [{e['loss_low']:+.3f}, {e['loss_high']:+.3f}]"
               if math.isfinite(e["loss_low"]) and math.isfinite(e["loss_high"]) else "")
@@ -217,7 +228,8 @@ def losses_markdown(losses, confidence: float = CONFIDENCE) -> list[str]:
         data_txt = f"{data:.3g}{unit}" if math.isfinite(data) else ""
         lines.append(f"| {e['error_level']} | {dose_label(e['dose'])} | {e['overlap']} | "
                      f"{e['arm']} | {e['quantity']} | {e['exact']:.3f} | {e['value']:.3f} | "
-                     f"{e['loss']:+.3f}{ci} | {data_txt} | {arm_txt} |")
+                     f"{e['loss']:+.3f}{ci} | {data_txt} | {arm_txt} | "
+                     f"{e.get('arm_refined') or 'nothing'} |")
     return lines + [""]
 
 

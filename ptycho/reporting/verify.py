@@ -560,7 +560,14 @@ def check_inventory_disk(inventory_path, root) -> tuple[bool, str]:
     problems = check_inventory(inventory_path, root)
     if problems:
         return False, _listing(problems, "inventory mismatches")
-    return True, f"{len(read_inventory(inventory_path))} files match the inventory (size and sha256)"
+    from ptycho.reporting.inventory import read_refined
+
+    refined = read_refined(inventory_path)
+    text = f"{len(read_inventory(inventory_path))} files match the inventory (size and sha256)"
+    if refined:  # an arm refined its probe or positions: their arrays' hashes were checked too
+        text += (f"; {len(refined)} refined probe/position arrays match their sha256 in the "
+                 "inventory")
+    return True, text
 
 
 def check_no_partial_files(root) -> tuple[bool, str]:

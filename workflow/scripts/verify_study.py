@@ -21,7 +21,7 @@ log = logging.getLogger("ptycho.verify")
 
 def main(smk):
     from ptycho.data.io import write_json
-    from ptycho.reporting.inventory import build_inventory, write_inventory
+    from ptycho.reporting.inventory import build_inventory, refined_entries, write_inventory
     from ptycho.reporting.provenance import build_provenance
     from ptycho.reporting.verify import verify_study
 
@@ -34,8 +34,10 @@ def main(smk):
     exclude += list(smk.log) + [f"benchmarks/{smk.rule}.tsv", f"benchmarks/{smk.rule}/*"]
     exclude += list(getattr(smk.params, "exclude", None) or [])
     entries = build_inventory(root, exclude)
-    write_inventory(entries, smk.output.inventory, root=root, exclude=exclude)
-    log.info("inventory: %d files", len(entries))
+    # the refined probes and positions stored in reconstructions (none where no arm refines)
+    refined = refined_entries(root, entries)
+    write_inventory(entries, smk.output.inventory, root=root, exclude=exclude, refined=refined)
+    log.info("inventory: %d files, %d refined arrays", len(entries), len(refined))
     write_json(smk.output.provenance,
                build_provenance(smk.params.study, smk.params.scale, root, list(smk.input.benchmarks)))
     report = verify_study(
