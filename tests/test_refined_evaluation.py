@@ -203,3 +203,18 @@ def test_inventory_hashes_refined_arrays_and_the_check_verifies_them(tmp_path):
     assert any(p.startswith("recon/iterative/c.h5: sha256 differs") for p in problems)
     with pytest.raises(Exception, match="does not match its probe_sha256"):
         refined_entries(root, entries)
+
+
+def test_adapted_arm_without_ground_truth_hybrid_refused():
+    """Without ground truth the adapted arm adapts its PINN to each half scan on its own
+    (independent halves); the hybrid arm starts from the whole scan and stays refused."""
+    from test_config import _external
+
+    from ptycho.errors import ConfigError
+
+    d = _external(ground_truth=False)
+    d["arms"] = ["pinn", "adapted", "iterative"]
+    assert "adapted_g2" in StudyConfig.from_dict(d).arm_ids
+    d["arms"] = ["pinn", "hybrid"]
+    with pytest.raises(ConfigError, match="'hybrid' arm is in 'arms'"):
+        StudyConfig.from_dict(d)

@@ -51,10 +51,19 @@ if not GROUND_TRUTH:
         script:
             "../scripts/split_halves.py"
 
+    def half_model(wildcards):
+        """The model a network arm reconstructs the half scans with: its own, or for the
+        adapted arm the PINN it adapts (each half is adapted to its own counts, as the full scan
+        is, so the two halves stay independent)."""
+        net = wildcards.net
+        if net.startswith("adapted_g"):
+            net = "pinn_g" + net[len("adapted_g") :]
+        d = f"{root(wildcards.scale)}/models/{net}/{CELL.format(**wildcards)}"
+        return {"model": f"{d}/model.keras", "bundle": f"{d}/bundle.json"}
+
     rule reconstruct_halves_network:
         input:
-            model=f"{ROOT}/models/{{net}}/{CELL}/model.keras",
-            bundle=f"{ROOT}/models/{{net}}/{CELL}/bundle.json",
+            unpack(half_model),
             half1=f"{ROOT}/data/{CELL}/test_half1.h5",
             half2=f"{ROOT}/data/{CELL}/test_half2.h5",
         output:
