@@ -6,7 +6,6 @@ evaluation's model errors use it). Off, a probe the PINN learned stays frozen.""
 from __future__ import annotations
 
 import numpy as np
-
 from conftest import small_study_dict
 
 

@@ -138,7 +138,7 @@ def read_inventory(path) -> list[tuple[str, int, str]]:
         raise PtychoError(f"{path}: inventory not found")
     out = []
     for i, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line or line.startswith("#") or line.startswith(REFINED_TAG + "\t"):
+        if not line or line.startswith(("#", REFINED_TAG + "\t")):
             continue
         parts = line.split("\t")
         if len(parts) != 3 or not parts[1].isdigit() or len(parts[2]) != 64:

@@ -279,10 +279,10 @@ __all__ = [
     "collect_references",
     "collect_timing",
     "error_fields",
-    "refined_label",
     "load_records",
     "read_history",
     "read_metrics_csv",
     "record_level",
+    "refined_label",
     "write_metrics_csv",
 ]
