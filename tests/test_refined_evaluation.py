@@ -102,6 +102,14 @@ def test_arm_refined_column_and_which_tables_get_it(tmp_path):
     assert probe["arm_refined"] == "probe" and math.isnan(probe["arm_position_rms_px"])
     assert error_fields(_record([]))["arm_refined"] == ""
     assert error_fields(_record(None))["arm_refined"] == ""
+    # without ground truth the data errors of the exact cell are unknown, not 0
+    no_truth = _record(["probe"])
+    no_truth.extra["model_errors"].update(nominal_probe_error=None, nominal_position_rms_px=None,
+                                          probe_error=None, position_rms_px=None)
+    no_truth.ground_truth = False
+    f = error_fields(no_truth)
+    assert f["error_value"] == 0.0 and f["arm_refined"] == "probe"
+    assert math.isnan(f["data_probe_error"]) and math.isnan(f["arm_probe_error"])
     # a study whose arms refine nothing and has no levels: the plain table
     assert not any_refined([_record(None), _record(None)])
     assert any_refined([_record(None), _record(["positions"])])

@@ -109,18 +109,21 @@ def record_level(m) -> str:
 
 def error_fields(m) -> dict:
     """The ``ERROR_COLUMNS`` of a metrics record's rows (its ``model_errors`` block; the exact
-    cell's nominal inputs are the true ones, so its data errors are 0)."""
+    cell's nominal inputs are the true ones, so its data errors are 0; without ground truth they
+    are unknown, empty)."""
     block = (m.extra or {}).get("model_errors") or {}
     level = block.get("error_level") or EXACT_LEVEL
     exact = level == EXACT_LEVEL
+    # the exact cell's nominal inputs are the true ones, as far as a truth is known
+    true_inputs = exact and getattr(m, "ground_truth", True)
     refined = block.get("refined") or []
     return {
         "error_level": level,
         "error_kind": "" if exact else str(block.get("error_kind") or ""),
         "error_value": 0.0 if exact else _number(block.get("error_value")),
-        "data_probe_error": 0.0 if exact and block.get("nominal_probe_error") is None
+        "data_probe_error": 0.0 if true_inputs and block.get("nominal_probe_error") is None
         else _number(block.get("nominal_probe_error")),
-        "data_position_rms_px": 0.0 if exact and block.get("nominal_position_rms_px") is None
+        "data_position_rms_px": 0.0 if true_inputs and block.get("nominal_position_rms_px") is None
         else _number(block.get("nominal_position_rms_px")),
         "arm_probe_error": _number(block.get("probe_error")) if "probe" in refined else math.nan,
         "arm_position_rms_px": _number(block.get("position_rms_px")) if "positions" in refined
