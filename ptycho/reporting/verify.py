@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ptycho.config import StudyConfig, arm_gridsize, dose_label, is_solver_arm, snapshot_epochs
+from ptycho.config import StudyConfig, dose_label, is_solver_arm, snapshot_epochs
 from ptycho.errors import PtychoError
 from ptycho.evaluation.record import MetricsRecord, read_metrics
 from ptycho.reconstruct.io import object_sha256
@@ -102,7 +102,7 @@ def check_grid_complete(study: StudyConfig, rows) -> tuple[bool, str]:
         seen.add((key, rep, qm))
         got.add(qm)
         try:
-            if int(r["gridsize"]) != arm_gridsize(r["arm"]):
+            if int(r["gridsize"]) != study.identity(r["arm"]).gridsize:
                 wrong_g.append(f"{key[0]}_{key[1]}/{key[2]} gridsize {r['gridsize']}")
         except PtychoError:
             pass
@@ -244,7 +244,7 @@ def check_overlap(dataset_pairs, tol: float = OVERLAP_TOLERANCE) -> tuple[bool, 
 
 
 def check_loss_fell(histories, study: StudyConfig | None = None) -> tuple[bool, str]:
-    trained = [a for a in (study.arm_ids if study else []) if not is_solver_arm(a)]
+    trained = [a.name for a in (study.identities if study else []) if a.is_network]
     if not histories:
         if trained:
             return False, f"no training histories given although the study trains {trained}"
