@@ -55,20 +55,21 @@ class IterativeArm(Arm):
                                               f"arm {ident.name!r}: 'snapshots'")
         return IterativeConfig(**merged)
 
-    def _start(self, start_path):
-        return None
-
     def reconstruct(self, test_path, *, model_dir=None, start_path=None) -> Reconstruction:
-        if "tensorflow" in sys.modules:
-            raise PtychoError(f"arm {self.name!r}: pty-chi runs in a process without TensorFlow "
-                              "(ptycho.api.reconstruct isolates it); TensorFlow is loaded here")
-        from ptycho.reconstruct.iterative import reconstruct_iterative
-
-        rec = reconstruct_iterative(test_path, self.config(), threads=self.context.threads,
-                                    start=self._start(start_path))
+        job = {"test": str(test_path), "iterative": asdict(self.config()),
+               "threads": int(self.context.threads),
+               "start": None if start_path is None else str(start_path),
+               "start_arm": self._start_arm()}
+        if "tensorflow" in sys.modules:  # pty-chi never runs beside TensorFlow: a child process
+            rec = _isolated(job)
+        else:
+            rec = iterative_job(job)
         if self.context.overlap is not None:
             rec.overlap_view = self.context.overlap
         return rec
+
+    def _start_arm(self):
+        return None
 
 
 class HybridArm(IterativeArm):
@@ -76,13 +77,53 @@ class HybridArm(IterativeArm):
 
     reads = ("test", "start")
 
-    def _start(self, start_path):
-        from ptycho.reconstruct.iterative import load_network_start
-
+    def reconstruct(self, test_path, *, model_dir=None, start_path=None) -> Reconstruction:
         if start_path is None:
             raise ConfigError(f"arm {self.name!r} starts from a network reconstruction (start)")
+        return super().reconstruct(test_path, model_dir=model_dir, start_path=start_path)
+
+    def _start_arm(self):
         hyb = self.context.study.hybrid
-        return load_network_start(start_path, hyb.start_from if hyb else None)
+        return hyb.start_from if hyb else None
+
+
+def iterative_job(job: dict) -> Reconstruction:
+    """pty-chi LSQML of ``job['test']`` (a JSON-able job: iterative settings, threads, start
+    reconstruction and its arm) -> the Reconstruction (written to ``job['out']`` when given)."""
+    from ptycho.reconstruct.io import write_reconstruction
+    from ptycho.reconstruct.iterative import load_network_start, reconstruct_iterative
+
+    cfg = dict(job["iterative"])
+    if cfg.get("snapshots") is not None:
+        cfg["snapshots"] = tuple(cfg["snapshots"])
+    start = job.get("start")
+    start = None if start is None else load_network_start(start, job.get("start_arm"))
+    rec = reconstruct_iterative(job["test"], IterativeConfig(**cfg), threads=job["threads"],
+                                start=start)
+    if job.get("out"):
+        write_reconstruction(job["out"], rec)
+    return rec
+
+
+def _isolated(job: dict) -> Reconstruction:
+    """:func:`iterative_job` in a child process (this one has imported TensorFlow)."""
+    import json
+    import subprocess
+    import tempfile
+
+    from ptycho.reconstruct.io import read_reconstruction
+
+    with tempfile.TemporaryDirectory(prefix="ptycho-arm-") as tmp:
+        job = {**job, "out": str(Path(tmp) / "recon.h5")}
+        code = ("import json, sys; from ptycho.arms.builtin import iterative_job; "
+                "iterative_job(json.loads(sys.argv[1]))")
+        proc = subprocess.run([sys.executable, "-c", code, json.dumps(job)], capture_output=True,
+                              text=True, check=False)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise PtychoError(f"pty-chi failed in its child process (exit {proc.returncode}): "
+                              f"{tail[0]}")
+        return read_reconstruction(job["out"])
 
 
 class NetworkArm(Arm):
