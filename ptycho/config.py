@@ -864,6 +864,13 @@ _POSITION_KEYS = ("position_correction", "position_start_epoch", "position_step_
 _TRAIN_PROBE_KEYS = ("train_probe", "probe_learning_rate_scale")
 
 
+def is_network_arm(arm_id: str) -> bool:
+    """True for the built-in network arms (pinn_g<g>, adapted_g<g>, baseline: results that
+    depend on trained weights alone), False for the solver arms and any variant."""
+    ident = ArmIdentity.try_parse(arm_id)
+    return ident is not None and ident.is_network
+
+
 def is_solver_arm(arm_id: str) -> bool:
     """True for the built-in pty-chi arms (iterative, hybrid), False for the trained networks and
     any other id (a variant's kind comes from its study: ``StudyConfig.identity``)."""
