@@ -261,7 +261,9 @@ def model_outputs(scale, arms):
 
 def variant_model_outputs(scale):
     """The model directories of the variants that train (models/<variant>/<cell>/)."""
-    return [f"{root(scale)}/models/{v}/{c}" for v in TRAINING_VARIANTS for c in cells(scale)]
+    return [
+        f"{root(scale)}/models/{v}/{c}" for v in TRAINING_VARIANTS for c in cells(scale)
+    ]
 
 
 def recon_outputs(scale, arms):
@@ -389,8 +391,7 @@ def benchmark_files(wildcards):
     out = [f"{r}/{data_rule}/{c}.tsv" for c in cells(scale)]
     for a in TRAINED_ARMS:
         out += [
-            f"{r}/{NETWORK_RULES[IDENTITIES[a].kind]}/{a}/{c}.tsv"
-            for c in cells(scale)
+            f"{r}/{NETWORK_RULES[IDENTITIES[a].kind]}/{a}/{c}.tsv" for c in cells(scale)
         ]
     for a in [a for a, i in IDENTITIES.items() if i.is_solver and i.builtin]:
         out += [f"{r}/reconstruct/{a}/{c}.tsv" for c in cells(scale)]
