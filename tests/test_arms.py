@@ -256,6 +256,21 @@ def test_external_command_failures_fail_the_arm(cell, tmp_path, mode, settings, 
     assert _leftovers() == before
 
 
+def test_external_command_ptychodus_formats(cell, tmp_path):
+    """The test split as a ptychodus pair, the result as a ptychodus product (the program here
+    returns its input product: a flat object). Without ptychodus the study is refused."""
+    v = program(input_format="ptychodus", output_format="ptychodus")
+    v["settings"]["command"] = v["settings"]["command"][:4]
+    s = study_with({"ext": v})
+    if importlib.util.find_spec("ptychodus") is None:
+        with pytest.raises(ConfigError, match="variants/ext/settings: the ptychodus format needs"):
+            api.check_arms(s)
+        return
+    rec = api.run_arm(s, "scaled", "ext", cell.test, tmp_path / "ext.h5")
+    assert rec.arm == "ext" and rec.object.shape == (64, 64)
+    assert np.allclose(np.abs(rec.object), 1.0, atol=1e-6)  # a flat start, not the truth
+
+
 def test_external_command_kills_the_programs_children_on_timeout(cell, tmp_path):
     s = study_with({"ext": program("child", timeout_s=1)})
     mine = {p for p in os.listdir("/proc") if p.isdigit()}
