@@ -333,3 +333,40 @@ def test_variants_run_through_the_workflow_and_are_scored_like_every_arm(tmp_pat
         assert f"benchmarks/run_arm/{a}/1e5_dense_r0.tsv" in inventory
         assert a in summary
         assert read_reconstruction(root / "recon" / a / "1e5_dense_r0.h5").arm == a
+
+
+def test_a_training_plugin_trains_into_its_model_directory(cell, tmp_path):
+    """A plugin that trains: its model directory appears only complete (no hidden partial
+    directory stays), and reconstruct reads what train wrote."""
+    from ptycho.arms.base import Arm
+
+    class MeanCounts(Arm):
+        reads = ("train", "test")
+        trains = True
+
+        def train(self, train_path, model_dir):
+            with self.open_test(train_path) as ds:
+                mean = float(np.mean([c.sum() for _, c in ds.iter_batches(256)]))
+            np.save(Path(model_dir) / "mean.npy", mean)
+
+        def reconstruct(self, test_path, *, model_dir=None, start_path=None):
+            mean = float(np.load(Path(model_dir) / "mean.npy"))
+            with self.open_test(test_path) as ds:
+                obj = np.ones(ds.object_shape, np.complex64)
+            return self.result(test_path, obj, wall_time_s=0.1, info={"mean_counts": mean})
+
+    mod = type(sys)("training_plugin")
+    mod.MeanCounts = MeanCounts
+    sys.modules["training_plugin"] = mod
+    try:
+        s = study_with({"mean": {"arm": "training_plugin:MeanCounts"}})
+        assert api.check_arms(s)["mean"]["trains"] is True
+        models = tmp_path / "models"
+        rec = api.run_arm(s, "scaled", "mean", cell.test, tmp_path / "mean.h5",
+                          train_path=cell.train, model_dir=models / "mean")
+        assert rec.info["mean_counts"] > 0 and (models / "mean" / "mean.npy").is_file()
+        assert [p.name for p in models.iterdir()] == ["mean"]
+        with pytest.raises(PtychoError, match="needs train_path and model_dir"):
+            api.run_arm(s, "scaled", "mean", cell.test, tmp_path / "m2.h5")
+    finally:
+        sys.modules.pop("training_plugin")

@@ -367,7 +367,6 @@ def expected_files(wildcards):
     return (
         dataset_outputs(s)
         + model_outputs(s, TRAINED_ARMS)
-        + variant_model_outputs(s)
         + recon_outputs(s, ARMS)
         + eval_outputs(s)
         + report_outputs(s)
@@ -381,7 +380,8 @@ def verified_inputs(scale):
     (Snakemake skips a missing intermediate file when nothing downstream needs to run).
     """
     wc = SimpleNamespace(scale=scale)
-    return expected_files(wc) + benchmark_files(wc)
+    # a training variant's model directory too (verify_study checks files, not directories)
+    return expected_files(wc) + variant_model_outputs(scale) + benchmark_files(wc)
 
 
 def benchmark_files(wildcards):
