@@ -11,7 +11,7 @@ from ptycho.runner import run_job
 def main(smk) -> None:
     study = api.load_study(smk.params.study)
     arm = smk.params.arm
-    model = None if arm == "iterative" else (smk.input.model, smk.input.bundle)
+    model = None if study.identity(arm).is_solver else (smk.input.model, smk.input.bundle)
     for half, out in ((smk.input.half1, smk.output.half1), (smk.input.half2, smk.output.half2)):
         api.reconstruct(study, smk.params.scale, arm, half, out, model=model, threads=smk.threads,
                         tmp_dir=getattr(smk.resources, "tmpdir", None), overlap=smk.params.overlap)
