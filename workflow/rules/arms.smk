@@ -4,31 +4,7 @@
 # nothing here is defined for a study without variants.
 
 
-def variant_inputs(wildcards):
-    """The test split, and what the variant declares it reads: the train split (train, labels),
-    the hybrid start arm's reconstruction (start)."""
-    r, c = root(wildcards.scale), CELL.format(**wildcards)
-    reads = VARIANT_INFO[wildcards.variant]["reads"]
-    out = {"test": f"{r}/data/{c}/test.h5"}
-    if "train" in reads or "labels" in reads:
-        out["train"] = f"{r}/data/{c}/train.h5"
-    if "start" in reads:
-        out["start"] = f"{r}/recon/{HYBRID_START}/{c}.h5"
-    return out
-
-
-def variant_half_inputs(wildcards):
-    """The two half scans (and a training variant's model directory)."""
-    r, c = root(wildcards.scale), CELL.format(**wildcards)
-    out = {h: f"{r}/data/{c}/test_{h}.h5" for h in ("half1", "half2")}
-    if wildcards.variant in TRAINING_VARIANTS:
-        out["model"] = f"{r}/models/{wildcards.variant}/{c}"
-    return out
-
-
-_RECON_ONLY = [v for v in VARIANTS if v not in TRAINING_VARIANTS]
-
-if _RECON_ONLY:
+if RECON_ONLY_VARIANTS:
 
     rule run_arm:
         input:
@@ -40,7 +16,7 @@ if _RECON_ONLY:
         benchmark:
             f"{ROOT}/benchmarks/run_arm/{{variant}}/{CELL}.tsv"
         wildcard_constraints:
-            variant="|".join(_RECON_ONLY),
+            variant="|".join(RECON_ONLY_VARIANTS),
         threads: job_threads
         resources:
             mem_mb=mem_mb(2500, 32000),

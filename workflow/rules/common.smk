@@ -70,6 +70,7 @@ except PtychoError as _exc:
     raise WorkflowError(str(_exc))
 VARIANTS = list(VARIANT_INFO)
 TRAINING_VARIANTS = [v for v in VARIANTS if VARIANT_INFO[v]["trains"]]
+RECON_ONLY_VARIANTS = [v for v in VARIANTS if v not in TRAINING_VARIANTS]
 # the network arm whose test reconstruction starts the hybrid arm (None without a hybrid arm)
 HYBRID_START = STUDY.hybrid.start_from if STUDY.hybrid else None
 # Replicate k of a cell draws its own noise, grouping and training seeds (shared scan positions).
@@ -466,3 +467,25 @@ def trained_history(wildcards):
     return [
         f"{root(wildcards.scale)}/models/{wildcards.arm}/{CELL.format(**wildcards)}/history.csv"
     ]
+
+
+def variant_inputs(wildcards):
+    """The test split, and what the variant declares it reads: the train split (train, labels),
+    the hybrid start arm's reconstruction (start)."""
+    r, c = root(wildcards.scale), CELL.format(**wildcards)
+    reads = VARIANT_INFO[wildcards.variant]["reads"]
+    out = {"test": f"{r}/data/{c}/test.h5"}
+    if "train" in reads or "labels" in reads:
+        out["train"] = f"{r}/data/{c}/train.h5"
+    if "start" in reads:
+        out["start"] = f"{r}/recon/{HYBRID_START}/{c}.h5"
+    return out
+
+
+def variant_half_inputs(wildcards):
+    """The two half scans (and a training variant's model directory)."""
+    r, c = root(wildcards.scale), CELL.format(**wildcards)
+    out = {h: f"{r}/data/{c}/test_{h}.h5" for h in ("half1", "half2")}
+    if wildcards.variant in TRAINING_VARIANTS:
+        out["model"] = f"{r}/models/{wildcards.variant}/{c}"
+    return out
