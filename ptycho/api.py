@@ -358,7 +358,5 @@ def evaluate(recon_path: PathLike, test_path: PathLike, out_dir: PathLike | None
 
 
 __all__ = ["Cell", "Evaluation", "ReconstructionResult", "TrainedArm", "adapt_arm", "check_arms",
-           "evaluate", "run_arm",
-           "import_cell",
-           "load_study", "read_reconstruction_file", "reconstruct", "simulate_cell", "split_halves",
-           "train_arm"]
+           "evaluate", "import_cell", "load_study", "read_reconstruction_file", "reconstruct",
+           "run_arm", "simulate_cell", "split_halves", "train_arm"]

@@ -599,11 +599,10 @@ def _variants_config(d: dict, source: str) -> tuple[VariantConfig, ...]:
         where = f"variants/{name}"
         check_variant_name(name, f"{source}: '{where}'")
         arm, settings = v["arm"], dict(v.get("settings") or {})
-        if ArmIdentity.try_parse(arm) is not None or arm in ARMS:
-            if arm != "iterative":
-                raise ConfigError(f"{source}: '{where}/arm' is {arm!r}: a variant runs the "
-                                  f"iterative arm, {EXTERNAL_COMMAND}, an entry point of the group "
-                                  "ptycho_dose.arms or module:Class")
+        if (ArmIdentity.try_parse(arm) is not None or arm in ARMS) and arm != "iterative":
+            raise ConfigError(f"{source}: '{where}/arm' is {arm!r}: a variant runs the "
+                              f"iterative arm, {EXTERNAL_COMMAND}, an entry point of the group "
+                              "ptycho_dose.arms or module:Class")
         iterative = {}
         if arm == "iterative":
             known = block.get("properties", {})

@@ -87,7 +87,7 @@ class Arm:
         try:
             return validate_with_defaults(settings, cls.settings_schema, "")
         except ConfigError as exc:
-            m = re.match(r": invalid value at '(.*?)': (.*)", str(exc), re.S)
+            m = re.match(r": invalid value at '(.*?)': (.*)", str(exc), re.DOTALL)
             if m is None:
                 raise ConfigError(f"{where}{exc}") from None
             key = "" if m[1] == "<top level>" else f"/{m[1]}"

@@ -147,10 +147,10 @@ class NetworkArm(Arm):
         return self.context.identity.name if self.context.identity.builtin else "pinn_g1"
 
     def reconstruct(self, test_path, *, model_dir=None, start_path=None) -> Reconstruction:
+        import tempfile
+
         from ptycho.reconstruct.inference import reconstruct_with_study
         from ptycho.reconstruct.io import read_reconstruction
-
-        import tempfile
 
         ctx, model_dir = self.context, Path(model_dir)
         with tempfile.TemporaryDirectory(prefix="ptycho-arm-") as tmp:

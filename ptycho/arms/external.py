@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
 
@@ -33,7 +34,7 @@ PLACEHOLDERS = ("input", "output", "workdir", "python")
 
 class ExternalCommandArm(Arm):
     reads = ("test",)
-    settings_schema = {
+    settings_schema: ClassVar[dict] = {
         "type": "object",
         "additionalProperties": False,
         "required": ["command"],

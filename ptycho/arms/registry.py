@@ -56,7 +56,7 @@ def resolve(target: str, where: str = "arm") -> type[Arm]:
                               f"of the group {GROUP}")
         try:
             obj = eps[0].load()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- whatever a plugin's import raises
             raise ConfigError(f"{where}: entry point {target!r} ({eps[0].value}) does not load "
                               f"({type(exc).__name__}: {exc})") from None
     if not (isinstance(obj, type) and issubclass(obj, Arm)):
@@ -131,7 +131,7 @@ def run_arm(study: StudyConfig, scale: str, arm_id: str, test_path, out_path, *,
         return rec
     except PtychoError as exc:
         raise PtychoError(f"{where}: {exc}") from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- whatever the arm raises fails it in one line
         raise PtychoError(f"{where} failed: {type(exc).__name__}: "
                           f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
                           ) from None

@@ -28,7 +28,7 @@ if mode in ("sleep", "child"):
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
     time.sleep(300)
 if mode == "garbage":
-    open(out, "w").write("not an npz")
+    Path(out).write_text("not an npz")
     sys.exit(0)
 with np.load(inp) as z:
     obj = z["objectGuess"].astype(np.complex64)

@@ -11,6 +11,7 @@ with ``pip install -e examples/ptycho_dose_epie`` and name it in a study::
 from __future__ import annotations
 
 import time
+from typing import ClassVar
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from ptycho.arms.base import Arm
 
 class EPIE(Arm):
     reads = ("test",)
-    settings_schema = {
+    settings_schema: ClassVar[dict] = {
         "type": "object",
         "additionalProperties": False,
         "properties": {
