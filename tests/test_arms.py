@@ -236,6 +236,10 @@ def test_external_command_arm_writes_the_reconstruction_file(cell, tmp_path):
     assert np.allclose(np.abs(back.object[lit]), 1.0, atol=1e-6)
     assert back.info["input_format"] == "npz" and rec.wall_time_s > 0
     assert _leftovers() == before
+    # api.reconstruct with a variant's id goes the same way
+    r = api.reconstruct(s, "scaled", "ext", cell.test, tmp_path / "ext2.h5", overlap="dense")
+    assert (r.arm, r.n_patterns) == ("ext", back.n_patterns)
+    assert np.array_equal(read_reconstruction(r.path).object, back.object)
 
 
 @pytest.mark.parametrize("mode, settings, match", [

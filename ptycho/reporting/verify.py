@@ -457,12 +457,18 @@ def check_snapshots(study: StudyConfig, scale: str, records) -> tuple[bool, str]
         return True, "no ground truth: the snapshots have no SSIM to score (not checked)"
     cfg = study.scale(scale).iterative
     want = list(snapshot_epochs(cfg.iterations, cfg.snapshots))
-    seen, bad = _arm_problems(records, is_solver_arm, lambda m: _snapshot_problems(m, want))
+    # variants of the iterative arm: their own iterative block (the scale's, their settings on it)
+    variants = {v.name: list(snapshot_epochs(v.iterative[scale].iterations,
+                                             v.iterative[scale].snapshots))
+                for v in study.variants if scale in v.iterative}
+    seen, bad = _arm_problems(records, lambda a: is_solver_arm(a) or a in variants,
+                              lambda m: _snapshot_problems(m, variants.get(m.arm, want)))
     if not seen:
         return False, f"the study has {solvers} but no solver-arm metrics were given"
     if bad:
         return False, _listing(bad, "solver reconstructions without consistent snapshots")
-    return True, (f"{seen} solver reconstructions scored at epochs {want}; each last snapshot "
+    at = f"epochs {want}" + "".join(f", {a} at {w}" for a, w in variants.items())
+    return True, (f"{seen} solver reconstructions scored at {at}; each last snapshot "
                   "equals its final object's metrics")
 
 
