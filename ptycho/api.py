@@ -30,6 +30,7 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ptycho.arms.spec import ArmIdentity
 from ptycho.config import StudyConfig
 from ptycho.errors import ConfigError, PtychoError
 
@@ -199,7 +200,8 @@ def adapt_arm(study: StudyConfig, scale: str, model, test_path: PathLike,
                   sc.adaptation.patterns_per_step(sc.training.batch_size), study.seeds.training,
                   *paths, threads=threads,
                   expected_arm=None if study.adapted_gridsize is None
-                  else f"pinn_g{study.adapted_gridsize}", replicate=int(replicate))
+                  else ArmIdentity.builtin_id("pinn", study.adapted_gridsize).name,
+                  replicate=int(replicate))
     return TrainedArm(str(info["arm"]), *paths, info=info)
 
 
@@ -234,7 +236,14 @@ def reconstruct(study: StudyConfig, scale: str, arm: str | None, test_path: Path
     reconstruction's (the adapted arm's fine-tuning).
     """
     sc = study.scale(scale)
-    if arm in ("iterative", "hybrid"):
+    ident = None if arm is None else study.identity(arm)
+    if ident is not None and ident.is_variant:
+        run_arm(study, scale, arm, test_path, out_path, start_path=start, overlap=overlap,
+                threads=threads, model_dir=None if model is None else Path(model), train=False)
+        rec = read_reconstruction_file(out_path)
+        return ReconstructionResult(rec.arm, Path(out_path), rec.wall_time_s, rec.n_patterns,
+                                    rec.info)
+    if ident is not None and ident.is_solver:
         if (arm == "hybrid") != (start is not None):
             raise ConfigError("the hybrid arm needs start= (a network reconstruction file); the "
                               "iterative arm starts flat (no start=)")
@@ -262,6 +271,36 @@ def reconstruct(study: StudyConfig, scale: str, arm: str | None, test_path: Path
                                  threads=threads, tmp_dir=tmp_dir, extra_time_s=extra_time_s,
                                  extra_info=extra_info, expected_arm=arm)
     return ReconstructionResult(rec.arm, Path(out_path), rec.wall_time_s, rec.n_patterns, rec.info)
+
+
+def read_reconstruction_file(path: PathLike):
+    """A reconstruction file (``ptycho.reconstruct.io.Reconstruction``)."""
+    from ptycho.reconstruct.io import read_reconstruction
+
+    return read_reconstruction(path)
+
+
+def run_arm(study: StudyConfig, scale: str, arm: str, test_path: PathLike, out_path: PathLike, *,
+            train_path: PathLike | None = None, start_path: PathLike | None = None,
+            model_dir: PathLike | None = None, train: bool = True, overlap: str | None = None,
+            replicate: int = 0, threads: int = 1):
+    """Run one of the study's variants (``variants:``; a built-in kind, a plugin or an external
+    command) on a test split into the reconstruction file ``out_path``, training it first into
+    ``model_dir`` when the arm trains (``ptycho.arms.registry.run_arm``); returns the
+    ``Reconstruction``. The arm's settings are validated first."""
+    from ptycho.arms.registry import run_arm as _run
+
+    return _run(study, scale, arm, test_path, out_path, train_path=train_path,
+                start_path=start_path, model_dir=model_dir, train=train, overlap=overlap,
+                replicate=int(replicate), threads=int(threads))
+
+
+def check_arms(study: StudyConfig, source: str = "<study>") -> dict:
+    """Resolve every variant of the study (plugins imported) and validate its settings
+    (``ptycho.arms.registry.check_study_arms``): {name: {'reads', 'trains', 'settings'}}."""
+    from ptycho.arms.registry import check_study_arms
+
+    return check_study_arms(study, source)
 
 
 def _iterative_job(job: dict) -> ReconstructionResult:
@@ -318,6 +357,6 @@ def evaluate(recon_path: PathLike, test_path: PathLike, out_dir: PathLike | None
     return Evaluation(record.arm, mp, ap, record.metrics, record.to_json())
 
 
-__all__ = ["Cell", "Evaluation", "ReconstructionResult", "TrainedArm", "adapt_arm", "evaluate",
-           "import_cell",
-           "load_study", "reconstruct", "simulate_cell", "split_halves", "train_arm"]
+__all__ = ["Cell", "Evaluation", "ReconstructionResult", "TrainedArm", "adapt_arm", "check_arms",
+           "evaluate", "import_cell", "load_study", "read_reconstruction_file", "reconstruct",
+           "run_arm", "simulate_cell", "split_halves", "train_arm"]

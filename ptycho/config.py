@@ -19,6 +19,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from ptycho.arms.spec import EXTERNAL_COMMAND, ArmIdentity, check_variant_name
 from ptycho.errors import ConfigError
 from ptycho.models.spec import check_backbone, fill_network_defaults
 
@@ -569,6 +570,67 @@ def _data_config(d: dict, source: str) -> DataConfig:
 
 
 @dataclass(frozen=True)
+class VariantConfig:
+    """One entry of ``variants:``: an extra arm with id ``name`` running ``arm`` (a built-in kind
+    of :data:`ptycho.arms.spec.VARIANT_KINDS`, an entry-point name or ``module:Class``) with
+    ``settings``. ``iterative``: for a variant of the iterative arm, the scale's iterative block
+    with the settings applied, per scale (empty otherwise)."""
+
+    name: str
+    arm: str
+    settings: dict = field(default_factory=dict)
+    iterative: dict[str, IterativeConfig] = field(default_factory=dict)
+
+    @property
+    def identity(self) -> ArmIdentity:
+        return ArmIdentity.of_variant(self.name, self.arm)
+
+
+def _iterative_block(it: dict, scale: str, source: str, where: str) -> IterativeConfig:
+    it = dict(it)
+    it["snapshots"] = snapshot_epochs(it["iterations"], it.get("snapshots"),
+                                      f"{source}: '{where}/snapshots'")
+    return IterativeConfig(**it)
+
+
+def _variants_config(d: dict, source: str) -> tuple[VariantConfig, ...]:
+    """The checked ``variants:``: names that are not built-in arm ids; a variant of the iterative
+    arm has settings the iterative block's schema accepts (each scale's block with the settings
+    applied is validated again); a plugin's settings are checked by the plugin
+    (``ptycho.arms.registry.check_study_arms``)."""
+    out = []
+    block = load_schema("study")["definitions"]["iterative"]
+    for name, v in (d.get("variants") or {}).items():
+        where = f"variants/{name}"
+        check_variant_name(name, f"{source}: '{where}'")
+        arm, settings = v["arm"], dict(v.get("settings") or {})
+        if (ArmIdentity.try_parse(arm) is not None or arm in ARMS) and arm != "iterative":
+            raise ConfigError(f"{source}: '{where}/arm' is {arm!r}: a variant runs the "
+                              f"iterative arm, {EXTERNAL_COMMAND}, an entry point of the group "
+                              "ptycho_dose.arms or module:Class")
+        iterative = {}
+        if arm == "iterative":
+            known = block.get("properties", {})
+            for key in settings:
+                if key not in known:
+                    raise ConfigError(f"{source}: invalid value at '{where}/settings/{key}': not a "
+                                      f"key of the iterative block (expected one of "
+                                      f"{sorted(known)})")
+            for sname, sc in d["scales"].items():
+                merged = {**sc["iterative"], **settings}
+                try:
+                    merged = validate_with_defaults(merged, block, "")
+                except ConfigError as exc:
+                    msg = str(exc)
+                    msg = msg.replace("invalid value at '", f"invalid value at '{where}/settings/")
+                    raise ConfigError(f"{source}{msg} (scale {sname})") from None
+                iterative[sname] = _iterative_block(merged, sname, source,
+                                                    f"{where}/settings")
+        out.append(VariantConfig(name=name, arm=arm, settings=settings, iterative=iterative))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class StudyConfig:
     study: str
     description: str
@@ -592,6 +654,8 @@ class StudyConfig:
     errors: ErrorsConfig | None = None
     """Error axes (probe, positions, coherence); None: every arm gets the exact probe and
     positions (no error cells)."""
+    variants: tuple[VariantConfig, ...] = ()
+    """Extra arms (``variants:``), run beside ``arms`` with ids = their names."""
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -681,6 +745,7 @@ class StudyConfig:
             geometry=GeometryConfig(**d["geometry"]),
             data=_data_config(d, source),
             errors=_errors_config(d, source),
+            variants=_variants_config(d, source),
         )
 
     @classmethod
@@ -697,6 +762,8 @@ class StudyConfig:
         out = json.loads(json.dumps(asdict(self)))
         if out.get("errors") is None:
             out.pop("errors", None)
+        if not out.get("variants"):
+            out.pop("variants", None)
         for sc in out.get("scales", {}).values():
             it = sc.get("iterative", {})
             if not it.get("refine_positions"):  # the correction's settings do nothing
@@ -739,20 +806,42 @@ class StudyConfig:
     def arm_ids(self) -> list[str]:
         """Arm identifiers used in paths and tables: pinn_g1, pinn_g2, adapted_g2, baseline,
         iterative, hybrid (the order of ``arms``, PINN gridsizes expanded)."""
+        return [a.name for a in self.identities]
+
+    @property
+    def identities(self) -> list[ArmIdentity]:
+        """Every arm of the study as an :class:`ArmIdentity`: the built-in arms in the order of
+        ``arms`` (PINN gridsizes expanded), then the variants in the order of ``variants``."""
         out = []
         for arm in self.arms:
             if arm == "pinn":
-                out += [f"pinn_g{g}" for g in self.gridsizes]
+                out += [ArmIdentity.builtin_id("pinn", g) for g in self.gridsizes]
             elif arm == "adapted":
-                out.append(f"adapted_g{self.adapted_gridsize}")
+                out.append(ArmIdentity.builtin_id("adapted", self.adapted_gridsize))
             else:
-                out.append(arm)
-        return out
+                out.append(ArmIdentity.builtin_id(arm))
+        return out + [v.identity for v in self.variants]
+
+    def identity(self, arm_id: str) -> ArmIdentity:
+        """The identity of one of the study's arm ids (a built-in id not in the study is parsed
+        too); ConfigError for an unknown id."""
+        for v in self.variants:
+            if v.name == arm_id:
+                return v.identity
+        return ArmIdentity.parse(arm_id)
+
+    def variant(self, name: str) -> VariantConfig:
+        for v in self.variants:
+            if v.name == name:
+                return v
+        raise ConfigError(f"study '{self.study}' has no variant {name!r} (variants: "
+                          f"{[v.name for v in self.variants]})")
 
 
 def _network_arm_ids(d: dict, adapted_g: int | None) -> list[str]:
-    out = [f"pinn_g{g}" for g in d["gridsizes"]] if "pinn" in d["arms"] else []
-    out += [f"adapted_g{adapted_g}"] if adapted_g is not None else []
+    out = ([ArmIdentity.builtin_id("pinn", g).name for g in d["gridsizes"]]
+           if "pinn" in d["arms"] else [])
+    out += [ArmIdentity.builtin_id("adapted", adapted_g).name] if adapted_g is not None else []
     return out + (["baseline"] if "baseline" in d["arms"] else [])
 
 
@@ -784,9 +873,20 @@ _TRAIN_PROBE_KEYS = ("train_probe", "probe_learning_rate_scale")
 _ADAPT_PROBE_KEYS = ("refine_probe", "probe_learning_rate_scale")
 
 
+def is_network_arm(arm_id: str) -> bool:
+    """True for the built-in network arms (pinn_g<g>, adapted_g<g>, baseline: results that
+    depend on trained weights alone), False for the solver arms and any variant."""
+    ident = ArmIdentity.try_parse(arm_id)
+    return ident is not None and ident.is_network
+
+
 def is_solver_arm(arm_id: str) -> bool:
-    """True for the pty-chi arms (iterative, hybrid), False for the trained networks."""
-    return arm_id in SOLVER_ARMS
+    """True for the built-in pty-chi arms (iterative, hybrid), False for the trained networks and
+    any other id (a variant's kind comes from its study: ``StudyConfig.identity``)."""
+    ident = ArmIdentity.try_parse(arm_id)
+    return ident is not None and ident.is_solver
+
+
 def nominal_fluence_ratio(dose: float, overlap: float) -> float:
     """Fluence of a raster scan up to the common factor 1 / d^2: ``D / (1 - f)^2``.
 
@@ -831,12 +931,7 @@ def _equal_fluence(d: dict, source: str) -> EqualFluenceConfig | None:
 def arm_gridsize(arm_id: str) -> int:
     """Gridsize of an arm id (pinn_g2 and adapted_g2 -> 2; baseline, iterative and hybrid work
     on single patterns)."""
-    for prefix in ("pinn_g", "adapted_g"):
-        if arm_id.startswith(prefix) and arm_id[len(prefix):].isdigit():
-            return int(arm_id[len(prefix):])
-    if arm_id in ("baseline",) + SOLVER_ARMS:
-        return 1
-    raise ConfigError(f"unknown arm id '{arm_id}'")
+    return ArmIdentity.parse(arm_id).gridsize
 
 
 def dose_label(dose: float) -> str:

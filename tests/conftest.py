@@ -52,7 +52,7 @@ def small_study():
 
 # The longest test files first: the two test workers (pytest-xdist, one file per worker at a
 # time) start on them and share the short files afterwards, instead of meeting both at the end.
-LONGEST_FIRST = ("test_workflow.py", "test_training_resunet.py")
+LONGEST_FIRST = ("test_workflow.py", "test_training_resunet.py", "test_arms.py")
 
 
 def pytest_collection_modifyitems(items):

@@ -18,13 +18,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ptycho"
 LAYERS: tuple[tuple[str, ...], ...] = (
     # the package root (versions), the error types, progress-line formatting (no ptycho import)
     ("ptycho", "ptycho.errors", "ptycho.progress"),
-    ("ptycho.rng", "ptycho.models.spec"),  # seeded streams; a backbone as plain data (no Keras)
+    # seeded streams; a backbone as plain data (no Keras); an arm's identity (id, kind, gridsize)
+    ("ptycho.rng", "ptycho.models.spec", "ptycho.arms.spec"),
     ("ptycho.config",),  # the study: schema, validation, defaults
     ("ptycho.physics",),  # pure-NumPy physics
     ("ptycho.data",),  # dataset files, the split contract, grouping, batches
     ("ptycho.models",),  # Keras builders, the model bundle's I/O, the TensorFlow runtime
     ("ptycho.training", "ptycho.reconstruct"),  # fitting and adaptation; inference, pty-chi
     ("ptycho.evaluation", "ptycho.interop"),  # metrics records; other programs' formats
+    ("ptycho.arms",),  # the arm interface, built-in arms, plugins, the external-command arm
     ("ptycho.reporting",),  # records -> statistics -> sections -> summary / verification
     # entry points: the Python API, the workflow's job runner and study guard, the docs generator
     ("ptycho.api", "ptycho.runner", "ptycho.study_guard", "ptycho.docs_reference"),

@@ -50,14 +50,11 @@ def required_metrics(ground_truth: bool = True) -> dict:
 def arm_sort_key(arm: str) -> tuple:
     """Canonical arm order: PINN by gridsize, adapted PINN, baseline, iterative, hybrid, any
     other."""
-    if arm.startswith("pinn_g") and arm[6:].isdigit():
-        return (0, int(arm[6:]), arm)
-    if arm.startswith("adapted_g") and arm[9:].isdigit():
-        return (1, int(arm[9:]), arm)
-    if arm == "baseline":
-        return (2, 0, arm)
-    if arm == "iterative":
-        return (3, 0, arm)
-    if arm == "hybrid":
-        return (3, 1, arm)
-    return (4, 0, arm)
+    from ptycho.arms.spec import ArmIdentity
+
+    ident = ArmIdentity.try_parse(arm)
+    if ident is None:  # a variant
+        return (4, 0, arm)
+    rank = {"pinn": (0, ident.gridsize), "adapted": (1, ident.gridsize), "baseline": (2, 0),
+            "iterative": (3, 0), "hybrid": (3, 1)}[ident.kind]
+    return (*rank, arm)

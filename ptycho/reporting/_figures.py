@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ptycho.arms.spec import ArmIdentity
 from ptycho.data.io import atomic_path
 from ptycho.reporting import arm_sort_key
 
@@ -40,7 +41,9 @@ def arm_colour(arm: str, arms=()) -> str:
 def arm_style(arm: str) -> dict:
     """Line keyword arguments of an arm (colour aside): marker, line style, width and marker size;
     the iterative arm is wide and solid, the hybrid arm narrow and dashed on top of it."""
-    marker, ls = _STYLES.get(arm, ("^" if arm.startswith("adapted") else "o", "-"))
+    ident = ArmIdentity.try_parse(arm)
+    adapted = ident is not None and ident.kind == "adapted"
+    marker, ls = _STYLES.get(arm, ("^" if adapted else "o", "-"))
     wide = arm == "iterative"
     return {"marker": marker, "linestyle": ls, "linewidth": 3.2 if wide else 1.6,
             "markersize": 8.5 if wide else 6.0, "zorder": 2 if wide else 3,

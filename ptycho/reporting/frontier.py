@@ -33,7 +33,7 @@ import io
 import math
 from dataclasses import dataclass
 
-from ptycho.config import dose_label, is_solver_arm
+from ptycho.config import dose_label, is_network_arm, is_solver_arm
 from ptycho.data.io import write_text
 from ptycho.errors import PtychoError
 from ptycho.reporting import QUANTITIES, arm_sort_key
@@ -158,7 +158,7 @@ def matched_quality(cells) -> list[dict]:
         it = c.curve("iterative")
         if it is None:
             continue
-        networks = sorted((a for a in c.ssim if not is_solver_arm(a)), key=arm_sort_key)
+        networks = sorted((a for a in c.ssim if is_network_arm(a)), key=arm_sort_key)
         hyb = c.curve("hybrid")
         for q in QUANTITIES:
             for arm in networks:

@@ -207,11 +207,11 @@ def plot_metric_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict 
 def best_network(t: _Table, metric: str = "ssim") -> str | None:
     """The network arm (trained weights alone: PINN, adapted, baseline) with the highest mean
     ``metric`` over every cell and both components; None without a network arm."""
-    from ptycho.config import is_solver_arm
+    from ptycho.config import is_network_arm
 
     best, score = None, -math.inf
     for a in t.arms:
-        if is_solver_arm(a):
+        if not is_network_arm(a):
             continue
         v = np.concatenate([t.matrix(a, q, metric).ravel() for q in ("amplitude", "phase")])
         v = v[np.isfinite(v)]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-from ptycho.config import dose_label, is_solver_arm
+from ptycho.config import dose_label, is_network_arm
 from ptycho.reporting import arm_sort_key
 
 # SSIM by which a network arm's result moved between two machines (same study, same seeds: the
@@ -35,7 +35,7 @@ QUANTITIES = ("amplitude", "phase")
 def weight_dependent(arm: str) -> bool:
     """True for arms whose result depends on trained network weights: the network arms, and the
     hybrid arm, which starts from a network arm's reconstruction."""
-    return not is_solver_arm(arm) or arm == "hybrid"
+    return is_network_arm(arm) or arm == "hybrid"
 
 
 def failed_checks(verification: dict) -> list[str]:
@@ -163,7 +163,7 @@ def below_floor(rows, references, network_only: bool = True) -> list[dict]:
     for (d, ov, a, q), e in sorted(ssim_estimates(rows).items(),
                                    key=lambda kv: (kv[0][0], kv[0][1], arm_sort_key(kv[0][2]),
                                                    kv[0][3])):
-        if network_only and is_solver_arm(a):
+        if network_only and not is_network_arm(a):
             continue
         f = _floor(references, d, ov, q)
         if f is not None and math.isfinite(e.value) and e.value < f:

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ptycho.config import StudyConfig, arm_gridsize, dose_label, is_solver_arm, snapshot_epochs
+from ptycho.config import StudyConfig, dose_label, is_solver_arm, snapshot_epochs
 from ptycho.errors import PtychoError
 from ptycho.evaluation.record import MetricsRecord, read_metrics
 from ptycho.reconstruct.io import object_sha256
@@ -102,7 +102,7 @@ def check_grid_complete(study: StudyConfig, rows) -> tuple[bool, str]:
         seen.add((key, rep, qm))
         got.add(qm)
         try:
-            if int(r["gridsize"]) != arm_gridsize(r["arm"]):
+            if int(r["gridsize"]) != study.identity(r["arm"]).gridsize:
                 wrong_g.append(f"{key[0]}_{key[1]}/{key[2]} gridsize {r['gridsize']}")
         except PtychoError:
             pass
@@ -244,7 +244,7 @@ def check_overlap(dataset_pairs, tol: float = OVERLAP_TOLERANCE) -> tuple[bool, 
 
 
 def check_loss_fell(histories, study: StudyConfig | None = None) -> tuple[bool, str]:
-    trained = [a for a in (study.arm_ids if study else []) if not is_solver_arm(a)]
+    trained = [a.name for a in (study.identities if study else []) if a.is_network]
     if not histories:
         if trained:
             return False, f"no training histories given although the study trains {trained}"
@@ -457,12 +457,18 @@ def check_snapshots(study: StudyConfig, scale: str, records) -> tuple[bool, str]
         return True, "no ground truth: the snapshots have no SSIM to score (not checked)"
     cfg = study.scale(scale).iterative
     want = list(snapshot_epochs(cfg.iterations, cfg.snapshots))
-    seen, bad = _arm_problems(records, is_solver_arm, lambda m: _snapshot_problems(m, want))
+    # variants of the iterative arm: their own iterative block (the scale's, their settings on it)
+    variants = {v.name: list(snapshot_epochs(v.iterative[scale].iterations,
+                                             v.iterative[scale].snapshots))
+                for v in study.variants if scale in v.iterative}
+    seen, bad = _arm_problems(records, lambda a: is_solver_arm(a) or a in variants,
+                              lambda m: _snapshot_problems(m, variants.get(m.arm, want)))
     if not seen:
         return False, f"the study has {solvers} but no solver-arm metrics were given"
     if bad:
         return False, _listing(bad, "solver reconstructions without consistent snapshots")
-    return True, (f"{seen} solver reconstructions scored at epochs {want}; each last snapshot "
+    at = f"epochs {want}" + "".join(f", {a} at {w}" for a, w in variants.items())
+    return True, (f"{seen} solver reconstructions scored at {at}; each last snapshot "
                   "equals its final object's metrics")
 
 

@@ -10,10 +10,9 @@ from types import SimpleNamespace
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
+from ptycho.arms.registry import check_study_arms
 from ptycho.config import (
     StudyConfig,
-    arm_gridsize,
-    is_solver_arm,
     load_schema,
     validate_with_defaults,
 )
@@ -40,7 +39,7 @@ except PtychoError as _exc:
     raise WorkflowError(str(_exc))
 validate(STUDY_DICT, "../schemas/study.schema.yaml")
 
-_SOLVERS = [a for a in STUDY.arms if is_solver_arm(a)]
+_SOLVERS = [a.name for a in STUDY.identities if a.is_solver]
 if _SOLVERS and importlib.util.find_spec("ptychi") is None:
     raise WorkflowError(
         f"{STUDY_FILE}: the study names the {' and '.join(repr(a) for a in _SOLVERS)} arm but "
@@ -53,14 +52,25 @@ SCALES = ("scaled", "full")
 DOSES = STUDY.dose_labels
 OVERLAPS = list(STUDY.overlaps)
 ARMS = STUDY.arm_ids
-TRAINED_ARMS = [a for a in ARMS if not is_solver_arm(a)]
+IDENTITIES = {a.name: a for a in STUDY.identities}
+# the built-in networks (a model bundle and a training history per cell)
+TRAINED_ARMS = [a for a, i in IDENTITIES.items() if i.is_network]
 # the rule that trains (or adapts) a network arm and reconstructs its test split
 NETWORK_RULES = {
-    "pinn_g": "train_pinn",
-    "adapted_g": "adapt_pinn",
+    "pinn": "train_pinn",
+    "adapted": "adapt_pinn",
     "baseline": "train_baseline",
 }
-PINN_ARMS = [a for a in ARMS if a.startswith(("pinn_g", "adapted_g"))]
+PINN_ARMS = [a for a, i in IDENTITIES.items() if i.kind in ("pinn", "adapted")]
+# Variants (variants: in the study): extra arms run by the generic rules of rules/arms.smk. Every
+# plugin is imported and its settings validated now, before any job.
+try:
+    VARIANT_INFO = check_study_arms(STUDY, STUDY_FILE)
+except PtychoError as _exc:
+    raise WorkflowError(str(_exc))
+VARIANTS = list(VARIANT_INFO)
+TRAINING_VARIANTS = [v for v in VARIANTS if VARIANT_INFO[v]["trains"]]
+RECON_ONLY_VARIANTS = [v for v in VARIANTS if v not in TRAINING_VARIANTS]
 # the network arm whose test reconstruction starts the hybrid arm (None without a hybrid arm)
 HYBRID_START = STUDY.hybrid.start_from if STUDY.hybrid else None
 # Replicate k of a cell draws its own noise, grouping and training seeds (shared scan positions).
@@ -250,6 +260,13 @@ def model_outputs(scale, arms):
     ]
 
 
+def variant_model_outputs(scale):
+    """The model directories of the variants that train (models/<variant>/<cell>/)."""
+    return [
+        f"{root(scale)}/models/{v}/{c}" for v in TRAINING_VARIANTS for c in cells(scale)
+    ]
+
+
 def recon_outputs(scale, arms):
     return [f"{root(scale)}/recon/{a}/{c}.h5" for a in arms for c in cells(scale)]
 
@@ -364,7 +381,8 @@ def verified_inputs(scale):
     (Snakemake skips a missing intermediate file when nothing downstream needs to run).
     """
     wc = SimpleNamespace(scale=scale)
-    return expected_files(wc) + benchmark_files(wc)
+    # a training variant's model directory too (verify_study checks files, not directories)
+    return expected_files(wc) + variant_model_outputs(scale) + benchmark_files(wc)
 
 
 def benchmark_files(wildcards):
@@ -374,11 +392,12 @@ def benchmark_files(wildcards):
     out = [f"{r}/{data_rule}/{c}.tsv" for c in cells(scale)]
     for a in TRAINED_ARMS:
         out += [
-            f"{r}/{NETWORK_RULES[a.rstrip('0123456789')]}/{a}/{c}.tsv"
-            for c in cells(scale)
+            f"{r}/{NETWORK_RULES[IDENTITIES[a].kind]}/{a}/{c}.tsv" for c in cells(scale)
         ]
-    for a in [a for a in ARMS if is_solver_arm(a)]:
+    for a in [a for a, i in IDENTITIES.items() if i.is_solver and i.builtin]:
         out += [f"{r}/reconstruct/{a}/{c}.tsv" for c in cells(scale)]
+    for a in VARIANTS:
+        out += [f"{r}/run_arm/{a}/{c}.tsv" for c in cells(scale)]
     for a in ARMS:
         out += [f"{r}/evaluate_arm/{a}/{c}.tsv" for c in cells(scale)]
     return out
@@ -448,3 +467,25 @@ def trained_history(wildcards):
     return [
         f"{root(wildcards.scale)}/models/{wildcards.arm}/{CELL.format(**wildcards)}/history.csv"
     ]
+
+
+def variant_inputs(wildcards):
+    """The test split, and what the variant declares it reads: the train split (train, labels),
+    the hybrid start arm's reconstruction (start)."""
+    r, c = root(wildcards.scale), CELL.format(**wildcards)
+    reads = VARIANT_INFO[wildcards.variant]["reads"]
+    out = {"test": f"{r}/data/{c}/test.h5"}
+    if "train" in reads or "labels" in reads:
+        out["train"] = f"{r}/data/{c}/train.h5"
+    if "start" in reads:
+        out["start"] = f"{r}/recon/{HYBRID_START}/{c}.h5"
+    return out
+
+
+def variant_half_inputs(wildcards):
+    """The two half scans (and a training variant's model directory)."""
+    r, c = root(wildcards.scale), CELL.format(**wildcards)
+    out = {h: f"{r}/data/{c}/test_{h}.h5" for h in ("half1", "half2")}
+    if wildcards.variant in TRAINING_VARIANTS:
+        out["model"] = f"{r}/models/{wildcards.variant}/{c}"
+    return out

@@ -69,6 +69,8 @@ rule phase_f_scaled:
         recon_outputs(
             "scaled", [a for a in ARMS if a in ("baseline", "iterative", "hybrid")]
         ),
+        variant_model_outputs("scaled"),
+        recon_outputs("scaled", VARIANTS),
 
 
 rule phase_f_full:
@@ -77,3 +79,5 @@ rule phase_f_full:
         recon_outputs(
             "full", [a for a in ARMS if a in ("baseline", "iterative", "hybrid")]
         ),
+        variant_model_outputs("full"),
+        recon_outputs("full", VARIANTS),

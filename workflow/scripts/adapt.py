@@ -7,13 +7,14 @@ bundle); threads; wildcards: replicate (the cell replicate).
 """
 
 from ptycho import api
+from ptycho.arms.spec import ArmIdentity
 from ptycho.errors import TrainingError
 from ptycho.runner import run_job
 
 
 def main(smk) -> None:
     study = api.load_study(smk.params.study)
-    want = f"pinn_g{study.adapted_gridsize}"
+    want = ArmIdentity.builtin_id("pinn", study.adapted_gridsize).name
     if smk.params.source_arm != want:
         raise TrainingError(f"{smk.input.bundle}: the adapted arm fine-tunes {want}, this rule "
                             f"names {smk.params.source_arm}")

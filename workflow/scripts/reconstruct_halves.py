@@ -19,10 +19,11 @@ from ptycho.runner import run_job
 def main(smk) -> None:
     study = api.load_study(smk.params.study)
     arm = smk.params.arm
-    model = None if arm == "iterative" else (smk.input.model, smk.input.bundle)
+    ident = study.identity(arm)
+    model = None if ident.is_solver else (smk.input.model, smk.input.bundle)
     tmp_dir = getattr(smk.resources, "tmpdir", None)
     for half, out in ((smk.input.half1, smk.output.half1), (smk.input.half2, smk.output.half2)):
-        if not arm.startswith("adapted_g"):
+        if ident.kind != "adapted":
             api.reconstruct(study, smk.params.scale, arm, half, out, model=model,
                             threads=smk.threads, tmp_dir=tmp_dir, overlap=smk.params.overlap)
             continue
