@@ -128,8 +128,9 @@ def defocus_cell(tmp_path_factory):
 @pytest.mark.skipif(not HAS_PTYCHI, reason='pty-chi not installed (pip install -e ".[iterative]")')
 def test_train_split_refinement_improves_the_probe_and_the_files_carry_it(defocus_cell):
     study, cell, d = defocus_cell
-    res = api.refine_probe(study, cell.train, d / "probe" / "refined_probe.h5",
-                           figure=d / "probe" / "refined_probe.png")
+    probe_dir = d / "root" / "data" / "1e5_dense_probe25_r0" / "probe"
+    res = api.refine_probe(study, cell.train, probe_dir / "refined_probe.h5",
+                           figure=probe_dir / "refined_probe.png")
     info = res.info
     # 30 LSQML epochs on the 234 train patterns: 0.250 -> 0.097 measured
     assert info["given_probe_error"] == pytest.approx(0.25, rel=0.02)
@@ -160,6 +161,11 @@ def test_train_split_refinement_improves_the_probe_and_the_files_carry_it(defocu
             assert a.attrs["probe_error"] == g.attrs["probe_error"]  # the level's record stays
             assert f.attrs["refined_probe_error"] == pytest.approx(info["refined_probe_error"])
         assert rec["refined_probe_error"] < rec["given_probe_error"] - 0.1
+    # the provenance record names the probe each cell's arms were told
+    from ptycho.reporting.provenance import refined_probes
+
+    prov = refined_probes(d / "root")["1e5_dense_probe25_r0"]
+    assert prov["probe_sha256"] == res.sha256 and prov["train_sha256"] == res.train_sha256
 
 
 def test_refinement_refuses_a_test_split_and_a_foreign_probe(defocus_cell, tmp_path):

@@ -399,7 +399,9 @@ def probe_outputs(scale):
         return []
     r = root(scale)
     return [
-        f"{r}/data/{c}/probe/refined_probe.{ext}" for c in cells(scale) for ext in ("h5", "png")
+        f"{r}/data/{c}/probe/refined_probe.{ext}"
+        for c in cells(scale)
+        for ext in ("h5", "png")
     ]
 
 
