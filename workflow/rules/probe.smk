@@ -31,9 +31,10 @@ if REFINED_PROBE:
         benchmark:
             f"{ROOT}/benchmarks/refine_train_probe/{CELL}.tsv"
         threads: job_threads
+        # no gpu request: a CPU job on a cluster's default partition (pty-chi uses a GPU when
+        # the node has one)
         resources:
             mem_mb=mem_mb(2500, 32000),
-            gpu=job_gpu,
             runtime=lambda wildcards: 120 if is_full(wildcards) else 10,
         params:
             study=STUDY_DICT,
