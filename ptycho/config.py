@@ -496,7 +496,7 @@ class ProbeRefinementConfig:
     iterations: int = 30
     batch_size: int = 32
     probe_modes: int = 0
-    noise_model: str = "gaussian"
+    noise_model: str = "poisson"
 
 
 @dataclass(frozen=True)
