@@ -59,7 +59,7 @@ def plot_probe_refinement(probe_path, png_path, title: str = "") -> None:
     parts.append(f"{s.get('iterations')} LSQML epochs, batch {s.get('batch_size')}, "
                  f"{len(rp.probe)} mode(s)")
     head = f"{title}: " if title else ""
-    fig.suptitle(head + "probe refined on the train split; " + "; ".join(p for p in parts if p))
+    fig.suptitle(head + "probe refined on the train split\n" + "; ".join(p for p in parts if p))
     save(fig, png_path)
 
 
