@@ -16,7 +16,7 @@ import yaml
 from test_workflow import TINY, make_workdir, snakemake
 
 from ptycho import api
-from ptycho.config import StudyConfig
+from ptycho.config import ExternalFile, StudyConfig
 from ptycho.data.dataset import Dataset, DatasetMeta, DatasetWriter
 from ptycho.data.probe_file import (
     RefinedProbe,
@@ -29,7 +29,6 @@ from ptycho.data.probe_file import (
 )
 from ptycho.errors import ConfigError, DatasetError
 from ptycho.interop.external import open_split
-from ptycho.config import ExternalFile
 from ptycho.interop.npz import PROBE_MODES_KEY, export_npz, import_npz, open_npz
 from ptycho.physics.errors import coherent_modes
 from ptycho.physics.probe import simulated_probe
@@ -80,7 +79,7 @@ def _jobs(out: str, rule: str) -> list[dict]:
     jobs = []
     for block in re.split(r"\n(?=rule \w+:)", out):
         if block.startswith(f"rule {rule}:"):
-            fields = dict(re.findall(r"^\s+(input|output): (.*)$", block, re.M))
+            fields = dict(re.findall(r"^\s+(input|output): (.*)$", block, re.MULTILINE))
             jobs.append({k: [p.strip() for p in v.split(",")] for k, v in fields.items()})
     return jobs
 
@@ -169,7 +168,7 @@ def test_train_split_refinement_improves_the_probe_and_the_files_carry_it(defocu
 
 
 def test_refinement_refuses_a_test_split_and_a_foreign_probe(defocus_cell, tmp_path):
-    study, cell, _ = defocus_cell
+    _, cell, _ = defocus_cell
     from ptycho.config import ProbeRefinementConfig
     from ptycho.reconstruct.probe_refine import refine_train_probe
 
@@ -234,7 +233,7 @@ def test_npz_round_trip_keeps_every_probe_mode(tmp_path):
 
 
 def test_npz_with_inconsistent_modes_is_refused(tmp_path):
-    modes, _ = _modes_dataset(tmp_path / "test.h5")
+    _modes_dataset(tmp_path / "test.h5")
     export_npz(tmp_path / "test.h5", tmp_path / "t.npz")
     with np.load(tmp_path / "t.npz") as z:
         arrays = {k: z[k] for k in z.files}

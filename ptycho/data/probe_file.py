@@ -170,22 +170,22 @@ def apply_probe(dataset_path, probe_path, out_path) -> dict:
         record["refined_probe_error"] = relative_probe_error(modes if len(modes) > 1 else modes[0],
                                                              true)
     replaced = {"probe", "probe_modes"}
-    with atomic_path(out_path, ".h5") as tmp:
-        with h5py.File(dataset_path, "r") as src, h5py.File(tmp, "w") as dst:
-            for name in src:
-                if name not in replaced:
-                    src.copy(src[name], dst, name)
-            for k, v in src.attrs.items():
-                dst.attrs[k] = v
-            kw = {"track_times": False}
-            dst.create_dataset("probe", data=modes[0], **kw)
-            if len(modes) > 1:
-                dst.create_dataset("probe_modes", data=modes, **kw)
-            dst.create_dataset("given_probe", data=given[0], **kw)
-            if len(given) > 1:
-                dst.create_dataset("given_probe_modes", data=given, **kw)
-            for k, v in record.items():
-                dst.attrs[k] = v
+    with (atomic_path(out_path, ".h5") as tmp, h5py.File(dataset_path, "r") as src,
+          h5py.File(tmp, "w") as dst):
+        for name in src:
+            if name not in replaced:
+                src.copy(src[name], dst, name)
+        for k, v in src.attrs.items():
+            dst.attrs[k] = v
+        kw = {"track_times": False}
+        dst.create_dataset("probe", data=modes[0], **kw)
+        if len(modes) > 1:
+            dst.create_dataset("probe_modes", data=modes, **kw)
+        dst.create_dataset("given_probe", data=given[0], **kw)
+        if len(given) > 1:
+            dst.create_dataset("given_probe_modes", data=given, **kw)
+        for k, v in record.items():
+            dst.attrs[k] = v
     with Dataset(out_path, require_object=False):  # the written file passes the reader's checks
         pass
     return record

@@ -190,7 +190,7 @@ def export_npz(dataset_path, npz_path, geometry: GeometryConfig | None = None,
         "objectGuess": ("reconstruction" if reconstruction is not None
                         else "ground truth" if obj is not None else "absent"),
         "source": dataset_path.name, "geometry": geometry_record(geometry, N),
-        "probe_modes": int(len(modes)), "probe_sha256": probe_sha256(modes),
+        "probe_modes": len(modes), "probe_sha256": probe_sha256(modes),
     }
     if reconstruction is not None:
         extra["probe_from"] = probe_from

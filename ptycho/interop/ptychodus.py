@@ -164,7 +164,7 @@ def export_split(dataset_path, out_dir, geometry: GeometryConfig | None = None) 
         obj = ds.object if ds.has_object else np.ones(ds.object_shape, np.complex64)
         comments = _dataset_comments(ds)
         modes = ds.probe_modes
-        comments["probe_modes"] = int(len(modes))
+        comments["probe_modes"] = len(modes)
         product = build_product(f"{comments['study']} {Path(dataset_path).parent.name} "
                                 f"{ds.split}", comments, obj, modes if len(modes) > 1 else
                                 ds.probe, ds.positions, geometry, ds.dose)
@@ -197,7 +197,7 @@ def export_reconstruction(rec, test_path, product_path, geometry: GeometryConfig
                 raise DatasetError(f"{test_path}: the {rec.arm} arm's positions "
                                    f"{positions.shape} do not match the split's {ds.n} patterns")
             comments["positions_from"] = f"the {rec.arm} arm's final positions"
-        comments["probe_modes"] = int(len(modes))
+        comments["probe_modes"] = len(modes)
         product = build_product(f"{comments['study']} {rec.arm} {Path(test_path).parent.name}",
                                 comments, rec.object, modes if len(modes) > 1 else modes[0],
                                 positions, geometry, ds.dose, losses)

@@ -86,7 +86,7 @@ def refine_train_probe(train_path, settings: ProbeRefinementConfig, out_path, th
     info = {"solver": rec.info.get("solver"), "ptychi_version": rec.info.get("ptychi_version"),
             "cost_history": rec.info.get("cost_history"), "wall_time_s": wall,
             "n_patterns": int(rec.n_patterns), "device": rec.info.get("device"),
-            "probe_modes": int(len(modes)),
+            "probe_modes": len(modes),
             "refined_probe_power_ratio": rec.info.get("refined_probe_power_ratio"),
             "probe_change": relative_probe_error(one(modes), one(given))}
     if true is not None:
