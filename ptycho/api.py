@@ -357,6 +357,81 @@ def evaluate(recon_path: PathLike, test_path: PathLike, out_dir: PathLike | None
     return Evaluation(record.arm, mp, ap, record.metrics, record.to_json())
 
 
-__all__ = ["Cell", "Evaluation", "ReconstructionResult", "TrainedArm", "adapt_arm", "check_arms",
-           "evaluate", "import_cell", "load_study", "read_reconstruction_file", "reconstruct",
-           "run_arm", "simulate_cell", "split_halves", "train_arm"]
+# ---- the probe a cell's arms are told, refined on its train split (data: probe_source)
+
+
+@dataclass(frozen=True)
+class RefinedProbeResult:
+    """A refined-probe file (``ptycho.data.probe_file``) and its figure: ``sha256`` of the refined
+    modes, ``info`` the refinement's record (cost history, change, probe errors)."""
+
+    path: Path
+    figure: Path | None
+    sha256: str
+    given_sha256: str
+    train_sha256: str
+    info: dict = field(default_factory=dict)
+
+
+def refine_probe(study: StudyConfig, train_path: PathLike, out_path: PathLike, *, figure=None,
+                 threads: int = 1, device: str = "auto") -> RefinedProbeResult:
+    """Refine the probe of a cell's *train split* with pty-chi LSQML (the study's
+    ``data/probe_refinement`` settings, probe refinement on, starting from the file's probe) and
+    write the refined-probe file ``out_path`` and, with ``figure`` (a .png path), the given and
+    refined probe side by side. Only ``train_path`` is read. Runs in a child process when
+    TensorFlow is already imported (docs/conventions.md)."""
+    from ptycho.config import ProbeRefinementConfig
+
+    settings = study.data.probe_refinement or ProbeRefinementConfig()
+    job = {"train": str(train_path), "out": str(out_path), "settings": asdict(settings),
+           "threads": int(threads), "device": device}
+    if "tensorflow" in sys.modules:
+        code = ("import json, sys; from ptycho import api; "
+                "api._refine_probe_job(json.loads(sys.argv[1]))")
+        proc = subprocess.run([sys.executable, "-c", code, json.dumps(job)], capture_output=True,
+                              text=True, check=False)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+            raise PtychoError(f"{train_path}: probe refinement failed in its child process "
+                              f"(exit {proc.returncode}): {tail[0]}")
+    else:
+        _refine_probe_job(job)
+    from ptycho.data.probe_file import read_probe_file
+
+    rp = read_probe_file(out_path)
+    fig = None
+    if figure is not None:
+        from ptycho.reporting.probe_figure import plot_probe_refinement
+
+        fig = Path(figure)
+        plot_probe_refinement(out_path, fig, title=Path(train_path).parent.name)
+    return RefinedProbeResult(Path(out_path), fig, rp.sha256, rp.given_sha256, rp.train_sha256,
+                              rp.info)
+
+
+def _refine_probe_job(job: dict) -> None:
+    from ptycho.config import ProbeRefinementConfig
+    from ptycho.reconstruct.probe_refine import refine_train_probe
+
+    refine_train_probe(job["train"], ProbeRefinementConfig(**job["settings"]), job["out"],
+                       threads=job["threads"], device=job["device"])
+
+
+def apply_probe(probe_path: PathLike, given_train: PathLike, given_test: PathLike,
+                out_dir: PathLike | None = None, *, train=None, test=None) -> Cell:
+    """A cell's train and test dataset files with the refined probe of ``probe_path`` as their
+    nominal ``/probe`` (the given probe kept as ``/given_probe``, hashes recorded;
+    ``ptycho.data.probe_file.apply_probe``); ``summary`` holds what each file recorded."""
+    from ptycho.data.probe_file import apply_probe as _apply
+
+    tr = _out(train, out_dir, "train.h5", "train")
+    te = _out(test, out_dir, "test.h5", "test")
+    summary = {"train": _apply(given_train, probe_path, tr),
+               "test": _apply(given_test, probe_path, te)}
+    return Cell(train=tr, test=te, summary=summary)
+
+
+__all__ = ["Cell", "Evaluation", "ReconstructionResult", "RefinedProbeResult", "TrainedArm",
+           "adapt_arm", "apply_probe", "check_arms", "evaluate", "import_cell", "load_study",
+           "read_reconstruction_file", "reconstruct", "refine_probe", "run_arm", "simulate_cell",
+           "split_halves", "train_arm"]

@@ -489,6 +489,21 @@ class ExternalCell:
     test: ExternalFile
 
 
+PROBE_SOURCES = ("given", "train_refined")
+
+
+@dataclass(frozen=True)
+class ProbeRefinementConfig:
+    """pty-chi LSQML on a cell's train split that refines the given probe (``data:
+    probe_refinement``): epochs, patterns per update, incoherent modes (0: the given probe's),
+    noise model."""
+
+    iterations: int = 30
+    batch_size: int = 32
+    probe_modes: int = 0
+    noise_model: str = "poisson"
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """``source`` simulated (from object and probe) or external (``cells``, one per grid cell);
@@ -497,6 +512,15 @@ class DataConfig:
     source: str = "simulated"
     ground_truth: bool = True
     cells: tuple[ExternalCell, ...] = ()
+    probe_source: str = "given"
+    """The nominal probe the arms are told: 'given' (the files' or the simulation's nominal probe)
+    or 'train_refined' (that probe refined on each cell's train split, docs/own-data.md)."""
+    probe_refinement: ProbeRefinementConfig | None = None
+    """The train-split refinement's settings (only with probe_source 'train_refined')."""
+
+    @property
+    def refines_probe(self) -> bool:
+        return self.probe_source == "train_refined"
 
     @property
     def external(self) -> bool:
@@ -522,15 +546,34 @@ def _external_file(f: dict, where: str, source: str) -> ExternalFile:
                         diffraction=f.get("diffraction"))
 
 
+def _probe_source(dc: dict, source: str) -> dict:
+    """The probe source keys of ``data:`` as DataConfig fields (checked beyond the schema)."""
+    ps = dc.get("probe_source", "given")
+    if ps not in PROBE_SOURCES:
+        raise ConfigError(f"{source}: invalid value at 'data/probe_source': {ps!r}, expected one "
+                          f"of {list(PROBE_SOURCES)}")
+    if ps == "given":
+        return {}
+    pr = dict(dc.get("probe_refinement") or {})
+    cfg = ProbeRefinementConfig(**pr)
+    for key in ("iterations", "batch_size"):
+        v = getattr(cfg, key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{source}: invalid value at 'data/probe_refinement/{key}': {v!r}, "
+                              "expected an integer >= 1 (probe_source train_refined)")
+    return {"probe_source": ps, "probe_refinement": cfg}
+
+
 def _data_config(d: dict, source: str) -> DataConfig:
     dc = d["data"]
+    refine = _probe_source(dc, source)
     if dc["source"] == "simulated":
         if dc["cells"]:
             raise ConfigError(f"{source}: 'data/cells' is only used with data/source: external")
         if not dc["ground_truth"]:
             raise ConfigError(f"{source}: 'data/ground_truth: false' needs data/source: external "
                               "(a simulated object is always known)")
-        return DataConfig()
+        return DataConfig(**refine)
     if "baseline" in d["arms"] and not dc["ground_truth"]:
         raise ConfigError(f"{source}: 'data/ground_truth' is false but the supervised 'baseline' "
                           "arm trains on ground-truth patches; remove it from 'arms'")
@@ -566,7 +609,7 @@ def _data_config(d: dict, source: str) -> DataConfig:
         raise ConfigError(f"{source}: 'data/cells' has no dataset for the grid cells {missing} "
                           "(one entry per dose x overlap)")
     return DataConfig(source="external", ground_truth=bool(dc["ground_truth"]),
-                      cells=tuple(cells))
+                      cells=tuple(cells), **refine)
 
 
 @dataclass(frozen=True)
@@ -764,6 +807,10 @@ class StudyConfig:
             out.pop("errors", None)
         if not out.get("variants"):
             out.pop("variants", None)
+        data = out.get("data") or {}
+        if data.get("probe_source", "given") == "given":  # the files' probe: nothing recorded
+            data.pop("probe_source", None)
+            data.pop("probe_refinement", None)
         for sc in out.get("scales", {}).values():
             it = sc.get("iterative", {})
             if not it.get("refine_positions"):  # the correction's settings do nothing

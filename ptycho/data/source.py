@@ -44,6 +44,9 @@ class SplitSource:
     dose: float | None
     iter_counts: Callable[[int], Iterator[np.ndarray]]
     info: dict = field(default_factory=dict)
+    probe_modes: np.ndarray | None = None
+    """All incoherent probe modes (M, N, N), M >= 2, when the file has several (``probe`` is the
+    first); None: one mode."""
 
     def batches(self, size: int) -> Iterator[tuple[int, np.ndarray]]:
         """(start index, counts) blocks of at most ``size`` patterns, in order."""
@@ -66,9 +69,11 @@ def open_hdf5(path) -> SplitSource:
     with Dataset(path, require_object=False) as ds:
         obj = ds.object if ds.has_object else None
         shape = tuple(int(s) for s in (obj.shape if obj is not None else ds.object_shape))
+        modes = ds.probe_modes
         src = SplitSource(where=str(path), format="hdf5", positions=ds.positions, probe=ds.probe,
                           object=obj, object_shape=shape, n=ds.n, N=ds.N, dose=ds.dose,
-                          iter_counts=lambda size: _iter_dataset(path, size))
+                          iter_counts=lambda size: _iter_dataset(path, size),
+                          probe_modes=modes if len(modes) > 1 else None)
     return src
 
 
@@ -96,6 +101,14 @@ def check_split(src: SplitSource, N: int | None = None, need_object: bool = Fals
                            f"{src.N} x {src.N}")
     if not np.all(np.isfinite(src.probe)) or float(np.sum(np.abs(src.probe) ** 2)) <= 0:
         raise DatasetError(f"{w}: probe is zero everywhere or not finite")
+    if src.probe_modes is not None:
+        m = np.asarray(src.probe_modes)
+        if m.ndim != 3 or m.shape[1:] != (src.N, src.N) or len(m) < 2:
+            raise DatasetError(f"{w}: probe modes have shape {m.shape}, expected (M >= 2, "
+                               f"{src.N}, {src.N})")
+        if not np.all(np.isfinite(m)) or not np.array_equal(m[0], src.probe):
+            raise DatasetError(f"{w}: probe modes are not finite or their first mode is not the "
+                               "probe")
     if N is not None and src.N != N:
         raise DatasetError(f"{w}: patterns are {src.N} x {src.N}, but the study's scale has "
                            f"N = {N}")
@@ -114,7 +127,11 @@ def write_split(src: SplitSource, path, meta: DatasetMeta, keep_object: bool,
     """Stream ``src`` into a dataset file at ``path`` (written atomically); returns statistics."""
     total, zeros = 0.0, 0
     obj = src.object if keep_object else None
-    with DatasetWriter(path, src.n, src.positions, src.probe, obj, meta, chunk=chunk) as w:
+    extras = None
+    if src.probe_modes is not None and len(src.probe_modes) > 1:
+        extras = {"probe_modes": np.asarray(src.probe_modes, dtype=np.complex64)}
+    with DatasetWriter(path, src.n, src.positions, src.probe, obj, meta, chunk=chunk,
+                       extras=extras) as w:
         for a, counts in src.batches(chunk):
             if not np.all(np.isfinite(counts)) or float(counts.min(initial=0.0)) < 0:
                 raise DatasetError(f"{src.where}: patterns {a}..{a + len(counts) - 1} hold NaN, "

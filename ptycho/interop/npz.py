@@ -17,7 +17,10 @@ xcoords           (n,)         float64    patch centre x (column) in objectGuess
 ycoords           (n,)         float64    patch centre y (row) in objectGuess pixels
 xcoords_start     (n,)         float64    = xcoords (single patterns: the group start is the position)
 ycoords_start     (n,)         float64    = ycoords
-probeGuess        (N, N)       complex64  the probe (this project's, max |P| = 1)
+probeGuess        (N, N)       complex64  the probe (this project's, max |P| = 1); the first mode when
+                                          the probe has several incoherent modes
+probeModes        (M, N, N)    complex64  every incoherent probe mode (only when M >= 2; this
+                                          project's key, read back by ``open_npz``)
 objectGuess       (H, W)       complex64  ground truth, or the reconstruction for an exported arm;
                                           absent when there is none
 scan_index        (n,)         int64      zeros (one object)
@@ -52,6 +55,7 @@ from ptycho.errors import DatasetError
 PTYCHOPINN_REQUIRED = ("xcoords", "ycoords", "xcoords_start", "ycoords_start", "diff3d",
                        "probeGuess")
 PTYCHOPINN_OPTIONAL = ("objectGuess", "scan_index", "_metadata")
+PROBE_MODES_KEY = "probeModes"  # this project's: every incoherent mode (M >= 2)
 DIFFRACTION_KEYS = ("diff3d", "diffraction")
 METADATA_KEY = "_metadata"
 METADATA_SCHEMA = "1.0.0"
@@ -138,22 +142,41 @@ def export_npz(dataset_path, npz_path, geometry: GeometryConfig | None = None,
     """Write a dataset file as a PtychoPINN NPZ; returns the ``_metadata`` written.
 
     ``reconstruction`` (a :class:`ptycho.reconstruct.io.Reconstruction` of this split) replaces
-    ``objectGuess`` by the reconstructed object and records its arm. ``geometry`` (default: the
-    study defaults) is recorded with the derived object pixel size.
+    ``objectGuess`` by the reconstructed object and records its arm; the probe and positions are
+    the arm's own final ones when it refined them (its ``probe`` / ``positions``), else the
+    split's nominal ones, and ``additional_parameters`` records which (``probe_from``,
+    ``positions_from``). A probe of several incoherent modes is written as ``probeGuess`` (the
+    first) and ``probeModes`` (all). ``geometry`` (default: the study defaults) is recorded with
+    the derived object pixel size.
     """
+    from ptycho.data.probe_file import as_modes, probe_sha256
     from ptycho.physics.units import geometry_record
 
     geometry = geometry or GeometryConfig()
     dataset_path = Path(dataset_path)
     with Dataset(dataset_path, require_object=False) as ds:
-        n, N, pos, probe = ds.n, ds.N, ds.positions, ds.probe
+        n, N, pos, modes = ds.n, ds.N, ds.positions, ds.probe_modes
         obj = ds.object if ds.has_object else None
         attrs, cfg = ds.attrs, ds.config
         total = 0.0
         for _, block in ds.iter_batches(chunk):
             total += float(block.sum(dtype=np.float64))
+    probe_from = positions_from = "nominal (the split's)"
     if reconstruction is not None:
         obj = np.asarray(reconstruction.object, dtype=np.complex64)
+        if reconstruction.probe is not None:
+            modes = as_modes(reconstruction.probe, f"{reconstruction.source}: arm probe")
+            probe_from = f"the {reconstruction.arm} arm's final probe"
+        if reconstruction.positions is not None:
+            pos = np.asarray(reconstruction.positions, dtype=np.float64)
+            if pos.shape != (n, 2):
+                raise DatasetError(f"{dataset_path}: the {reconstruction.arm} arm's positions "
+                                   f"{pos.shape} do not match the split's {n} patterns")
+            positions_from = f"the {reconstruction.arm} arm's final positions"
+    modes = np.ascontiguousarray(modes, dtype=np.complex64)
+    if modes.shape[-1] != N:
+        raise DatasetError(f"{dataset_path}: probe of {modes.shape[-1]} px for {N} px patterns")
+    probe = modes[0]
     extra = {
         "dose_photons_per_exposure": float(attrs["dose"]),
         "nphotons_meaning": NPHOTONS_MEANING,
@@ -167,7 +190,11 @@ def export_npz(dataset_path, npz_path, geometry: GeometryConfig | None = None,
         "objectGuess": ("reconstruction" if reconstruction is not None
                         else "ground truth" if obj is not None else "absent"),
         "source": dataset_path.name, "geometry": geometry_record(geometry, N),
+        "probe_modes": len(modes), "probe_sha256": probe_sha256(modes),
     }
+    if reconstruction is not None:
+        extra["probe_from"] = probe_from
+        extra["positions_from"] = positions_from
     if reconstruction is not None:
         extra["arm"] = reconstruction.arm
     meta = {"schema_version": METADATA_SCHEMA,
@@ -187,6 +214,8 @@ def export_npz(dataset_path, npz_path, geometry: GeometryConfig | None = None,
                          ("probeGuess", probe.astype(np.complex64)),
                          ("scan_index", np.zeros(n, dtype=np.int64))):
             _write_array(zf, key, np.ascontiguousarray(arr))
+        if len(modes) > 1:
+            _write_array(zf, PROBE_MODES_KEY, modes)
         if obj is not None:
             _write_array(zf, "objectGuess", obj.astype(np.complex64))
         _write_array(zf, METADATA_KEY, np.array(json.dumps(meta, sort_keys=True)))
@@ -230,13 +259,22 @@ def open_npz(path) -> SplitSource:
             raise DatasetError(f"{path}: '{k}' holds {shape[0]} positions but '{key}' holds {n} "
                                "patterns (pattern counts must match)")
     _need(headers, path, "probeGuess", "c", 2)
+    if PROBE_MODES_KEY in headers:
+        _need(headers, path, PROBE_MODES_KEY, "c", 3)
     if "objectGuess" in headers:
         _need(headers, path, "objectGuess", "c", 2)
     meta = read_metadata(path)
     with np.load(path, allow_pickle=False) as z:
         pos = np.stack([z["ycoords"], z["xcoords"]], axis=1).astype(np.float64)
         probe = z["probeGuess"].astype(np.complex64)
+        modes = (z[PROBE_MODES_KEY].astype(np.complex64) if PROBE_MODES_KEY in z.files
+                 else None)
         obj = z["objectGuess"].astype(np.complex64) if "objectGuess" in z.files else None
+    if modes is not None:
+        if modes.shape[1:] != probe.shape or not np.array_equal(modes[0], probe):
+            raise DatasetError(f"{path}: '{PROBE_MODES_KEY}' {modes.shape} does not hold "
+                               "'probeGuess' as its first mode")
+        modes = modes if len(modes) > 1 else None
     extra = meta.get("additional_parameters") or {}
     nphotons = (meta.get("physics_parameters") or {}).get("nphotons")
     dose = extra.get("dose_photons_per_exposure")
@@ -256,7 +294,7 @@ def open_npz(path) -> SplitSource:
     info = {"diffraction_key": key, "nphotons": nphotons}
     return SplitSource(where=str(path), format="npz", positions=pos, probe=probe, object=obj,
                        object_shape=shape, n=n, N=N, dose=None if dose is None else float(dose),
-                       iter_counts=counts, info=info)
+                       iter_counts=counts, info=info, probe_modes=modes)
 
 
 def _count_scale(path, key: str, size: int, nphotons) -> float:
@@ -305,5 +343,5 @@ def import_npz(npz_path, dataset_path, dose: float | None = None, split: str = "
     return write_split(src, dataset_path, meta, keep_object=keep_object and src.object is not None)
 
 
-__all__ = ["DIFFRACTION_KEYS", "PTYCHOPINN_OPTIONAL", "PTYCHOPINN_REQUIRED", "export_npz",
+__all__ = ["DIFFRACTION_KEYS", "PROBE_MODES_KEY", "PTYCHOPINN_OPTIONAL", "PTYCHOPINN_REQUIRED", "export_npz",
            "import_npz", "npz_headers", "open_npz", "read_metadata"]

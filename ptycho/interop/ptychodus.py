@@ -16,7 +16,11 @@ positions, loss history). Conventions, written into every file:
   pixels (patch pixel (i, j) at (cy - N/2 + i, cx - N/2 + j)) is ptychodus object pixel
   (cy - 1/2, cx - 1/2) (ptychodus centres an N-pixel patch at pixel (N - 1)/2), so
   ``x_m = (cx - W/2) dx`` and ``y_m = (cy - H/2) dy``: the object's centre is position (0, 0).
-- Probe: this project's probe as stored (max |P| = 1; the photon scale is ``probe_photon_count``).
+- Probe: this project's probe as stored (max |P| = 1; the photon scale is ``probe_photon_count``);
+  M incoherent modes (M, N, N) are ptychodus's probe array (1, M, N, N) (one coherent mode, no
+  OPR), and are read back as M modes.
+- A reconstruction's product carries the probe and positions the arm ended with when it refined
+  them, else the split's nominal ones (``comments``: ``probe_from``, ``positions_from``).
 - Loss history: the iterative arm's cost per epoch, a network arm's validation loss per epoch.
 - ``comments``: JSON with the study, scale, cell, split or arm and these conventions.
 """
@@ -49,6 +53,7 @@ from ptychodus.api.propagate import compute_far_field_pixel_geometry
 from ptycho.config import GeometryConfig
 from ptycho.data.dataset import Dataset
 from ptycho.data.io import atomic_path
+from ptycho.data.probe_file import as_modes
 from ptycho.data.source import SplitSource, object_shape_from_positions
 from ptycho.errors import DatasetError
 
@@ -158,9 +163,11 @@ def export_split(dataset_path, out_dir, geometry: GeometryConfig | None = None) 
     with Dataset(dataset_path, require_object=False) as ds:
         obj = ds.object if ds.has_object else np.ones(ds.object_shape, np.complex64)
         comments = _dataset_comments(ds)
+        modes = ds.probe_modes
+        comments["probe_modes"] = len(modes)
         product = build_product(f"{comments['study']} {Path(dataset_path).parent.name} "
-                                f"{ds.split}", comments, obj, ds.probe, ds.positions, geometry,
-                                ds.dose)
+                                f"{ds.split}", comments, obj, modes if len(modes) > 1 else
+                                ds.probe, ds.positions, geometry, ds.dose)
     write_diffraction(out_dir / DIFFRACTION, dataset_path, geometry)
     write_product(out_dir / PRODUCT, product)
     return {"diffraction": out_dir / DIFFRACTION, "product": out_dir / PRODUCT}
@@ -169,7 +176,9 @@ def export_split(dataset_path, out_dir, geometry: GeometryConfig | None = None) 
 def export_reconstruction(rec, test_path, product_path, geometry: GeometryConfig | None = None,
                           losses=()) -> None:
     """A reconstruction (``ptycho.reconstruct.io.Reconstruction``) of the test split
-    ``test_path`` as a ptychodus product: its object, the split's probe and positions."""
+    ``test_path`` as a ptychodus product: its object, and the probe (all modes) and positions the
+    arm ended with when it refined them, else the split's nominal ones (recorded in the
+    comments as ``probe_from`` / ``positions_from``)."""
     geometry = geometry or GeometryConfig()
     with Dataset(test_path, require_object=False) as ds:
         if tuple(rec.object.shape) != tuple(ds.object_shape):
@@ -177,20 +186,32 @@ def export_reconstruction(rec, test_path, product_path, geometry: GeometryConfig
                                f"{rec.arm} reconstruction's {rec.object.shape}")
         comments = {**_dataset_comments(ds), "arm": rec.arm, "gridsize": rec.gridsize,
                     "reconstruction_wall_time_s": rec.wall_time_s}
+        modes, positions = ds.probe_modes, ds.positions
+        comments["probe_from"] = comments["positions_from"] = "nominal (the split's)"
+        if rec.probe is not None:
+            modes = as_modes(rec.probe, f"{rec.source}: the {rec.arm} arm's probe")
+            comments["probe_from"] = f"the {rec.arm} arm's final probe"
+        if rec.positions is not None:
+            positions = np.asarray(rec.positions, dtype=np.float64)
+            if positions.shape != (ds.n, 2):
+                raise DatasetError(f"{test_path}: the {rec.arm} arm's positions "
+                                   f"{positions.shape} do not match the split's {ds.n} patterns")
+            comments["positions_from"] = f"the {rec.arm} arm's final positions"
+        comments["probe_modes"] = len(modes)
         product = build_product(f"{comments['study']} {rec.arm} {Path(test_path).parent.name}",
-                                comments, rec.object, ds.probe, ds.positions, geometry, ds.dose,
-                                losses)
+                                comments, rec.object, modes if len(modes) > 1 else modes[0],
+                                positions, geometry, ds.dose, losses)
     write_product(product_path, product)
 
 
-def _single_probe(product: Product, where) -> np.ndarray:
+def _probe_modes(product: Product, where) -> np.ndarray:
+    """The product's probe as incoherent modes (M, N, N): ptychodus's (1, M, N, N) array (one
+    coherent mode; several coherent / OPR modes are refused)."""
     arr = np.asarray(product.probes.get_array())
-    if arr.ndim == 4 and arr.shape[:2] == (1, 1):
-        return arr[0, 0].astype(np.complex64)
-    if arr.ndim == 2:
-        return arr.astype(np.complex64)
-    raise DatasetError(f"{where}: probe has shape {arr.shape}; only one coherent and one "
-                       "incoherent mode are supported")
+    if arr.ndim == 4 and arr.shape[0] != 1:
+        raise DatasetError(f"{where}: probe has shape {arr.shape}; only one coherent mode (no "
+                           "OPR modes) is supported")
+    return as_modes(arr, str(where))
 
 
 def _single_layer(product: Product, where) -> np.ndarray:
@@ -201,8 +222,8 @@ def _single_layer(product: Product, where) -> np.ndarray:
 
 
 def read_product(path) -> tuple[Product, np.ndarray, np.ndarray, np.ndarray]:
-    """``load_product`` with clear errors: (product, object (H, W), probe (N, N), positions (n, 2)
-    in this project's object pixels)."""
+    """``load_product`` with clear errors: (product, object (H, W), probe modes (M, N, N),
+    positions (n, 2) in this project's object pixels)."""
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: ptychodus product file not found")
@@ -212,7 +233,7 @@ def read_product(path) -> tuple[Product, np.ndarray, np.ndarray, np.ndarray]:
         raise DatasetError(f"{path}: not a readable ptychodus product file "
                            f"({type(exc).__name__}: {exc})") from exc
     obj = _single_layer(product, path)
-    probe = _single_probe(product, path)
+    probe = _probe_modes(product, path)
     positions = positions_from_ptychodus(product.probe_positions, product.object_.get_geometry())
     return product, obj, probe, positions
 
@@ -222,7 +243,8 @@ def open_ptychodus(product_path, diffraction_path) -> SplitSource:
     incident dose when non-zero) and its diffraction file (counts), paired by scan index."""
     import h5py
 
-    product, obj, probe, positions = read_product(product_path)
+    product, obj, modes, positions = read_product(product_path)
+    probe = modes[0]
     diffraction_path = Path(diffraction_path)
     if not diffraction_path.is_file():
         raise DatasetError(f"{diffraction_path}: ptychodus diffraction file not found")
@@ -252,7 +274,8 @@ def open_ptychodus(product_path, diffraction_path) -> SplitSource:
                        object=obj, object_shape=tuple(obj.shape) if obj.size else
                        object_shape_from_positions(positions, N),
                        n=len(order), N=N, dose=dose, iter_counts=counts,
-                       info={"product": str(product_path), "name": product.metadata.name})
+                       info={"product": str(product_path), "name": product.metadata.name},
+                       probe_modes=modes if len(modes) > 1 else None)
 
 
 def _pairing(position_indexes: np.ndarray, pattern_indexes: np.ndarray, where) -> np.ndarray:
@@ -282,11 +305,12 @@ def import_reconstruction(product_path, arm: str | None = None):
     from ptycho.physics.illumination import illumination_map
     from ptycho.reconstruct.io import Reconstruction
 
-    product, obj, probe, positions = read_product(product_path)
+    product, obj, modes, positions = read_product(product_path)
     try:
         notes = json.loads(product.metadata.comments or "{}")
     except json.JSONDecodeError:
         notes = {}
+    probe = modes[0] if len(modes) == 1 else np.sqrt(np.sum(np.abs(modes) ** 2, axis=0))
     return Reconstruction(
         object=obj, weight=illumination_map(obj.shape, positions, probe).astype(np.float32),
         arm=arm or str(notes.get("arm", "external")), gridsize=int(notes.get("gridsize", 1)),
@@ -294,7 +318,11 @@ def import_reconstruction(product_path, arm: str | None = None):
         overlap_view=str(notes.get("overlap_view", "")), n_patterns=len(positions),
         wall_time_s=float(notes.get("reconstruction_wall_time_s", 0.0)),
         source=str(product_path), info={"imported_from": str(product_path),
-                                        "losses": [lv.value for lv in product.losses]})
+                                        "losses": [lv.value for lv in product.losses]},
+        probe=modes if len(modes) > 1 or notes.get("probe_from", "").endswith("final probe")
+        else None,
+        positions=positions if notes.get("positions_from", "").endswith("final positions")
+        else None)
 
 
 __all__ = ["DIFFRACTION", "PRODUCT", "build_product", "export_reconstruction", "export_split",

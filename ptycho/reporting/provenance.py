@@ -138,7 +138,7 @@ def build_provenance(study_dict: dict, scale: str, results_root, benchmark_paths
         "by_rule": dict(sorted(by_rule.items())),
         "note": "wall_time_s sums the jobs' own wall times (jobs may have run in parallel)",
     }
-    return {
+    out = {
         "study": resolved.get("study", study_dict.get("study")),
         "scale": scale,
         "results_root": str(results_root),
@@ -156,6 +156,32 @@ def build_provenance(study_dict: dict, scale: str, results_root, benchmark_paths
         "jobs": dict(sorted(jobs.items())),
         "totals": totals,
     }
+    probes = refined_probes(results_root)
+    if probes:  # data/probe_source train_refined: the probe every arm of a cell was told
+        out["refined_probes"] = probes
+    return out
 
 
-__all__ = ["build_provenance", "git_state", "package_versions", "parse_benchmark"]
+def refined_probes(results_root) -> dict:
+    """{cell: hashes and record} of every refined-probe file under ``data/<cell>/probe/`` (none
+    unless the study refines its probe on the train splits)."""
+    from ptycho.data.probe_file import read_probe_file
+
+    out = {}
+    for p in sorted(Path(results_root).glob("data/*/probe/refined_probe.h5")):
+        cell = p.parent.parent.name
+        try:
+            rp = read_probe_file(p)
+        except PtychoError as exc:
+            out[cell] = {"file": p.relative_to(results_root).as_posix(), "error": str(exc)}
+            continue
+        out[cell] = {"file": p.relative_to(results_root).as_posix(), "probe_sha256": rp.sha256,
+                     "given_probe_sha256": rp.given_sha256, "train_file": rp.train_file,
+                     "train_sha256": rp.train_sha256, "settings": rp.settings,
+                     **{k: rp.info[k] for k in ("probe_change", "given_probe_error",
+                                                "refined_probe_error") if k in rp.info}}
+    return out
+
+
+__all__ = ["build_provenance", "git_state", "package_versions", "parse_benchmark",
+           "refined_probes"]

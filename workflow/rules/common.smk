@@ -209,6 +209,12 @@ ROOT = f"{RESULTS}/{{study}}/{{scale}}"
 # {level}: '' for the exact cell, _probe25 (an underscore and the label) at an error level.
 CELL = "{dose}_{overlap}{level}_r{replicate}"
 
+# The probe the arms are told (data/probe_source, rules/probe.smk): with train_refined the
+# simulated or imported splits go to data/<cell>/given/, and data/<cell>/{train,test}.h5 carry
+# the probe refined on the train split; otherwise simulation and import write data/<cell>/.
+REFINED_PROBE = STUDY.data.refines_probe
+GIVEN_DATA = f"data/{CELL}/given" if REFINED_PROBE else f"data/{CELL}"
+
 
 def error_level(wildcards):
     """The error-level label of a job's cell ('' for the exact cell)."""
@@ -247,7 +253,7 @@ def dataset_outputs(scale):
         f"{r}/data/{c}/{f}"
         for c in cells(scale)
         for f in ("train.h5", "test.h5", "summary.json", "summary.png")
-    ]
+    ] + probe_outputs(scale)
 
 
 def model_outputs(scale, arms):
@@ -372,6 +378,7 @@ def expected_files(wildcards):
         + eval_outputs(s)
         + report_outputs(s)
         + half_outputs(s)
+        + probe_outputs(s)
     )
 
 
@@ -400,7 +407,21 @@ def benchmark_files(wildcards):
         out += [f"{r}/run_arm/{a}/{c}.tsv" for c in cells(scale)]
     for a in ARMS:
         out += [f"{r}/evaluate_arm/{a}/{c}.tsv" for c in cells(scale)]
+    if REFINED_PROBE:
+        out += [f"{r}/refine_train_probe/{c}.tsv" for c in cells(scale)]
     return out
+
+
+def probe_outputs(scale):
+    """Each cell's probe refined on its train split and its figure (probe_source train_refined)."""
+    if not REFINED_PROBE:
+        return []
+    r = root(scale)
+    return [
+        f"{r}/data/{c}/probe/refined_probe.{ext}"
+        for c in cells(scale)
+        for ext in ("h5", "png")
+    ]
 
 
 # ---- external data and ground-truth-free evaluation (data: in the study; rules/external.smk)

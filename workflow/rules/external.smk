@@ -11,8 +11,8 @@ if EXTERNAL:
         input:
             external_files,
         output:
-            train=f"{ROOT}/data/{CELL}/train.h5",
-            test=f"{ROOT}/data/{CELL}/test.h5",
+            train=f"{ROOT}/{GIVEN_DATA}/train.h5",
+            test=f"{ROOT}/{GIVEN_DATA}/test.h5",
             summary=f"{ROOT}/data/{CELL}/summary.json",
             figure=report(
                 f"{ROOT}/data/{CELL}/summary.png",
