@@ -75,7 +75,8 @@ class ExternalCommandArm(Arm):
 
             path = work / "input.npz"
             export_npz(test_path, path, geometry,
-                       reconstruction=SimpleNamespace(object=flat, arm="flat_start"))
+                       reconstruction=SimpleNamespace(object=flat, arm="flat_start", probe=None,
+                                                      positions=None, source=str(test_path)))
             return path
         from ptycho.interop import ptychodus as pd
 
