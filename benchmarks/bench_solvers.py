@@ -1,7 +1,7 @@
 """Solver-engine benchmark: which pty-chi engine reconstructs the study's cells best, and how fast?
 
     python benchmarks/bench_solvers.py [--doses 1e3 1e4 1e5] [--overlaps dense sparse] \
-        [--engines lsqml lsqml_poisson pie epie rpie dm raar] [--epochs 100] \
+        [--engines lsqml lsqml_poisson pie epie rpie dm] [--epochs 100] \
         [--set epie:step_size=0.5 ...] [--out benchmarks/out/solvers.jsonl] \
         [--data benchmarks/out/solvers_data]
 
@@ -35,7 +35,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "studies" / "dose_overlap" / "study.yaml"
-ENGINES = ("lsqml", "lsqml_poisson", "pie", "epie", "rpie", "dm", "raar")
+ENGINES = ("lsqml", "lsqml_poisson", "pie", "epie", "rpie", "dm")
 
 CHILD = textwrap.dedent(
     """
@@ -56,7 +56,7 @@ CHILD = textwrap.dedent(
     out = {"wall_s": r.wall_time_s, "n_patterns": r.n_patterns,
            "final_cost": r.info["cost_history"][-1], "solver": r.info["solver"],
            "settings": {k: r.info[k] for k in ("object_step_size", "step_size", "object_alpha",
-                        "probe_alpha", "relaxation", "raar_beta", "inertia", "noise_model",
+                        "probe_alpha", "relaxation", "inertia", "noise_model",
                         "batch_size") if k in r.info},
            "deviance": m["data"]["poisson_deviance"],
            "flat_deviance": rec["reference"]["flat_object"]["data"]["poisson_deviance"],

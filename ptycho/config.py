@@ -244,7 +244,7 @@ class IterativeConfig:
     # solver engine and its parameters (None: the engine's default, applied by the solve;
     # docs/study.md, "Solver engines"). Left out of the resolved study when None.
     engine: str | None = None
-    """pty-chi engine: 'lsqml' (None), 'pie', 'epie', 'rpie', 'dm' or 'raar' (:data:`ENGINES`)."""
+    """pty-chi engine: 'lsqml' (None), 'pie', 'epie', 'rpie' or 'dm' (:data:`ENGINES`)."""
     step_size: float | None = None
     """Object step size (LSQML and the PIE family)."""
     object_alpha: float | None = None
@@ -253,23 +253,21 @@ class IterativeConfig:
     """PIE family: the probe update's alpha (used with refine_probe)."""
     relaxation: float | None = None
     """DM: relaxation of the exit-wave update, in (0, 1]."""
-    raar_beta: float | None = None
-    """RAAR: the relaxation beta, in (0.5, 1]."""
     inertia: float | None = None
-    """DM and RAAR: inertia of the object (and probe) update, in [0, 1)."""
+    """DM: inertia of the object (and probe) update, the weight kept of the previous estimate,
+    in [0, 1)."""
 
 
 # pty-chi engines of the iterative block and the optional keys each one takes (absent: the
 # engine's default, ptycho/reconstruct/iterative.py ENGINE_DEFAULTS). Keys an engine does not list
 # here are refused by check_engine.
-ENGINES = ("lsqml", "pie", "epie", "rpie", "dm", "raar")
+ENGINES = ("lsqml", "pie", "epie", "rpie", "dm")
 ENGINE_KEYS = {
     "step_size": ("lsqml", "pie", "epie", "rpie"),
     "object_alpha": ("pie", "epie", "rpie"),
     "probe_alpha": ("pie", "epie", "rpie"),
     "relaxation": ("dm",),
-    "raar_beta": ("raar",),
-    "inertia": ("dm", "raar"),
+    "inertia": ("dm",),
 }
 # what only some engines can do (a block asking for it with another engine is refused)
 ENGINE_ABILITIES = {
@@ -304,7 +302,6 @@ def check_engine(block: dict, where: str = "iterative") -> str:
                                           ("object_alpha", 0, None, False, False),
                                           ("probe_alpha", 0, None, False, False),
                                           ("relaxation", 0, 1, True, False),
-                                          ("raar_beta", 0.5, 1, True, False),
                                           ("inertia", 0, 1, False, True)):
         v = block.get(key)
         if v is None:

@@ -27,7 +27,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 EPOCHS = 20
-ENGINES = ("lsqml", "pie", "epie", "rpie", "dm", "raar")
+ENGINES = ("lsqml", "pie", "epie", "rpie", "dm")
 
 
 def main(out: Path) -> None:
@@ -86,7 +86,7 @@ def main(out: Path) -> None:
                         "n_costs": len(rec.info["cost_history"]),
                         "info": {k: v for k, v in rec.info.items()
                                  if k in ("step_size", "object_alpha", "probe_alpha",
-                                          "relaxation", "raar_beta", "inertia", "noise_model",
+                                          "relaxation", "inertia", "noise_model",
                                           "batch_size")}}
     res["engines"] = engines
     res["n_test"] = int(a.n_patterns)

@@ -85,19 +85,17 @@ GAUSSIAN_NOISE_STD = 0.5
 # The other pty-chi engines (``engine``) and the defaults of their parameters where a block leaves
 # them out (docs/study.md, "Solver engines", with the measurements that chose them). LSQML's
 # step size is OBJECT_STEP_SIZE; its other settings above are LSQML's only.
-ENGINE_NAMES = {"lsqml": "LSQML", "pie": "PIE", "epie": "ePIE", "rpie": "rPIE", "dm": "DM",
-                "raar": "RAAR"}
+ENGINE_NAMES = {"lsqml": "LSQML", "pie": "PIE", "epie": "ePIE", "rpie": "rPIE", "dm": "DM"}
 PIE_FAMILY = ("pie", "epie", "rpie")
-FULL_PASS = ("dm", "raar")  # no minibatches: every epoch projects all exit waves at once
+FULL_PASS = ("dm",)  # no minibatches: every epoch projects all exit waves at once
 ENGINE_DEFAULTS = {
     "lsqml": {"step_size": OBJECT_STEP_SIZE},
-    "pie": {"step_size": 1.0, "object_alpha": 0.1, "probe_alpha": 0.1},
-    "epie": {"step_size": 1.0, "object_alpha": 0.1, "probe_alpha": 0.1},
-    "rpie": {"step_size": 1.0, "object_alpha": 0.1, "probe_alpha": 0.1},
-    "dm": {"relaxation": 1.0, "inertia": 0.0},
-    "raar": {"raar_beta": 0.75, "inertia": 0.0},
+    "pie": {"step_size": 0.3, "object_alpha": 0.1, "probe_alpha": 0.1},
+    "epie": {"step_size": 2.0, "object_alpha": 0.1, "probe_alpha": 0.1},
+    "rpie": {"step_size": 0.1, "object_alpha": 0.1, "probe_alpha": 0.1},
+    "dm": {"relaxation": 1.0, "inertia": 0.7},
 }
-EXIT_WAVE_CHUNK = 64  # DM / RAAR: exit waves per chunk (memory only, no effect on the result)
+EXIT_WAVE_CHUNK = 64  # DM: exit waves per chunk (memory only, no effect on the result)
 
 
 def engine_settings(cfg) -> tuple[str, dict]:
@@ -299,10 +297,10 @@ def position_settings(cfg) -> dict:
 def _build_options(api, cfg: IterativeConfig, n: int, shape, device: str, n_modes: int = 1):
     engine, es = engine_settings(cfg)
     opts = {"lsqml": api.LSQMLOptions, "pie": api.PIEOptions, "epie": api.EPIEOptions,
-            "rpie": api.RPIEOptions, "dm": api.DMOptions, "raar": api.RAAROptions}[engine]()
+            "rpie": api.RPIEOptions, "dm": api.DMOptions}[engine]()
     ro = opts.reconstructor_options
     ro.num_epochs = int(cfg.iterations)
-    if engine not in FULL_PASS:  # DM and RAAR take every pattern at once (batch_size unused)
+    if engine not in FULL_PASS:  # DM takes every pattern at once (batch_size unused)
         ro.batch_size = int(min(cfg.batch_size, n))
     if engine == "lsqml":
         ro.noise_model = api.NoiseModels(cfg.noise_model)
@@ -313,11 +311,10 @@ def _build_options(api, cfg: IterativeConfig, n: int, shape, device: str, n_mode
     if engine == "lsqml":
         ro.rescale_probe_intensity_in_first_epoch = False
         ro.momentum_acceleration_gain = MOMENTUM_GAIN
-    elif engine == "dm":
+    if engine in FULL_PASS:  # their cost is their own exit-wave error (pty-chi warns otherwise)
+        ro.displayed_loss_function = None
+    if engine == "dm":
         ro.exit_wave_update_relaxation = es["relaxation"]
-        ro.chunk_length = EXIT_WAVE_CHUNK
-    elif engine == "raar":
-        ro.beta = es["raar_beta"]
         ro.chunk_length = EXIT_WAVE_CHUNK
 
     opts.data_options.fft_shift = True  # our patterns have DC at (N/2, N/2)
