@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-EPOCHS = 20
+EPOCHS = 10
 ENGINES = ("lsqml", "pie", "epie", "rpie", "dm")
 
 

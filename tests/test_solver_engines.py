@@ -56,7 +56,7 @@ def test_lsqml_engine_key_gives_the_same_object(worker):
 def test_every_engine_improves_on_the_flat_start(worker, engine):
     r = worker["engines"][engine]
     assert r["costs_finite"] and r["n_costs"] >= 1
-    # 20 epochs on a noise-poor (1e5) N = 16 dense cell: every engine fits the data far better
+    # 10 epochs on a noise-poor (1e5) N = 16 dense cell: every engine fits the data far better
     # than the flat object and its phase is far closer to the truth (measured: residual below
     # 0.3 x the flat start's, phase SSIM above flat + 0.3 for every engine)
     assert r["deviance"] < 0.5 * r["flat_deviance"]
