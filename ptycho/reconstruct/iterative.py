@@ -1,5 +1,6 @@
-"""The solver arms: pty-chi LSQML on the test split with the known probe, started from a flat
-object (arm ``iterative``) or from a network arm's stitched test reconstruction (arm ``hybrid``).
+"""The solver arms: pty-chi on the test split with the known probe (LSQML, or the engine the
+iterative block's ``engine`` names: PIE, ePIE, rPIE, DM), started from a flat object (arm
+``iterative``) or from a network arm's stitched test reconstruction (arm ``hybrid``).
 Both record convergence snapshots (object and cumulative wall time) at the study's snapshot epochs
 during their one solve.
 
@@ -458,15 +459,16 @@ def ptychi_expected_counts(obj, probe, positions, dose) -> np.ndarray:
 
 def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
                           device: str = "auto", start: NetworkStart | None = None) -> Reconstruction:
-    """pty-chi LSQML reconstruction of a test split (arm ``iterative``, or ``hybrid`` with a
-    ``start``; gridsize 1).
+    """pty-chi reconstruction of a test split (arm ``iterative``, or ``hybrid`` with a
+    ``start``; gridsize 1) with the config's engine (LSQML when ``cfg.engine`` is None).
 
     Parameters
     ----------
     test_path : the test dataset file (counts in photons, positions in object pixels, probe).
     cfg : iterations (epochs, >= 1), batch_size, noise_model ('gaussian' | 'poisson'),
         refine_probe (the known probe is the start; refined only if True), snapshots (epochs at
-        which the object is recorded, see :func:`ptycho.config.snapshot_epochs`).
+        which the object is recorded, see :func:`ptycho.config.snapshot_epochs`), engine and
+        its parameters (:func:`engine_settings`; LSQML only: noise_model).
     threads : torch intra-op threads.
     device : 'auto' (CUDA when torch sees it), 'cpu' or 'cuda'.
     start : None for a flat start (ones, never the ground truth); a :class:`NetworkStart` for the
@@ -666,7 +668,9 @@ def _ptychi_version() -> str:
 
 
 __all__ = [
+    "ENGINE_DEFAULTS",
     "NetworkStart",
+    "engine_settings",
     "illumination_map",
     "load_network_start",
     "probe_scale",
