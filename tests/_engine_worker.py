@@ -10,6 +10,8 @@ options   the pty-chi options LSQML is built with (no engine key, and engine: ls
           default step size written out) against tests/data/lsqml_options.json, the options the
           solve was built with before engines existed (same options: same object).
 lsqml     the same solve with no engine key and with ``engine: lsqml`` (objects compared).
+combos    ePIE refining two probe modes, rPIE refining positions (cross-correlation), DM refining
+          the probe: 3 epochs each.
 engines   every engine, flat start, known probe, on the tiny study's dense 1e5 cell (N = 16,
           64 x 64 object): phase / amplitude SSIM and data residual of the result and of the flat
           start, scored by ptycho.api.evaluate.
@@ -89,6 +91,19 @@ def main(out: Path) -> None:
                                           "relaxation", "inertia", "noise_model",
                                           "batch_size")}}
     res["engines"] = engines
+
+    combos = {}
+    for tag, kw in (("epie_probe_modes", dict(engine="epie", refine_probe=True, probe_modes=2)),
+                    ("rpie_positions", dict(engine="rpie", refine_positions=True,
+                                            position_correction="cross_correlation",
+                                            position_start_epoch=1)),
+                    ("dm_probe", dict(engine="dm", refine_probe=True))):
+        rec = it.reconstruct_iterative(cell.test, IterativeConfig(**dict(base, iterations=3, **kw)),
+                                       threads=1, device="cpu")
+        combos[tag] = {"finite": bool(np.all(np.isfinite(rec.object))),
+                       "probe_modes": rec.info.get("probe_modes"),
+                       "position_change_rms_px": rec.info.get("position_change_rms_px")}
+    res["combos"] = combos
     res["n_test"] = int(a.n_patterns)
     (out / "results.json").write_text(json.dumps(res, indent=1))
 

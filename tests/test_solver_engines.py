@@ -67,6 +67,15 @@ def test_every_engine_improves_on_the_flat_start(worker, engine):
 
 
 @needs_ptychi
+def test_engines_with_refinement_run(worker):
+    c = worker["combos"]
+    assert all(r["finite"] for r in c.values())
+    assert c["epie_probe_modes"]["probe_modes"] == 2
+    # exact positions: the cross-correlation correction leaves them nearly in place
+    assert c["rpie_positions"]["position_change_rms_px"] < 0.2
+
+
+@needs_ptychi
 def test_engine_defaults_recorded(worker):
     from ptycho.reconstruct.iterative import ENGINE_DEFAULTS
 
@@ -90,7 +99,12 @@ BASE = {"iterations": 10, "batch_size": 8, "noise_model": "gaussian", "refine_pr
     ({"engine": "pie", "inertia": 0.1}, "inertia"),
     ({"engine": "epie", "noise_model": "poisson"}, "noise_model"),
     ({"engine": "dm", "refine_positions": True, "position_correction": "cross_correlation"},
-     "position_correction"),
+     "refine_positions"),
+    ({"engine": "dm", "refine_positions": True}, "refine_positions"),
+    ({"engine": "epie", "refine_positions": True}, "position_correction"),  # gradient
+    ({"engine": "rpie", "refine_positions": True, "position_correction": "cross_correlation",
+      "position_momentum_gain": 0.5}, "position_momentum_gain"),
+    ({"engine": "pie", "refine_probe": True}, "refine_probe"),
     ({"engine": "raar"}, "engine"),  # diverges on this study's cells: not offered
     ({"engine": "dm", "relaxation": 1.5}, "relaxation"),
     ({"engine": "dm", "relaxation": 0}, "relaxation"),
@@ -107,7 +121,8 @@ def test_check_engine_names_the_key(block, key):
     {"engine": "epie", "step_size": 0.5, "object_alpha": 0.2, "probe_alpha": 0.3},
     {"engine": "rpie", "refine_positions": True, "position_correction": "cross_correlation"},
     {"engine": "dm", "relaxation": 0.8, "inertia": 0.3, "refine_probe": True},
-    {"engine": "dm", "refine_positions": True},
+    {"engine": "dm", "refine_probe": True, "probe_modes": 2},
+    {"engine": "epie", "refine_probe": True, "probe_modes": 2},
 ])
 def test_check_engine_accepts(block):
     assert check_engine({**BASE, **block}) == (block.get("engine") or "lsqml")

@@ -359,7 +359,8 @@ def _build_options(api, cfg: IterativeConfig, n: int, shape, device: str, n_mode
         co.correction_type = api.PositionCorrectionTypes(ps["position_correction"])
         co.update_magnitude_limit = ps["position_update_limit_px"]
         co.clip_update_magnitude_by_mad = ps["position_clip_by_mad"]
-        pp.momentum_acceleration_gain = ps["position_momentum_gain"]
+        if engine == "lsqml":  # LSQML's only (check_engine refuses a gain for the others)
+            pp.momentum_acceleration_gain = ps["position_momentum_gain"]
     opts.opr_mode_weight_options.optimizable = False
     return opts
 
