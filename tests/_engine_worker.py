@@ -43,10 +43,10 @@ def main(out: Path) -> None:
     res: dict = {}
 
     ref = json.loads((ROOT / "tests" / "data" / "lsqml_options.json").read_text())
-    cfgs = {"default": dict(iterations=100, batch_size=64, noise_model="gaussian",
-                            refine_probe=False),
-            "poisson_probe": dict(iterations=7, batch_size=16, noise_model="poisson",
-                                  refine_probe=True, refine_positions=True)}
+    cfgs = {"default": {"iterations": 100, "batch_size": 64, "noise_model": "gaussian",
+                        "refine_probe": False},
+            "poisson_probe": {"iterations": 7, "batch_size": 16, "noise_model": "poisson",
+                              "refine_probe": True, "refine_positions": True}}
     same = {}
     for name, kw in cfgs.items():
         for tag, extra in (("absent", {}), ("explicit", {"engine": "lsqml", "step_size": 1.0})):
@@ -60,7 +60,7 @@ def main(out: Path) -> None:
     raw["doses"] = [100000]
     study = api.load_study(raw)
     cell = api.simulate_cell(study, "scaled", "1e5", "dense", out / "cell", figure=False)
-    base = dict(iterations=EPOCHS, batch_size=32, noise_model="gaussian", refine_probe=False)
+    base = {"iterations": EPOCHS, "batch_size": 32, "noise_model": "gaussian", "refine_probe": False}
 
     a = it.reconstruct_iterative(cell.test, IterativeConfig(**base), threads=1, device="cpu")
     b = it.reconstruct_iterative(cell.test, IterativeConfig(**base, engine="lsqml"), threads=1,
@@ -93,11 +93,12 @@ def main(out: Path) -> None:
     res["engines"] = engines
 
     combos = {}
-    for tag, kw in (("epie_probe_modes", dict(engine="epie", refine_probe=True, probe_modes=2)),
-                    ("rpie_positions", dict(engine="rpie", refine_positions=True,
-                                            position_correction="cross_correlation",
-                                            position_start_epoch=1)),
-                    ("dm_probe", dict(engine="dm", refine_probe=True))):
+    for tag, kw in (("epie_probe_modes", {"engine": "epie", "refine_probe": True,
+                                          "probe_modes": 2}),
+                    ("rpie_positions", {"engine": "rpie", "refine_positions": True,
+                                        "position_correction": "cross_correlation",
+                                        "position_start_epoch": 1}),
+                    ("dm_probe", {"engine": "dm", "refine_probe": True})):
         rec = it.reconstruct_iterative(cell.test, IterativeConfig(**dict(base, iterations=3, **kw)),
                                        threads=1, device="cpu")
         combos[tag] = {"finite": bool(np.all(np.isfinite(rec.object))),
