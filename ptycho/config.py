@@ -246,6 +246,90 @@ class IterativeConfig:
     """Also clip each update at 10 x the median absolute deviation of the batch's updates."""
     position_momentum_gain: float = 0.0
     """pty-chi's momentum acceleration of the position updates (0: none)."""
+    # solver engine and its parameters (None: the engine's default, applied by the solve;
+    # docs/study.md, "Solver engines"). Left out of the resolved study when None.
+    engine: str | None = None
+    """pty-chi engine: 'lsqml' (None), 'pie', 'epie', 'rpie' or 'dm' (:data:`ENGINES`)."""
+    step_size: float | None = None
+    """Object step size (LSQML and the PIE family)."""
+    object_alpha: float | None = None
+    """PIE family: the object update's alpha (Maiden et al. 2017, table 1)."""
+    probe_alpha: float | None = None
+    """PIE family: the probe update's alpha (used with refine_probe)."""
+    relaxation: float | None = None
+    """DM: relaxation of the exit-wave update, in (0, 1]."""
+    inertia: float | None = None
+    """DM: inertia of the object (and probe) update, the weight kept of the previous estimate,
+    in [0, 1)."""
+
+
+# pty-chi engines of the iterative block and the optional keys each one takes (absent: the
+# engine's default, ptycho/reconstruct/iterative.py ENGINE_DEFAULTS). Keys an engine does not list
+# here are refused by check_engine.
+ENGINES = ("lsqml", "pie", "epie", "rpie", "dm")
+ENGINE_KEYS = {
+    "step_size": ("lsqml", "pie", "epie", "rpie"),
+    "object_alpha": ("pie", "epie", "rpie"),
+    "probe_alpha": ("pie", "epie", "rpie"),
+    "relaxation": ("dm",),
+    "inertia": ("dm",),
+}
+
+
+def check_engine(block: dict, where: str = "iterative") -> str:
+    """Check an iterative block (a dict, schema defaults filled or not) for its engine: keys the
+    engine does not take, and options it cannot do. Returns the engine ('lsqml' when absent).
+    Raises ConfigError naming ``where`` (a location such as ``study.yaml: scales/scaled/iterative``
+    or a variant's) and the key at fault, as ``<where>/<key>: ...``."""
+    engine = block.get("engine")
+    engine = "lsqml" if engine is None else engine
+    if engine not in ENGINES:
+        raise ConfigError(f"{where}/engine: {engine!r} is not a pty-chi engine of this project; "
+                          f"expected one of {list(ENGINES)}")
+    for key, engines in ENGINE_KEYS.items():
+        if block.get(key) is not None and engine not in engines:
+            raise ConfigError(f"{where}/{key}: engine {engine!r} does not take {key!r} (only "
+                              f"{', '.join(engines)} do); remove it")
+    if block.get("noise_model", "gaussian") != "gaussian" and engine != "lsqml":
+        raise ConfigError(f"{where}/noise_model: engine {engine!r} has no noise model (its "
+                          "amplitude projection fits the measured magnitudes); only lsqml takes "
+                          f"noise_model {block.get('noise_model')!r}")
+    if block.get("refine_probe") and engine == "pie":
+        raise ConfigError(f"{where}/refine_probe: pty-chi's PIE engine fails to refine the probe "
+                          "(its probe update has the wrong shape); use epie or rpie, or "
+                          "refine_probe: false")
+    if (block.get("refine_positions") and block.get("position_momentum_gain", 0.0)
+            and engine != "lsqml"):
+        raise ConfigError(f"{where}/position_momentum_gain: only lsqml accelerates the position "
+                          f"updates; engine {engine!r} needs position_momentum_gain: 0")
+    if block.get("refine_positions") and engine != "lsqml":
+        # measured on exact positions (N = 16 cell, 3 epochs): the gradient correction with the
+        # study's position settings moved them by 0.5 (pie) to 1.7 (epie) and 9.7 (dm) px RMS;
+        # the cross-correlation correction by 0.01-0.02 px (PIE family)
+        if engine == "dm":
+            raise ConfigError(f"{where}/refine_positions: engine 'dm' cannot refine positions "
+                              "here (its gradient correction runs away); use lsqml or the PIE "
+                              "family with position_correction: cross_correlation")
+        if block.get("position_correction", "gradient") != "cross_correlation":
+            raise ConfigError(f"{where}/position_correction: engine {engine!r} refines positions "
+                              "with position_correction: cross_correlation only (its gradient "
+                              "correction runs away with these settings)")
+    for key, lo, hi, lo_open, hi_open in (("step_size", 0, None, True, False),
+                                          ("object_alpha", 0, None, False, False),
+                                          ("probe_alpha", 0, None, False, False),
+                                          ("relaxation", 0, 1, True, False),
+                                          ("inertia", 0, 1, False, True)):
+        v = block.get(key)
+        if v is None:
+            continue
+        bad = (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+               or (v <= lo if lo_open else v < lo)
+               or (hi is not None and (v >= hi if hi_open else v > hi)))
+        if bad:
+            rng = (f"{'(' if lo_open else '['}{lo}, {'inf)' if hi is None else str(hi)}"
+                   f"{'' if hi is None else (')' if hi_open else ']')}")
+            raise ConfigError(f"{where}/{key}: {v!r} is outside {rng}")
+    return engine
 
 
 def snapshot_epochs(iterations: int, requested=None, where: str = "'iterative/snapshots'"
@@ -667,6 +751,7 @@ def _variants_config(d: dict, source: str) -> tuple[VariantConfig, ...]:
                     msg = str(exc)
                     msg = msg.replace("invalid value at '", f"invalid value at '{where}/settings/")
                     raise ConfigError(f"{source}{msg} (scale {sname})") from None
+                check_engine(merged, f"{source}: {where}/settings (scale {sname})")
                 iterative[sname] = _iterative_block(merged, sname, source,
                                                     f"{where}/settings")
         out.append(VariantConfig(name=name, arm=arm, settings=settings, iterative=iterative))
@@ -748,6 +833,7 @@ class StudyConfig:
             check_backbone(N, tr["backbone"], tr["depth"], float(tr["support"]),
                            where=f"{source}: 'scales/{name}/training'")
             it = dict(s["iterative"])
+            check_engine(it, f"{source}: scales/{name}/iterative")
             it["snapshots"] = snapshot_epochs(it["iterations"], it.get("snapshots"),
                                               f"{source}: 'scales/{name}/iterative/snapshots'")
             scales[name] = ScaleConfig(
@@ -818,6 +904,9 @@ class StudyConfig:
                     it.pop(key, None)
             for key, off in _OFF_ITERATIVE.items():
                 if it.get(key) == off:
+                    it.pop(key)
+            for key in _ENGINE_KEYS:  # None: the engine's default (LSQML when no engine)
+                if key in it and it[key] is None:
                     it.pop(key)
             tr = sc.get("training", {})
             if not tr.get("train_probe"):  # a fixed probe: its learning rate does nothing
@@ -916,6 +1005,7 @@ def _hybrid_config(d: dict, source: str, adapted_g: int | None = None) -> Hybrid
 _OFF_ITERATIVE = {"refine_positions": False, "probe_modes": 0}
 _POSITION_KEYS = ("position_correction", "position_start_epoch", "position_step_size",
                   "position_update_limit_px", "position_clip_by_mad", "position_momentum_gain")
+_ENGINE_KEYS = ("engine", *ENGINE_KEYS)
 _TRAIN_PROBE_KEYS = ("train_probe", "probe_learning_rate_scale")
 _ADAPT_PROBE_KEYS = ("refine_probe", "probe_learning_rate_scale")
 

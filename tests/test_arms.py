@@ -106,6 +106,13 @@ def test_variants_are_arms_beside_the_study_arms():
     ({"pinn_g1": {"arm": "iterative"}}, "collides with a built-in arm"),
     ({"v": {"arm": "pinn"}}, "'variants/v/arm' is 'pinn'"),
     ({"V-1": {"arm": "iterative"}}, "variants"),
+    # the engine's own rules apply to a variant's merged block
+    ({"v": {"arm": "iterative", "settings": {"engine": "epie", "noise_model": "poisson"}}},
+     "variants/v/settings .*noise_model"),
+    ({"v": {"arm": "iterative", "settings": {"engine": "dm", "refine_positions": True}}},
+     "variants/v/settings .*refine_positions"),
+    ({"v": {"arm": "iterative", "settings": {"engine": "dm", "step_size": 0.5}}},
+     "variants/v/settings .*step_size"),
 ])
 def test_a_wrong_variant_fails_naming_its_key(variants, match):
     with pytest.raises(ConfigError, match=match):

@@ -1,5 +1,6 @@
-"""The solver arms: pty-chi LSQML on the test split with the known probe, started from a flat
-object (arm ``iterative``) or from a network arm's stitched test reconstruction (arm ``hybrid``).
+"""The solver arms: pty-chi on the test split with the known probe (LSQML, or the engine the
+iterative block's ``engine`` names: PIE, ePIE, rPIE, DM), started from a flat object (arm
+``iterative``) or from a network arm's stitched test reconstruction (arm ``hybrid``).
 Both record convergence snapshots (object and cumulative wall time) at the study's snapshot epochs
 during their one solve.
 
@@ -42,7 +43,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ptycho.config import IterativeConfig, dose_label, is_solver_arm, snapshot_epochs
+from ptycho.config import (
+    ENGINE_KEYS,
+    IterativeConfig,
+    check_engine,
+    dose_label,
+    is_solver_arm,
+    snapshot_epochs,
+)
 from ptycho.data.dataset import Dataset
 from ptycho.errors import ConfigError, DatasetError, PtychoError
 from ptycho.physics.forward import check_positions, patch_corners
@@ -75,6 +83,38 @@ OBJECT_STEP_SIZE = 1.0
 OPTIMAL_STEP_SIZE_SCALER = 0.9
 GAUSSIAN_NOISE_STD = 0.5
 
+# The other pty-chi engines (``engine``) and the defaults of their parameters where a block leaves
+# them out (docs/study.md, "Solver engines", with the measurements that chose them). LSQML's
+# step size is OBJECT_STEP_SIZE; its other settings above are LSQML's only. Minibatches of 64
+# compact patterns sum about ten overlapping updates per pixel, so pty-chi's step 1.0 diverges for
+# PIE (1e3 dense) and rPIE diverges from 0.3; the defaults sit about 3x below. ePIE's update
+# carries its alpha (0.1), so it takes larger steps (4.0 converged; default 2.0). DM oscillates
+# away from its best object after ~10 epochs on these counts; inertia 0.7 damps it (1e5 dense
+# phase SSIM 0.28 -> 0.58 after 100 epochs).
+ENGINE_NAMES = {"lsqml": "LSQML", "pie": "PIE", "epie": "ePIE", "rpie": "rPIE", "dm": "DM"}
+PIE_FAMILY = ("pie", "epie", "rpie")
+FULL_PASS = ("dm",)  # no minibatches: every epoch projects all exit waves at once
+ENGINE_DEFAULTS = {
+    "lsqml": {"step_size": OBJECT_STEP_SIZE},
+    "pie": {"step_size": 0.3, "object_alpha": 0.1, "probe_alpha": 0.1},
+    "epie": {"step_size": 2.0, "object_alpha": 0.1, "probe_alpha": 0.1},
+    "rpie": {"step_size": 0.1, "object_alpha": 0.1, "probe_alpha": 0.1},
+    "dm": {"relaxation": 1.0, "inertia": 0.7},
+}
+EXIT_WAVE_CHUNK = 64  # DM: exit waves per chunk (memory only, no effect on the result)
+
+
+def engine_settings(cfg) -> tuple[str, dict]:
+    """The engine of an iterative config ('lsqml' when unset) and its parameters, the engine's
+    defaults (:data:`ENGINE_DEFAULTS`) filled in where the config leaves them out (None)."""
+    engine = getattr(cfg, "engine", None) or "lsqml"
+    out = dict(ENGINE_DEFAULTS[engine])
+    for key in ENGINE_KEYS:
+        v = getattr(cfg, key, None)
+        if v is not None:
+            out[key] = float(v)
+    return engine, out
+
 
 def validate_config(cfg: IterativeConfig) -> None:
     """Reject budgets and options pty-chi would fail on later (or silently change)."""
@@ -100,6 +140,7 @@ def validate_config(cfg: IterativeConfig) -> None:
         raise ConfigError("iterative: position_update_limit_px needs position_clip_by_mad true "
                           "(or set the limit to null)")
     snapshot_epochs(it, cfg.snapshots)
+    check_engine({f.name: getattr(cfg, f.name) for f in fields(cfg)}, "iterative")
 
 
 @dataclass(frozen=True)
@@ -260,25 +301,41 @@ def position_settings(cfg) -> dict:
 
 
 def _build_options(api, cfg: IterativeConfig, n: int, shape, device: str, n_modes: int = 1):
-    opts = api.LSQMLOptions()
+    engine, es = engine_settings(cfg)
+    opts = {"lsqml": api.LSQMLOptions, "pie": api.PIEOptions, "epie": api.EPIEOptions,
+            "rpie": api.RPIEOptions, "dm": api.DMOptions}[engine]()
     ro = opts.reconstructor_options
     ro.num_epochs = int(cfg.iterations)
-    ro.batch_size = int(min(cfg.batch_size, n))
-    ro.noise_model = api.NoiseModels(cfg.noise_model)
-    ro.gaussian_noise_std = GAUSSIAN_NOISE_STD
+    if engine not in FULL_PASS:  # DM takes every pattern at once (batch_size unused)
+        ro.batch_size = int(min(cfg.batch_size, n))
+    if engine == "lsqml":
+        ro.noise_model = api.NoiseModels(cfg.noise_model)
+        ro.gaussian_noise_std = GAUSSIAN_NOISE_STD
     ro.batching_mode = api.BatchingModes(BATCHING_MODE)
     ro.default_device = api.Devices.GPU if device == "cuda" else api.Devices.CPU
     ro.random_seed = SEED
-    ro.rescale_probe_intensity_in_first_epoch = False
-    ro.momentum_acceleration_gain = MOMENTUM_GAIN
+    if engine == "lsqml":
+        ro.rescale_probe_intensity_in_first_epoch = False
+        ro.momentum_acceleration_gain = MOMENTUM_GAIN
+    if engine in FULL_PASS:  # their cost is their own exit-wave error (pty-chi warns otherwise)
+        ro.displayed_loss_function = None
+    if engine == "dm":
+        ro.exit_wave_update_relaxation = es["relaxation"]
+        ro.chunk_length = EXIT_WAVE_CHUNK
 
     opts.data_options.fft_shift = True  # our patterns have DC at (N/2, N/2)
     opts.data_options.save_data_on_device = device == "cuda"
 
     oo = opts.object_options
     oo.optimizable = True
-    oo.step_size = OBJECT_STEP_SIZE
-    oo.optimal_step_size_scaler = OPTIMAL_STEP_SIZE_SCALER
+    if engine == "lsqml" or engine in PIE_FAMILY:
+        oo.step_size = es["step_size"]
+    if engine == "lsqml":
+        oo.optimal_step_size_scaler = OPTIMAL_STEP_SIZE_SCALER
+    elif engine in PIE_FAMILY:
+        oo.alpha = es["object_alpha"]
+    else:
+        oo.inertia = es["inertia"]
     oo.pixel_size_m = 1.0
     oo.determine_position_origin_coords_by = api.ObjectPosOriginCoordsMethods.SPECIFIED
     H, W = shape
@@ -289,6 +346,10 @@ def _build_options(api, cfg: IterativeConfig, n: int, shape, device: str, n_mode
 
     po = opts.probe_options
     po.optimizable = bool(cfg.refine_probe)
+    if engine in PIE_FAMILY:
+        po.alpha = es["probe_alpha"]
+    elif engine in FULL_PASS:
+        po.inertia = es["inertia"]
     # one mode: nothing to orthogonalise; several refined modes: kept orthogonal by pty-chi
     po.orthogonalize_incoherent_modes.enabled = bool(cfg.refine_probe) and n_modes > 1
 
@@ -303,7 +364,8 @@ def _build_options(api, cfg: IterativeConfig, n: int, shape, device: str, n_mode
         co.correction_type = api.PositionCorrectionTypes(ps["position_correction"])
         co.update_magnitude_limit = ps["position_update_limit_px"]
         co.clip_update_magnitude_by_mad = ps["position_clip_by_mad"]
-        pp.momentum_acceleration_gain = ps["position_momentum_gain"]
+        if engine == "lsqml":  # LSQML's only (check_engine refuses a gain for the others)
+            pp.momentum_acceleration_gain = ps["position_momentum_gain"]
     opts.opr_mode_weight_options.optimizable = False
     return opts
 
@@ -355,7 +417,7 @@ def _ptychi_inputs(counts, positions, probe, shape, dose, object_guess=None):
 @contextlib.contextmanager
 def _ptychi_task(cfg: IterativeConfig, counts, positions, probe, shape, dose, device: str,
                  object_guess=None):
-    """A built pty-chi LSQML task on our data; restores torch's global default device and dtype
+    """A built pty-chi task (the config's engine) on our data; restores torch's global default device and dtype
     (pty-chi sets them process-wide) when the block ends."""
     torch, api, PtychographyTask = _import_ptychi()
     data, buf, probe_p, pos_y, pos_x, _ = _ptychi_inputs(counts, positions, probe, shape, dose,
@@ -403,15 +465,16 @@ def ptychi_expected_counts(obj, probe, positions, dose) -> np.ndarray:
 
 def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
                           device: str = "auto", start: NetworkStart | None = None) -> Reconstruction:
-    """pty-chi LSQML reconstruction of a test split (arm ``iterative``, or ``hybrid`` with a
-    ``start``; gridsize 1).
+    """pty-chi reconstruction of a test split (arm ``iterative``, or ``hybrid`` with a
+    ``start``; gridsize 1) with the config's engine (LSQML when ``cfg.engine`` is None).
 
     Parameters
     ----------
     test_path : the test dataset file (counts in photons, positions in object pixels, probe).
     cfg : iterations (epochs, >= 1), batch_size, noise_model ('gaussian' | 'poisson'),
         refine_probe (the known probe is the start; refined only if True), snapshots (epochs at
-        which the object is recorded, see :func:`ptycho.config.snapshot_epochs`).
+        which the object is recorded, see :func:`ptycho.config.snapshot_epochs`), engine and
+        its parameters (:func:`engine_settings`; LSQML only: noise_model).
     threads : torch intra-op threads.
     device : 'auto' (CUDA when torch sees it), 'cpu' or 'cuda'.
     start : None for a flat start (ones, never the ground truth); a :class:`NetworkStart` for the
@@ -451,10 +514,12 @@ def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
     import_s = t0 - t_import
     dev = _choose_device(device, torch)
     torch.set_num_threads(max(1, int(threads)))
-    batch = int(min(cfg.batch_size, n))
-    log.info("%s: pty-chi LSQML on %s, %d patterns of %d x %d, object %d x %d, %d epochs, "
+    engine, es = engine_settings(cfg)
+    name = ENGINE_NAMES[engine]
+    batch = n if engine in FULL_PASS else int(min(cfg.batch_size, n))
+    log.info("%s: pty-chi %s on %s, %d patterns of %d x %d, object %d x %d, %d epochs, "
              "batch %d, noise %s, refine_probe %s, device %s, %d threads, start %s, snapshots at "
-             "%s", label, test_path, n, N, N, H, W, cfg.iterations, batch, cfg.noise_model, cfg.refine_probe, dev,
+             "%s", label, name, test_path, n, N, N, H, W, cfg.iterations, batch, cfg.noise_model, cfg.refine_probe, dev,
              torch.get_num_threads(), "flat" if start is None else start.arm, list(epochs))
     costs: list[float] = []
     snaps, times = [], []
@@ -473,13 +538,14 @@ def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
             costs = [float(v) for v in task.reconstructor.loss_tracker.table["loss"]]
             left = (f"ETA {format_duration(solve_s / done * (total - done))}" if done < total
                     else "done")
-            log.info("%s LSQML epoch %d/%d: cost %.6g (%.1f s, %s)", label, done, total,
+            log.info("%s %s epoch %d/%d: cost %.6g (%.1f s, %s)", label, name, done, total,
                      costs[-1], solve_s, left)
             if not math.isfinite(costs[-1]):
-                raise PtychoError(f"{test_path}: LSQML diverged (cost {costs[-1]}) at epoch {done}")
+                raise PtychoError(f"{test_path}: {name} diverged (cost {costs[-1]}) at epoch "
+                                  f"{done}")
             if done in epochs:
                 buf = task.get_data_to_cpu("object", as_numpy=True)[0]
-                snaps.append(_grid_object(buf, shape, weight, test_path))
+                snaps.append(_grid_object(buf, shape, weight, test_path, name))
                 times.append(time.perf_counter() - t0)
         probe_all = task.get_data_to_cpu("probe", as_numpy=True)[0]
         probe_out = probe_all[0]
@@ -491,7 +557,7 @@ def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
 
     scale = probe_scale(solve_probe, dose)
     info = {
-        "solver": "pty-chi LSQML",
+        "solver": f"pty-chi {name}",
         "ptychi_version": _ptychi_version(),
         "iterations": int(cfg.iterations),
         "batch_size": batch,
@@ -511,11 +577,21 @@ def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
         "probe_scale": scale,
         "batching_mode": BATCHING_MODE,
         "momentum_gain": MOMENTUM_GAIN,
-        "object_step_size": OBJECT_STEP_SIZE,
+        "object_step_size": es.get("step_size"),
         "optimal_step_size_scaler": OPTIMAL_STEP_SIZE_SCALER,
         "gaussian_noise_std": GAUSSIAN_NOISE_STD,
         "seed": SEED,
     }
+    if engine != "lsqml":  # the engine and its parameters instead of LSQML's settings
+        for key in ("noise_model", "momentum_gain", "object_step_size", "optimal_step_size_scaler",
+                    "gaussian_noise_std"):
+            info.pop(key)
+        info["engine"] = engine
+        info.update(es)
+        if engine in FULL_PASS:
+            info.pop("batching_mode")
+            info["cost"] = (f"pty-chi {name} error per epoch: norm of the exit-wave update "
+                            "(not comparable with LSQML's cost)")
     if start is not None:
         info.update({
             "start_arm": start.arm,
@@ -544,8 +620,8 @@ def reconstruct_iterative(test_path, cfg: IterativeConfig, threads: int = 1,
         info.update(refine_positions=True, **position_settings(cfg),
                     position_change_rms_px=float(np.sqrt(np.mean(np.sum(
                         (final_pos - positions) ** 2, axis=1)))))
-    log.info("%s: pty-chi LSQML finished in %.1f s (+%.1f s import%s), final cost %.6g", label,
-             wall, import_s, "" if start is None else f", +{offset:.1f} s {start.arm} inference",
+    log.info("%s: pty-chi %s finished in %.1f s (+%.1f s import%s), final cost %.6g", label,
+             name, wall, import_s, "" if start is None else f", +{offset:.1f} s {start.arm} inference",
              costs[-1])
     return Reconstruction(
         object=obj, weight=weight.astype(np.float32),
@@ -575,7 +651,8 @@ def _start_object(start: NetworkStart | None, shape, dose: float, test_path) -> 
     return obj
 
 
-def _grid_object(buf: np.ndarray, shape, weight: np.ndarray, test_path) -> np.ndarray:
+def _grid_object(buf: np.ndarray, shape, weight: np.ndarray, test_path, name: str = "LSQML"
+                 ) -> np.ndarray:
     """Our (H, W) grid out of pty-chi's object buffer, 0 where no pattern reached."""
     H, W = shape
     if buf.shape != (H + 2 * MARGIN, W + 2 * MARGIN):
@@ -583,7 +660,7 @@ def _grid_object(buf: np.ndarray, shape, weight: np.ndarray, test_path) -> np.nd
                           f"{(H + 2 * MARGIN, W + 2 * MARGIN)}")
     obj = buf[MARGIN : MARGIN + H, MARGIN : MARGIN + W]
     if not np.all(np.isfinite(obj)):
-        raise PtychoError(f"{test_path}: LSQML produced NaN or inf in the object")
+        raise PtychoError(f"{test_path}: {name} produced NaN or inf in the object")
     return np.where(weight > 0, obj, 0).astype(np.complex64)
 
 
@@ -597,7 +674,9 @@ def _ptychi_version() -> str:
 
 
 __all__ = [
+    "ENGINE_DEFAULTS",
     "NetworkStart",
+    "engine_settings",
     "illumination_map",
     "load_network_start",
     "probe_scale",
