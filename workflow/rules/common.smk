@@ -11,6 +11,7 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from ptycho.arms.registry import check_study_arms
+from ptycho.arms.spec import ArmIdentity
 from ptycho.config import (
     StudyConfig,
     load_schema,
@@ -450,6 +451,18 @@ def half_recons(wildcards):
     r = root(wildcards.scale)
     c = CELL.format(**wildcards)
     return [f"{r}/recon_halves/{wildcards.arm}/{c}_half{h}.h5" for h in (1, 2)]
+
+
+def half_model(wildcards):
+    """The model a network arm reconstructs the half scans with: its own, or for the adapted arm
+    the PINN it adapts (each half is adapted to its own counts, as the full scan is, so the two
+    halves stay independent)."""
+    ident = STUDY.identity(wildcards.net)
+    net = ident.name
+    if ident.kind == "adapted":
+        net = ArmIdentity.builtin_id("pinn", ident.gridsize).name
+    d = f"{root(wildcards.scale)}/models/{net}/{CELL.format(**wildcards)}"
+    return {"model": f"{d}/model.keras", "bundle": f"{d}/bundle.json"}
 
 
 def half_outputs(scale):

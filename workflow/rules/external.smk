@@ -51,16 +51,6 @@ if not GROUND_TRUTH:
         script:
             "../scripts/split_halves.py"
 
-    def half_model(wildcards):
-        """The model a network arm reconstructs the half scans with: its own, or for the
-        adapted arm the PINN it adapts (each half is adapted to its own counts, as the full scan
-        is, so the two halves stay independent)."""
-        net = wildcards.net
-        if net.startswith("adapted_g"):
-            net = "pinn_g" + net[len("adapted_g") :]
-        d = f"{root(wildcards.scale)}/models/{net}/{CELL.format(**wildcards)}"
-        return {"model": f"{d}/model.keras", "bundle": f"{d}/bundle.json"}
-
     rule reconstruct_halves_network:
         input:
             unpack(half_model),
