@@ -184,3 +184,34 @@ def test_replicates_show_the_mean_its_t_interval_and_every_value():
     assert RP._estimate_text(reps) == (
         f"0.430 [{0.43 - half:.3f}, {0.43 + half:.3f}]; replicates: 0.400 [0.390, 0.410], "
         "0.430 [0.420, 0.440], 0.460 [0.450, 0.470]")
+
+
+def _loss(arm, loss, low, high, quantity="phase"):
+    from ptycho.reporting.robustness import LOSS_COLUMNS
+
+    e = dict.fromkeys(LOSS_COLUMNS, math.nan)
+    e.update(kind="probe", error_level="probe25", error_value=0.25, arm=arm, dose=1e5,
+             overlap="dense", quantity=quantity, metric="ssim", exact=0.9, value=0.9 - loss,
+             loss=loss, loss_low=low, loss_high=high, n_replicates=1, method="paired bootstrap",
+             data_probe_error=0.25, arm_refined="probe" if arm == "iterative" else "")
+    return e
+
+
+def test_robustness_section_reads_losses_against_intervals_and_the_spread(tmp_path):
+    from ptycho.reporting.robustness import read_losses_csv, write_losses_csv
+
+    losses = [_loss("iterative", 0.003, -0.002, 0.008),   # interval holds zero: no loss
+              _loss("iterative", 0.018, 0.010, 0.026, "amplitude"),  # solver: a loss
+              _loss("pinn_g1", 0.032, 0.020, 0.044),      # network, below the spread
+              _loss("pinn_g2", 0.080, 0.060, 0.100)]      # network, beyond the spread
+    write_losses_csv(losses, tmp_path / "robustness.csv")
+    back = read_losses_csv(tmp_path / "robustness.csv")
+    lines = RP.robustness_section(back, 0.95, 0.05)
+    assert lines[0] == "## Robustness to model errors"
+    note = next(line for line in lines if "losses have a paired interval" in line)
+    assert note.startswith("3 of 4 losses") and "2 of them are also beyond the 0.05" in note
+    rows = [line for line in lines if line.startswith("| probe25 |")]
+    assert len(rows) == 4
+    assert "| iterative | phase | 0.900 | 0.897 | +0.003 [-0.002, +0.008] |" in rows[0]
+    assert rows[0].endswith("| probe |") and rows[2].endswith("| nothing |")
+    assert RP.robustness_section([], 0.95, 0.05) == []

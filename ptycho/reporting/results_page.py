@@ -18,7 +18,10 @@ paired differences), and writes one Markdown page:
 - what is and is not reproducible across machines;
 - the machine, software versions, git commit and job wall time of the run (``provenance.json``);
 - the figures: copied next to the page when they are small, otherwise referenced by their path
-  in the results tree.
+  in the results tree;
+- in a study with model-error levels, each arm's loss against its exact cell from
+  ``report/robustness.csv`` (the summary's table), with the same reading of small network
+  differences.
 """
 
 from __future__ import annotations
@@ -81,6 +84,7 @@ def load_run(root) -> dict:
     """Everything the page shows, read from the run directory ``root``
     (``results/<study>/<scale>``)."""
     from ptycho.reporting.records import collect_references, load_records, read_metrics_csv
+    from ptycho.reporting.robustness import read_losses_csv
     from ptycho.reporting.uncertainty import collect_paired_differences
 
     root = Path(root)
@@ -101,6 +105,8 @@ def load_run(root) -> dict:
         "paired": [e for e in collect_paired_differences(records) if e["metric"] == "ssim"]
         if has_ssim else [],
         "figures": sorted((report / "figures").glob("*.png")),
+        "robustness": (read_losses_csv(report / "robustness.csv")
+                       if (report / "robustness.csv").is_file() else []),
     }
 
 
@@ -299,6 +305,24 @@ def _statistics(run: dict, spread: float) -> list[str]:
     return lines
 
 
+def robustness_section(losses, confidence: float, spread: float) -> list[str]:
+    """The losses of ``report/robustness.csv`` (the summary's table), preceded by how to read
+    them: a loss whose interval holds zero is no loss, and a network arm's loss smaller than the
+    cross-machine spread of training is not a finding either. Empty without model errors."""
+    from ptycho.reporting.robustness import losses_markdown
+
+    if not losses:
+        return []
+    table = losses_markdown(losses, confidence)
+    lost = [e for e in losses if math.isfinite(e["loss_low"]) and e["loss_low"] > 0]
+    big = [e for e in lost if not weight_dependent(e["arm"]) or e["loss"] >= spread]
+    note = (f"{len(lost)} of {len(losses)} losses have a paired interval above zero; "
+            f"{len(big)} of them are also beyond the {spread:.2f} SSIM cross-machine spread of "
+            "network training or belong to an arm without trained weights (the others are "
+            "within what two machines differ by and are not findings).")
+    return table[:4] + [note, ""] + table[4:]
+
+
 def _reproducibility(spread: float) -> list[str]:
     return [
         "## Reproducible across machines, and not", "",
@@ -378,7 +402,10 @@ def results_markdown(run: dict, out: Path, source: str, figures: str = "auto",
                      spread: float = NETWORK_SPREAD_SSIM) -> str:
     """The page's Markdown (copies the figures next to ``out`` when ``figures`` says so)."""
     lines = (_header(run, source) + _verification(run["verification"]) + _ssim_tables(run)
-             + _statistics(run, spread) + _reproducibility(spread)
+             + _statistics(run, spread) + robustness_section(run.get("robustness", []),
+                                                             _confidence(run["provenance"]),
+                                                             spread)
+             + _reproducibility(spread)
              + _figure_section(run, out, source, figures) + _machine(run["provenance"]))
     return "\n".join(lines).rstrip() + "\n"
 
