@@ -176,6 +176,9 @@ rm "$R/recon/baseline/$cell.h5"
 before=$(submitted)
 # kill the running job step's processes (as an out-of-memory kill or a crash would); log each kill
 (
+  # no errexit here: a job that ends between squeue and scontrol makes listpids fail, and that
+  # must not end the killer (the next attempt would then run unharmed)
+  set +e +o pipefail
   while true; do
     for j in $(squeue -h -t RUNNING -o '%i %k' | awk '/rule_train_baseline/ {print $1}'); do
       pids=$(scontrol listpids "$j" 2>/dev/null | awk 'NR > 1 && $3 ~ /^[0-9]+$/ {print $1}')
