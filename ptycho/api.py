@@ -24,15 +24,14 @@ already loaded in this one (importing torchvision after TensorFlow crashes, docs
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ptycho.arms.spec import ArmIdentity
+from ptycho.child import run_in_child
 from ptycho.config import StudyConfig
-from ptycho.errors import ConfigError, PtychoError
+from ptycho.errors import ConfigError
 
 PathLike = str | Path
 
@@ -327,13 +326,7 @@ def _isolated_iterative(job: dict) -> ReconstructionResult:
     """:func:`_iterative_job` in a child process (this one has imported TensorFlow)."""
     from ptycho.reconstruct.io import read_reconstruction
 
-    code = "import json, sys; from ptycho import api; api._iterative_job(json.loads(sys.argv[1]))"
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(job)], capture_output=True,
-                          text=True, check=False)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise PtychoError(f"{job['test']}: iterative reconstruction failed in its child process "
-                          f"(exit {proc.returncode}): {tail[0]}")
+    run_in_child("ptycho.api:_iterative_job", job, f"{job['test']}: iterative reconstruction")
     rec = read_reconstruction(job["out"])
     return ReconstructionResult(rec.arm, Path(job["out"]), rec.wall_time_s, rec.n_patterns,
                                 rec.info)
@@ -386,14 +379,7 @@ def refine_probe(study: StudyConfig, train_path: PathLike, out_path: PathLike, *
     job = {"train": str(train_path), "out": str(out_path), "settings": asdict(settings),
            "threads": int(threads), "device": device}
     if "tensorflow" in sys.modules:
-        code = ("import json, sys; from ptycho import api; "
-                "api._refine_probe_job(json.loads(sys.argv[1]))")
-        proc = subprocess.run([sys.executable, "-c", code, json.dumps(job)], capture_output=True,
-                              text=True, check=False)
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise PtychoError(f"{train_path}: probe refinement failed in its child process "
-                              f"(exit {proc.returncode}): {tail[0]}")
+        run_in_child("ptycho.api:_refine_probe_job", job, f"{train_path}: probe refinement")
     else:
         _refine_probe_job(job)
     from ptycho.data.probe_file import read_probe_file

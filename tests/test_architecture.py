@@ -18,8 +18,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ptycho"
 LAYERS: tuple[tuple[str, ...], ...] = (
     # the package root (versions), the error types, progress-line formatting (no ptycho import)
     ("ptycho", "ptycho.errors", "ptycho.progress"),
-    # seeded streams; a backbone as plain data (no Keras); an arm's identity (id, kind, gridsize)
-    ("ptycho.rng", "ptycho.models.spec", "ptycho.arms.spec"),
+    # seeded streams; a backbone as plain data (no Keras); an arm's identity (id, kind, gridsize);
+    # a package function called in a child process
+    ("ptycho.rng", "ptycho.models.spec", "ptycho.arms.spec", "ptycho.child"),
     ("ptycho.config",),  # the study: schema, validation, defaults
     ("ptycho.physics",),  # pure-NumPy physics
     ("ptycho.data",),  # dataset files, the split contract, grouping, batches

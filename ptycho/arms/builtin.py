@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ptycho.arms.base import Arm
 from ptycho.config import IterativeConfig, load_schema, snapshot_epochs
-from ptycho.errors import ConfigError, PtychoError
+from ptycho.errors import ConfigError
 from ptycho.reconstruct.io import Reconstruction
 
 
@@ -107,22 +107,14 @@ def iterative_job(job: dict) -> Reconstruction:
 
 def _isolated(job: dict) -> Reconstruction:
     """:func:`iterative_job` in a child process (this one has imported TensorFlow)."""
-    import json
-    import subprocess
     import tempfile
 
+    from ptycho.child import run_in_child
     from ptycho.reconstruct.io import read_reconstruction
 
     with tempfile.TemporaryDirectory(prefix="ptycho-arm-") as tmp:
         job = {**job, "out": str(Path(tmp) / "recon.h5")}
-        code = ("import json, sys; from ptycho.arms.builtin import iterative_job; "
-                "iterative_job(json.loads(sys.argv[1]))")
-        proc = subprocess.run([sys.executable, "-c", code, json.dumps(job)], capture_output=True,
-                              text=True, check=False)
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise PtychoError(f"pty-chi failed in its child process (exit {proc.returncode}): "
-                              f"{tail[0]}")
+        run_in_child("ptycho.arms.builtin:iterative_job", job, "pty-chi")
         return read_reconstruction(job["out"])
 
 
