@@ -1,4 +1,7 @@
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # ARPACK in the phase synchronisation measured 13 s of CPU instead of 1.1 s on a busy 2-core
 # machine (OpenBLAS threads spinning on tiny products). Workflow jobs set their own threads.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
+def run_worker(script: Path, out: Path, *args: str, timeout: int = 600) -> dict:
+    """Run a test worker script (pty-chi away from this process's TensorFlow) with ``out`` and
+    ``args``; it writes ``out/results.json``, returned as a dict. A failure shows its stderr."""
+    proc = subprocess.run([sys.executable, str(script), str(out), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+    assert proc.returncode == 0, f"worker {Path(script).name} failed:\n{proc.stderr[-4000:]}"
+    return json.loads((Path(out) / "results.json").read_text())
 
 
 @pytest.fixture(scope="session")

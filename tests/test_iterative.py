@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 import pytest
 import yaml
+from conftest import run_worker
 
 from ptycho.config import IterativeConfig
 from ptycho.data.dataset import DatasetMeta, DatasetWriter
@@ -33,11 +34,7 @@ needs_ptychi = pytest.mark.skipif(importlib.util.find_spec("ptychi") is None,
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ptychi")
-    proc = subprocess.run([sys.executable, str(WORKER), str(out)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600, check=False)
-    assert proc.returncode == 0, f"worker failed:\n{proc.stderr[-4000:]}"
-    return json.loads((out / "results.json").read_text())
+    return run_worker(WORKER, tmp_path_factory.mktemp("ptychi"))
 
 
 # ----------------------------------------------------------------------------- pty-chi (subprocess)

@@ -9,12 +9,10 @@ a cell of N = 32 (the jitter inside the probe's capture range).
 from __future__ import annotations
 
 import importlib.util
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("_robust_worker.py")
@@ -24,10 +22,7 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("ptychi") is None,
 
 
 def _run_worker(out: Path, group: str) -> dict:
-    proc = subprocess.run([sys.executable, str(WORKER), str(out), group], cwd=ROOT,
-                          capture_output=True, text=True, timeout=900, check=False)
-    assert proc.returncode == 0, f"worker failed:\n{proc.stderr[-4000:]}"
-    return json.loads((out / "results.json").read_text())
+    return run_worker(WORKER, out, group, timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,11 @@ segfaults); the config checks run here directly.
 from __future__ import annotations
 
 import importlib.util
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run_worker
 
 from ptycho.config import ENGINES, IterativeConfig, StudyConfig, check_engine
 from ptycho.errors import ConfigError
@@ -28,11 +26,7 @@ needs_ptychi = pytest.mark.skipif(importlib.util.find_spec("ptychi") is None,
 
 @pytest.fixture(scope="module")
 def worker(tmp_path_factory):
-    out = tmp_path_factory.mktemp("engines")
-    proc = subprocess.run([sys.executable, str(WORKER), str(out)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600, check=False)
-    assert proc.returncode == 0, f"worker failed:\n{proc.stderr[-4000:]}"
-    return json.loads((out / "results.json").read_text())
+    return run_worker(WORKER, tmp_path_factory.mktemp("engines"))
 
 
 # ----------------------------------------------------------------------------- pty-chi (subprocess)
