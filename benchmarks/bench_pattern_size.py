@@ -80,16 +80,27 @@ CHILD = textwrap.dedent(
 
 
 def parse_variant(v: str) -> dict:
-    """``default`` -> {} (the schema's rule); ``<backbone>-<filters>-<depth>[-s<s>][-lr<r>]``."""
+    """``default`` -> {} (the schema's rule); ``<backbone>-<filters>-<depth>[-s<s>][-lr<r>]``
+    [-clip<global norm>][-cos (cosine schedule)][-b<batch size>]; ``default-...`` is the rule with
+    only those training options set."""
     if v == "default":
         return {}
     parts = v.split("-")
+    if parts[0] == "default":  # the rule's network, other training options changed
+        return {k: val for k, val in parse_variant("cnn-0-0-" + "-".join(parts[1:])).items()
+                if k not in ("backbone", "filters", "depth")}
     if len(parts) < 3:
         raise SystemExit(f"variant {v!r}: expected 'default' or <backbone>-<filters>-<depth>[-...]")
     out = {"backbone": parts[0], "filters": int(parts[1]), "depth": int(parts[2])}
     for p in parts[3:]:
         if p.startswith("lr"):
             out["learning_rate"] = float(p[2:])
+        elif p.startswith("clip"):
+            out["clip_norm"] = float(p[4:])
+        elif p == "cos":
+            out["schedule"] = "cosine"
+        elif p.startswith("b") and p[1:].isdigit():
+            out["batch_size"] = int(p[1:])
         elif p.startswith("s"):
             out["support"] = float(p[1:])
         else:
@@ -133,6 +144,8 @@ def main() -> None:
                     + ", ".join(f"N = {n}: {h} x {w}" for n, (h, w) in OBJECT_SIZES.items()) + ")")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "pattern_size.jsonl"))
     ap.add_argument("--data", default=str(REPO / "benchmarks" / "out" / "pattern_size_data"))
+    ap.add_argument("--keep", action="store_true",
+                    help="keep each run's model, reconstruction and evaluation under --data/runs")
     ap.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
     a = ap.parse_args()
 
@@ -170,7 +183,7 @@ def main() -> None:
                     r = run_child({"mode": "train", "arm": arm, "dir": str(run.resolve()),
                                    "cell_dir": str(cell.resolve()),
                                    "study_dict": study_dict(Path(a.study), N, osz, v, a.epochs)})
-                    if "error" not in r:
+                    if "error" not in r and not a.keep:
                         shutil.rmtree(run, ignore_errors=True)
                     r = dict(N=N, object_size=list(osz), dose=dose, arm=arm, variant=v,
                              epochs=a.epochs, **r)
@@ -183,7 +196,7 @@ def main() -> None:
     print_table(out)
 
 
-HEADER = ("| N | dose | arm | network | parameters | s / epoch | train patterns / s | "
+HEADER = ("| N | dose | arm | network | epochs | parameters | s / epoch | train patterns / s | "
           "amp SSIM | phase SSIM | flat amp / phase |")
 
 
@@ -192,7 +205,8 @@ def row(r: dict) -> str:
     sec = statistics.median(r["epoch_times_s"]) if r["epoch_times_s"] else float("nan")
     n = r["n_train"] + r["n_val"]
     net = f"{r['variant']} ({kind}-{f}-{depth}-s{s:g}-lr{lr:g})"
-    return (f"| {r['N']} | {r['dose']} | {r['arm']} | {net} | {r['parameters']:,} | {sec:.1f} | "
+    return (f"| {r['N']} | {r['dose']} | {r['arm']} | {net} | {r['epochs']} | {r['parameters']:,} | "
+            f"{sec:.1f} | "
             f"{n / sec:.0f} | {r['amp_ssim']:.3f} | {r['phase_ssim']:.3f} | "
             f"{r['flat_amp_ssim']:.3f} / {r['flat_phase_ssim']:.3f} |")
 
@@ -201,8 +215,8 @@ def print_table(path: Path) -> None:
     rows = [json.loads(x) for x in path.read_text().splitlines()]
     rows = [r for r in rows if "error" not in r]
     print("\n" + HEADER)
-    print("|---:|---|---|---|---:|---:|---:|---:|---:|---|")
-    for r in sorted(rows, key=lambda r: (r["N"], float(r["dose"]), r["arm"], r["variant"])):
+    print("|---:|---|---|---|---:|---:|---:|---:|---:|---:|---|")
+    for r in sorted(rows, key=lambda r: (r["N"], float(r["dose"]), r["arm"], r["variant"], r["epochs"])):
         print(row(r))
 
 
