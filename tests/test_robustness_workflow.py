@@ -201,3 +201,19 @@ def test_api_simulate_cell_passes_the_error_level(tmp_path):
     with pytest.raises(ConfigError, match="unknown error level"):
         api.simulate_cell(study, "scaled", 1e5, "dense", tmp_path / "x", figure=False,
                           error_level="probe10")
+
+
+def test_quick_robustness_study_is_the_full_one_at_1e5():
+    """The quick subset differs from the robustness study only in its name and doses."""
+    from pathlib import Path
+
+    from ptycho import api
+
+    root = Path(__file__).resolve().parents[1] / "studies" / "robustness"
+    full = yaml.safe_load((root / "study.yaml").read_text())
+    quick = yaml.safe_load((root / "quick.yaml").read_text())
+    assert quick.pop("doses") == [100000] and 100000 in full.pop("doses")
+    assert (quick.pop("study"), full.pop("study")) == ("robustness_quick", "robustness")
+    assert quick == full
+    s = api.load_study(root / "quick.yaml")
+    assert [lv.label for lv in s.errors.levels()] == ["probe10", "probe25", "jitter0.5", "jitter1"]
