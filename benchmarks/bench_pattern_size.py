@@ -81,8 +81,8 @@ CHILD = textwrap.dedent(
 
 def parse_variant(v: str) -> dict:
     """``default`` -> {} (the schema's rule); ``<backbone>-<filters>-<depth>[-s<s>][-lr<r>]``
-    [-clip<global norm>][-cos (cosine schedule)][-b<batch size>]; ``default-...`` is the rule with
-    only those training options set."""
+    [-clip<global norm>][-cos (cosine schedule)][-b<batch size>];
+    ``default-...`` is the rule with only those training options set."""
     if v == "default":
         return {}
     parts = v.split("-")

@@ -15,8 +15,9 @@ true probe is not exported), and two external-data studies read those files: ``g
 (``probe_source: train_refined``). ``compare`` prints each arm's data residual (mean Poisson
 deviance per test pattern, re-projected with the probe the arm was told or ended with) and SSIMs
 in both runs, and writes ``compare_own_probe.json``. ``make`` also writes ``net_given.yaml`` and
-``net_refined.yaml``: dose 1e5 only, the network arms trained for 30 epochs instead of 3; compare
-their runs with ``compare --networks``.
+``net_refined.yaml``: dose 1e5 only, every arm, the network arms trained for 30 epochs instead of
+3 (so the networks learn something, and the hybrid arm starts from such a network); compare their
+runs with ``compare --networks``.
 """
 
 from __future__ import annotations
@@ -57,11 +58,10 @@ def make(out: Path) -> None:
                   data={"source": "external", "ground_truth": True, "cells": cells,
                         "probe_source": source})
         (out / f"{name}.yaml").write_text(yaml.safe_dump(st, sort_keys=False))
-        # the networks trained for 30 epochs instead of 3 (dose 1e5 only)
+        # every arm, the networks trained for 30 epochs instead of 3 (dose 1e5 only)
         scales = yaml.safe_load(yaml.safe_dump(d["scales"]))
         scales["scaled"]["training"].update(epochs=30, patience=30)
-        net = dict(st, study=f"own_probe_net_{name}", doses=[100000], arms=["pinn", "baseline"],
-                   scales=scales,
+        net = dict(st, study=f"own_probe_net_{name}", doses=[100000], scales=scales,
                    data=dict(st["data"], cells=[c for c in cells if c["dose"] == 100000]))
         (out / f"net_{name}.yaml").write_text(yaml.safe_dump(net, sort_keys=False))
     print(f"wrote {out}/given.yaml, refined.yaml, net_given.yaml and net_refined.yaml")
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     ap.add_argument("--results", type=Path, default=Path("results"),
                     help="the runs' results directory (config 'results')")
     ap.add_argument("--networks", action="store_true",
-                    help="compare the net_given / net_refined runs (30-epoch networks)")
+                    help="compare the net_given / net_refined runs (every arm, 30-epoch networks)")
     a = ap.parse_args(argv)
     if a.step == "make":
         make(a.out)
