@@ -297,8 +297,8 @@ def plot_quality_time(records, png) -> None:
     overlaps = list(dict.fromkeys(c.overlap for c in cells))
     cols = [(ov, q) for ov in overlaps for q in QUANTITIES]
     arms = sorted({a for c in cells for a in c.ssim}, key=arm_sort_key)
-    fig, axes = plt.subplots(len(doses), len(cols),
-                             figsize=(max(3.6 * len(cols) + 0.5, 8.0), 2.8 * len(doses) + 1.2),
+    width = max(3.6 * len(cols) + 0.5, 8.0)
+    fig, axes = plt.subplots(len(doses), len(cols), figsize=(width, 2.8 * len(doses) + 1.2),
                              squeeze=False, sharex=True, constrained_layout=True)
     for c in cells:
         i = doses.index(c.dose)
@@ -333,7 +333,9 @@ def plot_quality_time(records, png) -> None:
                       ls=("--" if a == "hybrid" else "-") if is_solver_arm(a) else "none", label=a)
                for a in arms]
     handles.append(Line2D([], [], color="0.4", ls=":", label="flat object"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles))
+    # about 1.3 inches per entry: a narrow figure (one overlap view) wraps its legend into rows
+    fig.legend(handles=handles, loc="outside lower center",
+               ncol=max(1, min(len(handles), int(width // 1.3))))
     fig.suptitle("SSIM against reconstruction wall time (log axis); rows: dose (photons/exposure)\n"
                  "networks: points (inference and stitching); LSQML from a flat start (iterative)\n"
                  "and from a network's output (hybrid, its inference included): curves through "

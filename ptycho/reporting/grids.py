@@ -194,7 +194,9 @@ def plot_metric_grid(csv_path, png, metric: str = "ssim", overlap_targets: dict 
         for j, (ax, q) in enumerate(zip(pair, ("amplitude", "phase"))):
             im = _annotated_panel(ax, t.matrix(arm, q, metric), cmap, norm, xl, yl, "{:.3f}",
                                   t.notes(arm, q, metric))
-            ax.set_title(f"{arm}: {q} {name}", fontsize=11, fontweight="bold")
+            title = f"{arm}: {q} {name}"
+            # a long arm name (a variant) gets a smaller font, so it does not run into the next panel
+            ax.set_title(title, fontsize=11 if len(title) <= 30 else 9, fontweight="bold")
             _label_slot(ax, bottom, first and j == 0)
     cb = fig.colorbar(im, ax=axes, shrink=0.7, aspect=30)
     cb.set_label(f"{name} (1 = perfect)")

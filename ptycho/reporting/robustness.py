@@ -247,8 +247,9 @@ def plot_level_curves(rows, kind: str, png, metric: str = "ssim",
     plt = pyplot()
     cells = sorted({(k[1], k[2]) for k in curves})
     arms = sorted({k[0] for k in curves}, key=arm_sort_key)
+    width = max(5.0, 4.2 * len(cells))
     fig, axes = plt.subplots(len(QUANTITIES), len(cells), squeeze=False, sharex=True,
-                             figsize=(max(5.0, 4.2 * len(cells)), 7.0), constrained_layout=True)
+                             figsize=(width, 7.0), constrained_layout=True)
     for j, (dose, overlap) in enumerate(cells):
         for i, q in enumerate(QUANTITIES):
             ax = axes[i][j]
@@ -269,8 +270,11 @@ def plot_level_curves(rows, kind: str, png, metric: str = "ssim",
             if i == len(QUANTITIES) - 1:
                 ax.set_xlabel(KIND_AXIS.get(kind, f"{kind} error"))
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(arms), 6))
-    fig.suptitle(f"{metric.upper()} against {kind} error (0: the exact cell; bars: "
+    # about 1.6 inches per legend entry, so a one-cell figure wraps its legend into rows
+    fig.legend(handles, labels, loc="outside lower center",
+               ncol=max(1, min(len(arms), 6, int(width // 1.6))))
+    sep = "\n" if len(cells) == 1 else " "  # a one-cell figure is too narrow for one line
+    fig.suptitle(f"{metric.upper()} against {kind} error{sep}(0: the exact cell; bars: "
                  f"{round(confidence * 100)}% intervals)")
     save(fig, png)
 
