@@ -1,7 +1,8 @@
 """Pattern-size benchmark: do the trained arms' network defaults hold as the detector size N changes?
 
     python benchmarks/bench_pattern_size.py [--sizes 32 64 128] [--doses 1e4 1e5] \
-        [--arms pinn_g1 pinn_g2 baseline] [--variants default cnn-8-3-s0.5-lr0.002] [--epochs 10] \
+        [--arms pinn_g1 pinn_g2 baseline adapted_g2] [--variants default cnn-8-3-s0.5-lr0.002] \
+        [--epochs 10] \
         [--out benchmarks/out/pattern_size.jsonl] [--data benchmarks/out/pattern_size_data]
 
 One dense cell per (N, dose): the default study (``--study``) with its ``scaled`` scale's N and
@@ -10,7 +11,9 @@ user who edits N would run it; N = 128: 448 x 384, a CPU-sized object like the f
 rehearsal), everything else the study's. Each cell is simulated once (``--data`` keeps it between
 runs). Every run trains one arm in a fresh subprocess with one thread (as a study job runs), then
 reconstructs the test split with the study's stitching and scores it with the study's evaluation --
-the ``ptycho.api`` path of a workflow cell.
+the ``ptycho.api`` path of a workflow cell. ``adapted_g2`` trains the study's adaptation PINN
+(``--epochs``), fine-tunes it on the test split's counts with the study's ``adaptation`` settings
+and scores that (its epochs and patterns per second are the adaptation's).
 
 Variants: ``default`` trains with the study's settings with the network keys that follow N
 (backbone, filters, depth, support, learning rate) left to the schema's rule, as they are when a
@@ -53,14 +56,25 @@ CHILD = textwrap.dedent(
         print(json.dumps({"n_train": c.summary.get("n_train"), "n_test": c.summary.get("n_test")}))
         raise SystemExit(0)
     t0 = time.perf_counter()
-    if (d / "bundle.json").exists():  # trained by an earlier, interrupted run of this benchmark
-        m = api.TrainedArm(a["arm"], d / "model.keras", d / "bundle.json", d / "history.csv",
-                           d / "loss.png", json.loads((d / "bundle.json").read_text()))
+    adapted = a["arm"].startswith("adapted")
+    # the adapted arm: the study's adaptation PINN trained, then fine-tuned on the test counts
+    trained_arm = "pinn_g%d" % (study.adapted_gridsize or 2) if adapted else a["arm"]
+    td = d / "source" if adapted else d
+    if (td / "bundle.json").exists():  # trained by an earlier, interrupted run of this benchmark
+        m = api.TrainedArm(trained_arm, td / "model.keras", td / "bundle.json",
+                           td / "history.csv", td / "loss.png",
+                           json.loads((td / "bundle.json").read_text()))
     else:
-        m = api.train_arm(study, "scaled", a["arm"], cell / "train.h5", out_dir=d, threads=1)
+        m = api.train_arm(study, "scaled", trained_arm, cell / "train.h5", out_dir=td, threads=1)
     b = m.info
-    rec = api.reconstruct(study, "scaled", a["arm"], cell / "test.h5", d / "recon.h5", model=m,
+    if adapted:
+        m = api.adapt_arm(study, "scaled", m, cell / "test.h5", out_dir=d, threads=1)
+        b = dict(b, epoch_times_s=m.info["epoch_times_s"], epochs_run=m.info["epochs_run"],
+                 best_epoch=m.info["best_epoch"], fit_time_s=m.info["fit_time_s"])
+    rec = api.reconstruct(study, "scaled", m.arm, cell / "test.h5", d / "recon.h5", model=m,
                           threads=1, tmp_dir=d)
+    if adapted:  # its epochs pass over the test split
+        b.update(n_train=rec.n_patterns, n_val=0)
     ev = api.evaluate(rec.path, cell / "test.h5", out_dir=d)
     M, flat = ev.metrics, ev.report["reference"]["flat_object"]
     tc = study.scale("scaled").training
