@@ -230,7 +230,8 @@ def print_table(path: Path) -> None:
     rows = [r for r in rows if "error" not in r]
     print("\n" + HEADER)
     print("|---:|---|---|---|---:|---:|---:|---:|---:|---:|---|")
-    for r in sorted(rows, key=lambda r: (r["N"], float(r["dose"]), r["arm"], r["variant"], r["epochs"])):
+    key = lambda r: (r["N"], float(r["dose"]), r["arm"], r["variant"], r["epochs"])
+    for r in sorted(rows, key=key):
         print(row(r))
 
 

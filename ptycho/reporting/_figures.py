@@ -50,6 +50,13 @@ def arm_style(arm: str) -> dict:
             "alpha": 0.75 if wide else 1.0}
 
 
+def legend_columns(entries: int, width_in: float, entry_in: float = 1.5, most: int = 6) -> int:
+    """Columns of a figure legend below the panels: as many entries per row as fit the figure's
+    width (``entry_in`` inches each) and at most ``most``, so a narrow figure (one cell, one
+    overlap view) wraps its legend into rows instead of running off the figure."""
+    return max(1, min(entries, most, int(width_in // entry_in)))
+
+
 def save(fig, png) -> None:
     """Save ``fig`` to ``png`` atomically and close it."""
     plt = pyplot()

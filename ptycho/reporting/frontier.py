@@ -37,7 +37,7 @@ from ptycho.config import dose_label, is_network_arm, is_solver_arm
 from ptycho.data.io import write_text
 from ptycho.errors import PtychoError
 from ptycho.reporting import QUANTITIES, arm_sort_key
-from ptycho.reporting._figures import arm_colour, message_figure, pyplot, save
+from ptycho.reporting._figures import arm_colour, legend_columns, message_figure, pyplot, save
 
 QT_COLUMNS = ("study", "scale", "dose", "overlap", "replicate", "arm", "quantity", "target_ssim",
               "iterative_reached", "iterative_epochs", "iterative_time_s", "arm_reached",
@@ -333,9 +333,8 @@ def plot_quality_time(records, png) -> None:
                       ls=("--" if a == "hybrid" else "-") if is_solver_arm(a) else "none", label=a)
                for a in arms]
     handles.append(Line2D([], [], color="0.4", ls=":", label="flat object"))
-    # about 1.3 inches per entry: a narrow figure (one overlap view) wraps its legend into rows
     fig.legend(handles=handles, loc="outside lower center",
-               ncol=max(1, min(len(handles), int(width // 1.3))))
+               ncol=legend_columns(len(handles), width, 1.3, most=len(handles)))
     fig.suptitle("SSIM against reconstruction wall time (log axis); rows: dose (photons/exposure)\n"
                  "networks: points (inference and stitching); LSQML from a flat start (iterative)\n"
                  "and from a network's output (hybrid, its inference included): curves through "

@@ -237,7 +237,14 @@ def plot_level_curves(rows, kind: str, png, metric: str = "ssim",
                       confidence: float = CONFIDENCE) -> None:
     """SSIM (amplitude, phase: the rows of panels) against the level of ``kind`` (x), one panel
     column per (dose, overlap) cell, one line per arm with its interval as error bars."""
-    from ptycho.reporting._figures import arm_colour, arm_style, message_figure, pyplot, save
+    from ptycho.reporting._figures import (
+        arm_colour,
+        arm_style,
+        legend_columns,
+        message_figure,
+        pyplot,
+        save,
+    )
 
     curves = level_curves(rows, metric, confidence).get(kind) or {}
     if not curves:
@@ -270,9 +277,8 @@ def plot_level_curves(rows, kind: str, png, metric: str = "ssim",
             if i == len(QUANTITIES) - 1:
                 ax.set_xlabel(KIND_AXIS.get(kind, f"{kind} error"))
     handles, labels = axes[0][0].get_legend_handles_labels()
-    # about 1.6 inches per legend entry, so a one-cell figure wraps its legend into rows
     fig.legend(handles, labels, loc="outside lower center",
-               ncol=max(1, min(len(arms), 6, int(width // 1.6))))
+               ncol=legend_columns(len(labels), width, 1.6))
     sep = "\n" if len(cells) == 1 else " "  # a one-cell figure is too narrow for one line
     fig.suptitle(f"{metric.upper()} against {kind} error{sep}(0: the exact cell; bars: "
                  f"{round(confidence * 100)}% intervals)")
