@@ -1,7 +1,8 @@
 """Pattern-size benchmark: do the trained arms' network defaults hold as the detector size N changes?
 
     python benchmarks/bench_pattern_size.py [--sizes 32 64 128] [--doses 1e4 1e5] \
-        [--arms pinn_g1 pinn_g2 baseline adapted_g2] [--variants default cnn-8-3-s0.5-lr0.002] \
+        [--arms pinn_g1 pinn_g2 baseline adapted_g2 iterative] \
+        [--variants default cnn-8-3-s0.5-lr0.002] \
         [--epochs 10] \
         [--out benchmarks/out/pattern_size.jsonl] [--data benchmarks/out/pattern_size_data]
 
@@ -13,16 +14,19 @@ runs). Every run trains one arm in a fresh subprocess with one thread (as a stud
 reconstructs the test split with the study's stitching and scores it with the study's evaluation --
 the ``ptycho.api`` path of a workflow cell. ``adapted_g2`` trains the study's adaptation PINN
 (``--epochs``), fine-tunes it on the test split's counts with the study's ``adaptation`` settings
-and scores that (its epochs and patterns per second are the adaptation's).
+and scores that (its epochs and patterns per second are the adaptation's). ``iterative`` runs the
+study's pty-chi LSQML on the test split (no network, no variants): what the counts support at that
+N and dose. A dose that is not one of the study's (``--doses 4e5``) is added to it, so a cell at
+N = 64 can be given the photons per object pixel that a N = 32 cell gets.
 
 Variants: ``default`` trains with the study's settings with the network keys that follow N
 (backbone, filters, depth, support, learning rate) left to the schema's rule, as they are when a
 study file does not set them; ``<backbone>-<filters>-<depth>[-s<support>][-lr<rate>]`` sets them
 explicitly (e.g. ``cnn-8-3``: the plain CNN, 8 filters, 3 downsamplings). Every run appends one
-JSON line to ``--out`` (a resumed benchmark skips runs already there): SSIM of amplitude and phase
-and the flat object's, parameters, seconds per epoch (median), training patterns per second of one
-thread, inference patterns per second, and the peak resident memory of the train + reconstruct
-process. A table of all runs is printed at the end.
+JSON line to ``--out`` (a resumed benchmark skips runs already there): SSIM and MS-SSIM of
+amplitude and phase and the flat object's, the incident photons per object pixel (fluence),
+parameters, seconds per epoch (median), training patterns per second of one thread, inference
+patterns per second, and the peak resident memory of the train + reconstruct process. A table of all runs is printed at the end.
 """
 
 from __future__ import annotations
@@ -56,6 +60,21 @@ CHILD = textwrap.dedent(
         print(json.dumps({"n_train": c.summary.get("n_train"), "n_test": c.summary.get("n_test")}))
         raise SystemExit(0)
     t0 = time.perf_counter()
+    if a["arm"] == "iterative":  # the reference: what the counts support, no network
+        rec = api.reconstruct(study, "scaled", "iterative", cell / "test.h5", d / "recon.h5",
+                              threads=1)
+        ev = api.evaluate(rec.path, cell / "test.h5", out_dir=d)
+        M, flat = ev.metrics, ev.report["reference"]["flat_object"]
+        print(json.dumps({
+            "backbone": None, "amp_ssim": M["amplitude"]["ssim"], "phase_ssim": M["phase"]["ssim"],
+            "amp_ms_ssim": M["amplitude"]["ms_ssim"], "phase_ms_ssim": M["phase"]["ms_ssim"],
+            "flat_amp_ssim": flat["amplitude"]["ssim"], "flat_phase_ssim": flat["phase"]["ssim"],
+            "flat_amp_ms_ssim": flat["amplitude"]["ms_ssim"],
+            "flat_phase_ms_ssim": flat["phase"]["ms_ssim"],
+            "photons_per_px": ev.report["fluence"]["photons_per_px"], "n_test": rec.n_patterns,
+            "recon_s": rec.wall_time_s, "total_s": time.perf_counter() - t0,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        raise SystemExit(0)
     adapted = a["arm"].startswith("adapted")
     # the adapted arm: the study's adaptation PINN trained, then fine-tuned on the test counts
     trained_arm = "pinn_g%d" % (study.adapted_gridsize or 2) if adapted else a["arm"]
@@ -82,7 +101,11 @@ CHILD = textwrap.dedent(
     print(json.dumps({
         "backbone": [tc.backbone, tc.filters, tc.depth, tc.support, tc.rate(a["arm"])],
         "amp_ssim": M["amplitude"]["ssim"], "phase_ssim": M["phase"]["ssim"],
+        "amp_ms_ssim": M["amplitude"]["ms_ssim"], "phase_ms_ssim": M["phase"]["ms_ssim"],
         "flat_amp_ssim": flat["amplitude"]["ssim"], "flat_phase_ssim": flat["phase"]["ssim"],
+        "flat_amp_ms_ssim": flat["amplitude"]["ms_ssim"],
+        "flat_phase_ms_ssim": flat["phase"]["ms_ssim"],
+        "photons_per_px": ev.report["fluence"]["photons_per_px"],
         "parameters": b["backbone"]["parameters"], "n_train": b["n_train"], "n_val": b["n_val"],
         "epochs_run": b["epochs_run"], "best_epoch": b["best_epoch"], "fit_s": b["fit_time_s"],
         "epoch_times_s": ep, "recon_s": rec.wall_time_s, "n_test": rec.n_patterns,
@@ -97,7 +120,7 @@ def parse_variant(v: str) -> dict:
     """``default`` -> {} (the schema's rule); ``<backbone>-<filters>-<depth>[-s<s>][-lr<r>]``
     [-clip<global norm>][-cos (cosine schedule)][-b<batch size>];
     ``default-...`` is the rule with only those training options set."""
-    if v == "default":
+    if v in ("default", "solver"):  # solver: the iterative reference, the study's settings
         return {}
     parts = v.split("-")
     if parts[0] == "default":  # the rule's network, other training options changed
@@ -122,12 +145,16 @@ def parse_variant(v: str) -> dict:
     return out
 
 
-def study_dict(study: Path, N: int, object_size, variant: str, epochs: int) -> dict:
+def study_dict(study: Path, N: int, object_size, variant: str, epochs: int,
+               dose: str | None = None) -> dict:
     """The study with its scaled scale at N / object_size; the N-following network keys left to
-    the schema's rule, then the variant's explicit values (if any) set."""
-    from ptycho.config import read_study_file
+    the schema's rule, then the variant's explicit values (if any) set; ``dose`` (a label such as
+    ``4e5``) is added to the study's doses when it is not one of them."""
+    from ptycho.config import dose_label, read_study_file
 
     d = read_study_file(study)
+    if dose is not None and dose_label(float(dose)) not in {dose_label(x) for x in d["doses"]}:
+        d["doses"] = sorted([*d["doses"], float(dose)])
     sc = d["scales"]["scaled"]
     sc["N"], sc["object_size"] = int(N), list(object_size)
     tr = {k: v for k, v in sc.get("training", {}).items() if k not in RULE_KEYS}
@@ -184,23 +211,26 @@ def main() -> None:
                 cell.mkdir(parents=True, exist_ok=True)
                 r = run_child({"mode": "simulate", "dose": dose, "dir": str(cell),
                                "cell_dir": str(cell),
-                               "study_dict": study_dict(Path(a.study), N, osz, "default", 1)})
+                               "study_dict": study_dict(Path(a.study), N, osz, "default", 1, dose)})
                 if "error" in r:
                     raise SystemExit(f"simulating N = {N}, {dose}: {r['error']}")
             for arm in a.arms:
-                for v in a.variants:
-                    key = (N, tuple(osz), dose, arm, v, a.epochs)
+                solver = arm == "iterative"  # no network: one run, no variants or epochs
+                for v in (["solver"] if solver else a.variants):
+                    epochs = None if solver else a.epochs
+                    key = (N, tuple(osz), dose, arm, v, epochs)
                     if key in done:
                         continue
-                    run = Path(a.data) / "runs" / f"{cell.name}_{arm}_{v}_{a.epochs}"
+                    run = Path(a.data) / "runs" / f"{cell.name}_{arm}_{v}_{epochs}"
                     run.mkdir(parents=True, exist_ok=True)
                     r = run_child({"mode": "train", "arm": arm, "dir": str(run.resolve()),
                                    "cell_dir": str(cell.resolve()),
-                                   "study_dict": study_dict(Path(a.study), N, osz, v, a.epochs)})
+                                   "study_dict": study_dict(Path(a.study), N, osz, v,
+                                                            a.epochs, dose)})
                     if "error" not in r and not a.keep:
                         shutil.rmtree(run, ignore_errors=True)
                     r = dict(N=N, object_size=list(osz), dose=dose, arm=arm, variant=v,
-                             epochs=a.epochs, **r)
+                             epochs=epochs, **r)
                     with open(out, "a") as fh:
                         fh.write(json.dumps(r) + "\n")
                     if "error" in r:
@@ -210,27 +240,38 @@ def main() -> None:
     print_table(out)
 
 
-HEADER = ("| N | dose | arm | network | epochs | parameters | s / epoch | train patterns / s | "
-          "amp SSIM | phase SSIM | flat amp / phase |")
+HEADER = ("| N | dose | photons / px | arm | network | epochs | parameters | s / epoch | "
+          "train patterns / s | amp SSIM | phase SSIM | amp / phase MS-SSIM | flat amp / phase | "
+          "flat MS-SSIM |")
+
+
+def _pair(r: dict, a: str, b: str) -> str:
+    return f"{r[a]:.3f} / {r[b]:.3f}" if a in r and b in r else "–"
 
 
 def row(r: dict) -> str:
+    ppx = f"{r['photons_per_px']:,.0f}" if "photons_per_px" in r else "–"
+    tail = (f"{r['amp_ssim']:.3f} | {r['phase_ssim']:.3f} | "
+            f"{_pair(r, 'amp_ms_ssim', 'phase_ms_ssim')} | "
+            f"{r['flat_amp_ssim']:.3f} / {r['flat_phase_ssim']:.3f} | "
+            f"{_pair(r, 'flat_amp_ms_ssim', 'flat_phase_ms_ssim')} |")
+    if r.get("backbone") is None:  # the iterative reference
+        return (f"| {r['N']} | {r['dose']} | {ppx} | {r['arm']} | pty-chi LSQML (the study's) | – | "
+                f"– | – | – | {tail}")
     kind, f, depth, s, lr = r["backbone"]
     sec = statistics.median(r["epoch_times_s"]) if r["epoch_times_s"] else float("nan")
     n = r["n_train"] + r["n_val"]
     net = f"{r['variant']} ({kind}-{f}-{depth}-s{s:g}-lr{lr:g})"
-    return (f"| {r['N']} | {r['dose']} | {r['arm']} | {net} | {r['epochs']} | {r['parameters']:,} | "
-            f"{sec:.1f} | "
-            f"{n / sec:.0f} | {r['amp_ssim']:.3f} | {r['phase_ssim']:.3f} | "
-            f"{r['flat_amp_ssim']:.3f} / {r['flat_phase_ssim']:.3f} |")
+    return (f"| {r['N']} | {r['dose']} | {ppx} | {r['arm']} | {net} | {r['epochs']} | "
+            f"{r['parameters']:,} | {sec:.1f} | {n / sec:.0f} | {tail}")
 
 
 def print_table(path: Path) -> None:
     rows = [json.loads(x) for x in path.read_text().splitlines()]
     rows = [r for r in rows if "error" not in r]
     print("\n" + HEADER)
-    print("|---:|---|---|---|---:|---:|---:|---:|---:|---:|---|")
-    key = lambda r: (r["N"], float(r["dose"]), r["arm"], r["variant"], r["epochs"])
+    print("|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|---|---|")
+    key = lambda r: (r["N"], float(r["dose"]), r["arm"], r["variant"], r["epochs"] or 0)
     for r in sorted(rows, key=key):
         print(row(r))
 

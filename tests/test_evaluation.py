@@ -380,3 +380,53 @@ def test_workflow_script_runs_without_deep_learning_frameworks(split_files, repo
     assert m["metrics"]["phase"]["ssim"] > 0.99
     # the study's interval settings reach the evaluation
     assert (m["bootstrap"]["resamples"], m["bootstrap"]["seed"]) == (200, 5)
+
+
+def test_patch_error_profile_recovers_a_shared_bias_and_the_gain():
+    """Predicted patches = the true patches' amplitude plus one bias map (and a phase the profile
+    must ignore): the shared bias comes back exactly, the RMSE is its magnitude, the truth's
+    spread is the patches' own, and a uniform 10% brightening shows as gain 1.1 with no spread."""
+    from ptycho.evaluation.patches import PatchErrorProfile
+    from ptycho.physics.forward import extract_patches
+
+    N = 16
+    obj = skimage_object((64, 64))
+    probe = simulated_probe(N)
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(N / 2 + 1, 64 - N / 2 - 1, (40, 2))
+    pos[:10] = np.round(pos[:10])  # integer and fractional centres
+    true = np.abs(extract_patches(obj, pos, N)).astype(np.float64)
+    yy, xx = np.mgrid[:N, :N] - N / 2 + 0.5
+    bias = 0.05 * np.cos(np.hypot(yy, xx) / 3)
+    prof = PatchErrorProfile(obj, probe)
+    prof.add((true[:25] + bias) * np.exp(1j * 0.7), pos[:25])  # two batches
+    prof.add(true[25:] + bias, pos[25:])
+    r = prof.result(ring_px=2)
+    assert r["n_patches"] == 40
+    np.testing.assert_allclose(r["bias"], bias, atol=1e-6)
+    np.testing.assert_allclose(r["rmse"], np.abs(bias), atol=1e-6)
+    np.testing.assert_allclose(r["true_std"], true.std(0), atol=1e-6)
+    centre = r["rings"][0]
+    assert centre["r_px"] == [0, 2]
+    assert centre["bias"] == pytest.approx(bias[np.hypot(yy, xx) < 2].mean(), abs=1e-6)
+    assert centre["probe_intensity"] > r["rings"][-1]["probe_intensity"]
+
+    bright = PatchErrorProfile(obj, probe)
+    bright.add(1.1 * true, pos)
+    g = bright.result()["gain"]
+    assert g["mean"] == pytest.approx(1.1, abs=1e-6) and g["std"] < 1e-6
+
+
+def test_patch_error_profile_rejects_bad_input():
+    from ptycho.evaluation.patches import PatchErrorProfile
+
+    obj = skimage_object((64, 64))
+    prof = PatchErrorProfile(obj, simulated_probe(16))
+    with pytest.raises(PtychoError, match="no patches"):
+        prof.result()
+    with pytest.raises(PtychoError, match=r"\(n, 16, 16\)"):
+        prof.add(np.ones((3, 8, 8)), np.full((3, 2), 32.0))
+    with pytest.raises(PtychoError, match="2-D"):
+        PatchErrorProfile(np.ones((4, 4, 4)), simulated_probe(16))
+    with pytest.raises(PtychoError, match="non-zero square"):
+        PatchErrorProfile(obj, np.zeros((16, 16)))

@@ -45,6 +45,30 @@ def prediction_model(model, arm: str):
     return predict
 
 
+def prediction_table(bundle: dict, ds: Dataset, split: str = "test"):
+    """The groups an arm's model predicts on ``ds`` (one per position; for gridsize 2 drawn with
+    the grouping seed the bundle records and the ``split``'s stream, as the workflow draws them)."""
+    dose_lbl, view = cell_labels(ds)
+    return group_table(ds.positions, int(bundle["gridsize"]), int(bundle["config"]["neighbours"]),
+                       int(bundle["N"]), grouping_rng(int(bundle["seeds"]["grouping"]), split,
+                                                      dose_lbl, view, ds.replicate))
+
+
+def predicted_patches(predict, ds: Dataset, table, batch_size: int):
+    """Yield the predicted patches of ``table``'s groups, ``batch_size`` groups at a time:
+    (patches (b * C, N, N) complex, their centre positions (b * C, 2)), every member of a group
+    with its own position; ``predict`` from :func:`prediction_model`."""
+    N = ds.N
+    positions = ds.positions
+    source = BatchSource(ds, table, np.arange(len(table)), batch_size, "pinn")
+    for s in range(0, len(table), batch_size):
+        items = np.arange(s, min(s + batch_size, len(table)))
+        x, _ = source.batch(items)  # inputs in the layout of the training pipeline
+        patches = predict(x)  # (b, N, N, C) complex
+        members = table.members[items].ravel()
+        yield patches.transpose(0, 3, 1, 2).reshape(-1, N, N), positions[members]
+
+
 def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
                         threads: int = 1, phase_sync: bool = True, refine_iterations: int = 10,
                         tmp_dir=None, sync_method: str = "blocks",
@@ -89,26 +113,18 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
             from ptycho.models.pinn import learned_probe
 
             learned = learned_probe(model)  # None unless trained with train_probe
-        dose_lbl, view = cell_labels(ds)
         if not np.isclose(ds.dose, float(bundle["dose"]), rtol=1e-6):
             log.warning("%s: model trained at dose %g, test data at dose %g", test_path,
                         bundle["dose"], ds.dose)
-        positions = ds.positions
-        table = group_table(positions, g, int(bundle["config"]["neighbours"]), N,
-                            grouping_rng(int(bundle["seeds"]["grouping"]), "test", dose_lbl, view,
-                                         ds.replicate))
+        _, view = cell_labels(ds)
+        table = prediction_table(bundle, ds, "test")
         C = table.C
         store = PatchStore(ds.probe, ds.object_shape, len(table) * C, directory=tmp_dir,
                            batch=max(batch_size * C, 64))
         with store:
             t_loop = time.perf_counter()
-            source = BatchSource(ds, table, np.arange(len(table)), batch_size, "pinn")
-            for s in range(0, len(table), batch_size):
-                items = np.arange(s, min(s + batch_size, len(table)))
-                x, _ = source.batch(items)  # inputs in the layout of the training pipeline
-                patches = predict(x)  # (b, N, N, C) complex
-                members = table.members[items].ravel()
-                store.add(patches.transpose(0, 3, 1, 2).reshape(-1, N, N), positions[members])
+            for patches, centres in predicted_patches(predict, ds, table, batch_size):
+                store.add(patches, centres)
             t_predict = time.perf_counter() - t_loop
             sync_info = {"phase_sync": bool(phase_sync)}
             factors = None
