@@ -26,7 +26,10 @@ explicitly (e.g. ``cnn-8-3``: the plain CNN, 8 filters, 3 downsamplings). Every 
 JSON line to ``--out`` (a resumed benchmark skips runs already there): SSIM and MS-SSIM of
 amplitude and phase and the flat object's, the incident photons per object pixel (fluence),
 parameters, seconds per epoch (median), training patterns per second of one thread, inference
-patterns per second, and the peak resident memory of the train + reconstruct process. A table of all runs is printed at the end.
+patterns per second, the peak resident memory of the train + reconstruct process, and the SSIMs
+on the N = 32 study's pixel scale (``ptycho.evaluation.evaluate.ssim_at_scale`` with factor
+N / 32: the probe spans 0.15 N pixels, so a larger N samples the same physical object with more
+pixels, and the fixed 11-pixel SSIM window then judges a smaller physical area). A table of all runs is printed at the end.
 """
 
 from __future__ import annotations
@@ -60,6 +63,17 @@ CHILD = textwrap.dedent(
         print(json.dumps({"n_train": c.summary.get("n_train"), "n_test": c.summary.get("n_test")}))
         raise SystemExit(0)
     t0 = time.perf_counter()
+
+    def at_reference_scale(recon_path):
+        # SSIM on the N = 32 study's pixel scale: the probe spans 0.15 N pixels, so an N-pixel
+        # study samples the same physical object with N / 32 times the pixels per side
+        from ptycho.evaluation.evaluate import ssim_at_scale
+        sc = ssim_at_scale(recon_path, cell / "test.h5", study.scale("scaled").N / 32)
+        r, f = sc["reconstruction"], sc["flat_object"]
+        return {"scale_factor": sc["factor"], "amp_ssim_n32": r["amplitude"],
+                "phase_ssim_n32": r["phase"], "flat_amp_ssim_n32": f["amplitude"],
+                "flat_phase_ssim_n32": f["phase"]}
+
     if a["arm"] == "iterative":  # the reference: what the counts support, no network
         rec = api.reconstruct(study, "scaled", "iterative", cell / "test.h5", d / "recon.h5",
                               threads=1)
@@ -73,7 +87,8 @@ CHILD = textwrap.dedent(
             "flat_phase_ms_ssim": flat["phase"]["ms_ssim"],
             "photons_per_px": ev.report["fluence"]["photons_per_px"], "n_test": rec.n_patterns,
             "recon_s": rec.wall_time_s, "total_s": time.perf_counter() - t0,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            **at_reference_scale(rec.path)}))
         raise SystemExit(0)
     adapted = a["arm"].startswith("adapted")
     # the adapted arm: the study's adaptation PINN trained, then fine-tuned on the test counts
@@ -111,7 +126,8 @@ CHILD = textwrap.dedent(
         "epoch_times_s": ep, "recon_s": rec.wall_time_s, "n_test": rec.n_patterns,
         "total_s": time.perf_counter() - t0,
         "history": (d / "history.csv").read_text() if (d / "history.csv").exists() else "",
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        **at_reference_scale(rec.path)}))
     """
 )
 
@@ -188,10 +204,15 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true",
                     help="keep each run's model, reconstruction and evaluation under --data/runs")
     ap.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
+    ap.add_argument("--rescore", action="store_true",
+                    help="add the SSIMs at the N = 32 pixel scale to the runs of --out that lack "
+                    "them and were kept (--keep), from their reconstructions; then print the table")
     a = ap.parse_args()
 
     out = Path(a.out)
-    if a.table_only:
+    if a.rescore:
+        rescore(out, Path(a.data))
+    if a.table_only or a.rescore:
         print_table(out)
         return
     sizes = {N: (tuple(a.object_size[i]) if a.object_size else OBJECT_SIZES[N])
@@ -240,9 +261,32 @@ def main() -> None:
     print_table(out)
 
 
+def rescore(out: Path, data: Path) -> None:
+    """Add the N = 32-scale SSIMs to the kept runs of ``out`` that lack them (rewritten
+    atomically)."""
+    from ptycho.data.io import atomic_path
+    from ptycho.evaluation.evaluate import ssim_at_scale
+
+    lines = []
+    for line in out.read_text().splitlines():
+        r = json.loads(line)
+        osz = r["object_size"]
+        cell = data / f"N{r['N']}_{osz[0]}x{osz[1]}_{r['dose']}_dense"
+        run = data / "runs" / f"{cell.name}_{r['arm']}_{r['variant']}_{r['epochs']}"
+        if "error" not in r and "amp_ssim_n32" not in r and (run / "recon.h5").exists():
+            sc = ssim_at_scale(run / "recon.h5", cell / "test.h5", r["N"] / 32)
+            rr, f = sc["reconstruction"], sc["flat_object"]
+            r.update(scale_factor=sc["factor"], amp_ssim_n32=rr["amplitude"],
+                     phase_ssim_n32=rr["phase"], flat_amp_ssim_n32=f["amplitude"],
+                     flat_phase_ssim_n32=f["phase"])
+        lines.append(json.dumps(r))
+    with atomic_path(out, ".jsonl") as tmp:
+        Path(tmp).write_text("\n".join(lines) + "\n")
+
+
 HEADER = ("| N | dose | photons / px | arm | network | epochs | parameters | s / epoch | "
           "train patterns / s | amp SSIM | phase SSIM | amp / phase MS-SSIM | flat amp / phase | "
-          "flat MS-SSIM |")
+          "flat MS-SSIM | amp / phase SSIM at N = 32 pixels | flat at N = 32 pixels |")
 
 
 def _pair(r: dict, a: str, b: str) -> str:
@@ -254,7 +298,9 @@ def row(r: dict) -> str:
     tail = (f"{r['amp_ssim']:.3f} | {r['phase_ssim']:.3f} | "
             f"{_pair(r, 'amp_ms_ssim', 'phase_ms_ssim')} | "
             f"{r['flat_amp_ssim']:.3f} / {r['flat_phase_ssim']:.3f} | "
-            f"{_pair(r, 'flat_amp_ms_ssim', 'flat_phase_ms_ssim')} |")
+            f"{_pair(r, 'flat_amp_ms_ssim', 'flat_phase_ms_ssim')} | "
+            f"{_pair(r, 'amp_ssim_n32', 'phase_ssim_n32')} | "
+            f"{_pair(r, 'flat_amp_ssim_n32', 'flat_phase_ssim_n32')} |")
     if r.get("backbone") is None:  # the iterative reference
         return (f"| {r['N']} | {r['dose']} | {ppx} | {r['arm']} | pty-chi LSQML (the study's) | – | "
                 f"– | – | – | {tail}")
@@ -270,7 +316,7 @@ def print_table(path: Path) -> None:
     rows = [json.loads(x) for x in path.read_text().splitlines()]
     rows = [r for r in rows if "error" not in r]
     print("\n" + HEADER)
-    print("|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|---|---|")
+    print("|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---|---|")
     key = lambda r: (r["N"], float(r["dose"]), r["arm"], r["variant"], r["epochs"] or 0)
     for r in sorted(rows, key=key):
         print(row(r))

@@ -24,7 +24,7 @@ from ptycho.evaluation import (
     illumination_map,
     ms_ssim,
 )
-from ptycho.evaluation.metrics import PSNR_CAP_DB, _ssim_cs_maps
+from ptycho.evaluation.metrics import PSNR_CAP_DB, _ssim_cs_maps, ssim
 from ptycho.evaluation.record import MetricsRecord, read_metrics
 from ptycho.physics.object import skimage_object
 from ptycho.physics.probe import simulated_probe
@@ -430,3 +430,50 @@ def test_patch_error_profile_rejects_bad_input():
         PatchErrorProfile(np.ones((4, 4, 4)), simulated_probe(16))
     with pytest.raises(PtychoError, match="non-zero square"):
         PatchErrorProfile(obj, np.zeros((16, 16)))
+
+
+def test_downsampled_ssim_averages_pixel_noise_and_keeps_factor_one(truth, mask):
+    """Factor 1 is the plain SSIM; white noise at the pixel scale is averaged by a coarser grid,
+    so the SSIM of a noisy copy rises with the factor while a perfect copy stays at 1."""
+    from ptycho.evaluation.metrics import downsampled_ssim
+
+    t = np.abs(truth)
+    x = t + 0.08 * np.random.default_rng(5).normal(size=t.shape)
+    R = float(t[mask].max() - t[mask].min())
+    assert downsampled_ssim(x, t, mask, 1) == pytest.approx(ssim(x, t, R, mask), abs=1e-12)
+    s1, s2, s3 = (downsampled_ssim(x, t, mask, f) for f in (1, 2, 3))
+    assert s1 + 0.1 < s2 < s3
+    assert downsampled_ssim(t, t, mask, 2.5) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_downsampled_ssim_rejects_bad_input(truth, mask):
+    from ptycho.evaluation.metrics import downsampled_ssim
+
+    t = np.abs(truth)
+    with pytest.raises(PtychoError, match="factor must be"):
+        downsampled_ssim(t, t, mask, 0.5)
+    with pytest.raises(PtychoError, match="does not match"):
+        downsampled_ssim(t, t, mask[:10], 2)
+    with pytest.raises(PtychoError, match="constant"):
+        downsampled_ssim(t, np.ones_like(t), mask, 2)
+    with pytest.raises(PtychoError, match="no region pixel"):
+        downsampled_ssim(t, t, np.eye(H, W, dtype=bool), 2)
+
+
+def test_ssim_at_scale_factor_one_is_the_evaluation_and_the_flat_floor_falls(split_files):
+    """At factor 1 the rescaled scores are the evaluation's own (reconstruction and flat object);
+    at factor 2 a perfect reconstruction still scores 1 while the flat object's floor changes."""
+    from ptycho.evaluation.evaluate import ssim_at_scale
+
+    d, obj = split_files
+    _write_recon(d / "scale.h5", obj)
+    ev = evaluate_reconstruction(d / "scale.h5", d / "test.h5", d / "ms.json", d / "as.h5")
+    one = ssim_at_scale(d / "scale.h5", d / "test.h5", 1)
+    flat = ev.reference["flat_object"]
+    for comp in ("amplitude", "phase"):
+        assert one["reconstruction"][comp] == pytest.approx(ev.metrics[comp]["ssim"], abs=1e-6)
+        assert one["flat_object"][comp] == pytest.approx(flat[comp]["ssim"], abs=1e-6)
+    two = ssim_at_scale(d / "scale.h5", d / "test.h5", 2)
+    assert two["factor"] == 2.0
+    assert two["reconstruction"]["amplitude"] > 0.99 and two["reconstruction"]["phase"] > 0.99
+    assert two["flat_object"]["amplitude"] != pytest.approx(flat["amplitude"]["ssim"], abs=1e-3)

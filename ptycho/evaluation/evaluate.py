@@ -16,7 +16,7 @@ from ptycho.errors import DatasetError
 from ptycho.evaluation.align import MAX_SHIFT_PX, align_to_truth
 from ptycho.evaluation.frc import NYQUIST_PERIOD_PX
 from ptycho.evaluation.intervals import bootstrap_stream, metric_intervals
-from ptycho.evaluation.metrics import PSNR_CAP_DB, metrics_and_curves
+from ptycho.evaluation.metrics import PSNR_CAP_DB, downsampled_ssim, metrics_and_curves
 from ptycho.evaluation.record import MetricsRecord, write_metrics
 from ptycho.evaluation.region import (
     illumination_map,
@@ -53,6 +53,27 @@ def flat_reference(truth: np.ndarray, mask: np.ndarray, illum: np.ndarray, peak:
     like an arm: the floor a reconstruction has to beat to show it learned anything. SSIM on a
     nearly uniform region rewards flatness, so this floor is far from zero."""
     return score((illum > 0).astype(np.complex128), truth, mask, illum, peak)[1]
+
+
+def ssim_at_scale(recon_path, test_path, factor: float) -> dict:
+    """Amplitude and phase SSIM of a reconstruction and of the flat object, aligned exactly as
+    :func:`evaluate_reconstruction` aligns them, then scored with the truth and the region
+    downsampled ``factor`` times (``metrics.downsampled_ssim``): ``{"reconstruction":
+    {"amplitude": ..., "phase": ...}, "flat_object": {...}, "factor": factor}``.
+
+    For comparing pattern sizes: a study whose probe spans a fixed fraction of N samples the same
+    physical object with N / 32 times the pixels of an N = 32 study, and the SSIM window of 11
+    pixels then covers (32 / N)^2 of the area; a factor of N / 32 scores both on one scale."""
+    rec, (_, _, truth), illum, peak, mask = _open_pair(recon_path, test_path)
+    if truth is None:
+        raise DatasetError(f"{test_path}: no ground truth, so there is no SSIM to rescale")
+    flat = (illum > 0).astype(np.complex128)
+    out = {"factor": float(factor)}
+    for name, obj in (("reconstruction", rec.object), ("flat_object", flat)):
+        aligned = score(obj, truth, mask, illum, peak)[0].aligned
+        out[name] = {comp: downsampled_ssim(f(aligned), f(truth), mask, factor)
+                     for comp, f in (("amplitude", np.abs), ("phase", np.angle))}
+    return out
 
 
 def evaluate_reconstruction(recon_path, test_path, metrics_path, aligned_path,

@@ -194,6 +194,36 @@ def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float, mask: np.ndarray |
     return smap, box
 
 
+def downsampled_ssim(x: np.ndarray, t: np.ndarray, mask: np.ndarray, factor: float) -> float:
+    """SSIM of ``x`` against the truth ``t`` with both downsampled ``factor`` times (anti-aliased
+    linear resampling, ``skimage.transform.rescale``) and the region ``mask`` with them (nearest,
+    then eroded by one pixel so no region pixel mixes in values from outside it); the data range
+    is the downsampled truth's over that region. ``factor`` 1 is :func:`ssim` on the images as
+    they are. With the same physical object sampled at twice the pixels, a factor of 2 scores it
+    on the coarser grid's scale: the fixed 11-pixel window then covers the same physical area."""
+    from scipy.ndimage import binary_erosion
+    from skimage.transform import rescale
+
+    x, t, m = _checked_pair("downsampled_ssim", x, t, 1.0, mask)
+    if m.shape != x.shape:
+        raise PtychoError(f"downsampled_ssim: mask {m.shape} does not match the images {x.shape}")
+    if not (np.isfinite(factor) and factor >= 1):
+        raise PtychoError(f"downsampled_ssim: factor must be a finite number >= 1, got {factor}")
+    if factor > 1:
+        x, t = (rescale(a, 1 / factor, order=1, anti_aliasing=True, mode="reflect")
+                for a in (x, t))
+        m = binary_erosion(rescale(m.astype(np.float64), 1 / factor, order=0) > 0.5,
+                           iterations=1)
+    if not m.any():
+        raise PtychoError(f"downsampled_ssim: no region pixel is left after downsampling "
+                          f"{factor:g} times")
+    R = float(t[m].max() - t[m].min())
+    if not R > MIN_DATA_RANGE:
+        raise PtychoError(f"downsampled_ssim: the downsampled truth is constant over the region "
+                          f"(range {R:.3g})")
+    return ssim(x, t, R, m)
+
+
 def psnr_from_mse(mse, data_range: float):
     """PSNR (dB) ``10 log10(R^2 / MSE)``, capped at ``PSNR_CAP_DB`` where MSE <= 1e-10 R^2;
     ``mse`` a number or an array (the bootstrap's resamples)."""
