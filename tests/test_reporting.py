@@ -74,7 +74,7 @@ def _metrics(arm, dose_lbl, ov):
                 for q in ("amplitude", "phase")},
         "recon_wall_time_s": 0.5 if arm == "pinn_g1" else 0.7,
         "recon_info": {},
-        "reference": {"flat_object": {"amplitude": {"ssim": 0.6, "mae": 0.05},
+        "reference": {"flat_object": {"amplitude": {"ssim": 0.6, "mae": 0.05, "ms_ssim": 0.3},
                                       "phase": {"ssim": 0.2, "mae": 0.4},
                                       "complex": {"nce": 0.5}}},
         "replicate": 0,
@@ -229,6 +229,12 @@ def test_complete_tree_passes_every_check(tree):
               "overlap_on_target", "loss_fell", "iterative_flat_start", "inventory_matches_disk",
               "study_matches_results"):
         assert n in names
+    # the fixture's baseline amplitude at 1e3 sparse (0.4) is below the flat object's 0.6, with
+    # its MS-SSIM (0.45) above the flat object's 0.3: a note for the reader, not a failure
+    (info,) = [i for i in report["information"] if i["name"] == "network_below_flat_object"]
+    assert "baseline amplitude at 1e3 sparse (0.400 < flat 0.600, MS-SSIM 0.450 > flat 0.300)" \
+        in info["detail"]
+    assert "score above the flat object in MS-SSIM" in info["detail"]
 
 
 def test_missing_arm_fails_grid_complete_and_names_the_cell(tree):
@@ -689,3 +695,37 @@ def test_equal_fluence_view_in_the_summary(tree, tmp_path):
     assert "| 1e3 | dense | 200 | 0.600 [0.578, 0.622] / 0.550 [0.529, 0.571] |" in section
     assert "| 1e4 | sparse | 500 | 0.700 [0.676, 0.724] / 0.650 [0.627, 0.673] |" in section
     assert "1e3 dense: 1.111e+04, 1e4 sparse: 1.562e+04" in section
+
+
+def _tidy(arm, q, metric, value, dose=1e5, overlap="dense", replicate=0):
+    return {"dose": dose, "overlap": overlap, "arm": arm, "quantity": q, "metric": metric,
+            "value": value, "replicate": replicate, "ci_low": math.nan, "ci_high": math.nan}
+
+
+def test_below_floor_flags_network_arms_under_the_flat_object_with_their_ms_ssim():
+    """A network arm below the flat object's SSIM is flagged with both values; where its MS-SSIM
+    is above the flat object's the text and the markdown say so; a solver arm below the floor is
+    not a network result; an arm above the floor is not flagged."""
+    from ptycho.reporting.verdict import below_floor, below_floor_text, floor_markdown
+
+    refs = {(1e5, "dense"): {"amplitude": {"ssim": 0.498, "ms_ssim": 0.157},
+                             "phase": {"ssim": 0.222, "ms_ssim": 0.167}}}
+    rows = [_tidy("pinn_g1", "amplitude", "ssim", 0.411), _tidy("pinn_g1", "amplitude", "ms_ssim", 0.662),
+            _tidy("pinn_g1", "phase", "ssim", 0.466), _tidy("pinn_g1", "phase", "ms_ssim", 0.777),
+            _tidy("baseline", "amplitude", "ssim", 0.40), _tidy("baseline", "amplitude", "ms_ssim", 0.10),
+            _tidy("iterative", "amplitude", "ssim", 0.30)]
+    low = below_floor(rows, refs)
+    assert [(e["arm"], e["quantity"]) for e in low] == [("pinn_g1", "amplitude"),
+                                                        ("baseline", "amplitude")]
+    assert low[0] == {"dose": 1e5, "overlap": "dense", "arm": "pinn_g1", "quantity": "amplitude",
+                      "value": 0.411, "floor": 0.498, "ms_ssim": 0.662, "ms_floor": 0.157}
+    assert below_floor_text(low) == ("pinn_g1 amplitude at 1e5 dense (0.411 < flat 0.498, "
+                                     "MS-SSIM 0.662 > flat 0.157); baseline amplitude at 1e5 "
+                                     "dense (0.400 < flat 0.498)")
+    md = "\n".join(floor_markdown(rows, refs))
+    assert "**Network arm below the flat object**" in md
+    assert "1 of them score above the flat object in MS-SSIM" in md
+    # without MS-SSIM rows the flag stands alone
+    plain = [r for r in rows if r["metric"] == "ssim"]
+    assert "ms_ssim" not in below_floor(plain, refs)[0]
+    assert "MS-SSIM" not in "\n".join(floor_markdown(plain, refs))

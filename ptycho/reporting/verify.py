@@ -55,7 +55,7 @@ from ptycho.reporting import required_metrics
 from ptycho.reporting.inventory import check_inventory
 from ptycho.reporting.records import read_history, read_metrics_csv
 from ptycho.reporting.uncertainty import check_interval_record
-from ptycho.reporting.verdict import below_floor, below_floor_text
+from ptycho.reporting.verdict import below_floor, below_floor_ms_note, below_floor_text
 
 MAX_LISTED = 25
 OVERLAP_TOLERANCE = 0.05
@@ -803,7 +803,8 @@ def verify_study(study_dict: dict, scale: str, root, expected_files, dataset_pai
     if low:
         information.append({"name": "network_below_flat_object", "detail": (
             f"{len(low)} network result(s) score below the flat object of their cell (valid "
-            f"measurements, shown for the reader): {below_floor_text(low)}")})
+            f"measurements, shown for the reader): {below_floor_text(low)}"
+            + (f". {note}" if (note := below_floor_ms_note(low)) else ""))})
     return {
         "study": study.study if study else study_dict.get("study"),
         "scale": scale,
