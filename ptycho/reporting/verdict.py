@@ -197,13 +197,13 @@ def below_floor_text(entries) -> str:
 
 def below_floor_ms_note(entries) -> str:
     """A sentence for the below-floor entries whose MS-SSIM is above the flat object's ('' when
-    there are none): they carry the object's coarser structure and lose at the pixel scale."""
+    there are none)."""
     n = sum(_ms_above(e) for e in entries)
     if not n:
         return ""
-    return (f"{n} of them score above the flat object in MS-SSIM: the reconstruction carries the "
-            "object's coarser structure, and loses on single-scale SSIM where the 11-pixel window "
-            "sees a nearly uniform area that a flat object matches and pixel-scale error does not.")
+    return (f"{n} of them score above the flat object in MS-SSIM, which also weighs coarser "
+            "scales: there they agree with the object better than a uniform object does, so the "
+            "single-scale floor does not say they hold no structure.")
 
 
 def floor_findings(rows, references) -> list[dict]:
