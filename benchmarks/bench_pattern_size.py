@@ -64,31 +64,29 @@ CHILD = textwrap.dedent(
         raise SystemExit(0)
     t0 = time.perf_counter()
 
-    def at_reference_scale(recon_path):
-        # SSIM on the N = 32 study's pixel scale: the probe spans 0.15 N pixels, so an N-pixel
-        # study samples the same physical object with N / 32 times the pixels per side
+    def scores(rec, ev):
+        # the evaluation's SSIM and MS-SSIM of the arm and the flat object, the fluence, and the
+        # SSIMs on the N = 32 study's pixel scale (the probe spans 0.15 N pixels, so an N-pixel
+        # study samples the same physical object with N / 32 times the pixels per side)
         from ptycho.evaluation.evaluate import ssim_at_scale
-        sc = ssim_at_scale(recon_path, cell / "test.h5", study.scale("scaled").N / 32)
-        r, f = sc["reconstruction"], sc["flat_object"]
-        return {"scale_factor": sc["factor"], "amp_ssim_n32": r["amplitude"],
-                "phase_ssim_n32": r["phase"], "flat_amp_ssim_n32": f["amplitude"],
-                "flat_phase_ssim_n32": f["phase"]}
+        M, flat = ev.metrics, ev.report["reference"]["flat_object"]
+        return {
+            "amp_ssim": M["amplitude"]["ssim"], "phase_ssim": M["phase"]["ssim"],
+            "amp_ms_ssim": M["amplitude"]["ms_ssim"], "phase_ms_ssim": M["phase"]["ms_ssim"],
+            "flat_amp_ssim": flat["amplitude"]["ssim"], "flat_phase_ssim": flat["phase"]["ssim"],
+            "flat_amp_ms_ssim": flat["amplitude"]["ms_ssim"],
+            "flat_phase_ms_ssim": flat["phase"]["ms_ssim"],
+            "photons_per_px": ev.report["fluence"]["photons_per_px"],
+            "n32_scale": ssim_at_scale(rec.path, cell / "test.h5", study.scale("scaled").N / 32),
+            "n_test": rec.n_patterns, "recon_s": rec.wall_time_s,
+            "total_s": time.perf_counter() - t0,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
     if a["arm"] == "iterative":  # the reference: what the counts support, no network
         rec = api.reconstruct(study, "scaled", "iterative", cell / "test.h5", d / "recon.h5",
                               threads=1)
         ev = api.evaluate(rec.path, cell / "test.h5", out_dir=d)
-        M, flat = ev.metrics, ev.report["reference"]["flat_object"]
-        print(json.dumps({
-            "backbone": None, "amp_ssim": M["amplitude"]["ssim"], "phase_ssim": M["phase"]["ssim"],
-            "amp_ms_ssim": M["amplitude"]["ms_ssim"], "phase_ms_ssim": M["phase"]["ms_ssim"],
-            "flat_amp_ssim": flat["amplitude"]["ssim"], "flat_phase_ssim": flat["phase"]["ssim"],
-            "flat_amp_ms_ssim": flat["amplitude"]["ms_ssim"],
-            "flat_phase_ms_ssim": flat["phase"]["ms_ssim"],
-            "photons_per_px": ev.report["fluence"]["photons_per_px"], "n_test": rec.n_patterns,
-            "recon_s": rec.wall_time_s, "total_s": time.perf_counter() - t0,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            **at_reference_scale(rec.path)}))
+        print(json.dumps({"backbone": None, **scores(rec, ev)}))
         raise SystemExit(0)
     adapted = a["arm"].startswith("adapted")
     # the adapted arm: the study's adaptation PINN trained, then fine-tuned on the test counts
@@ -110,24 +108,14 @@ CHILD = textwrap.dedent(
     if adapted:  # its epochs pass over the test split
         b.update(n_train=rec.n_patterns, n_val=0)
     ev = api.evaluate(rec.path, cell / "test.h5", out_dir=d)
-    M, flat = ev.metrics, ev.report["reference"]["flat_object"]
     tc = study.scale("scaled").training
-    ep = b["epoch_times_s"]
     print(json.dumps({
         "backbone": [tc.backbone, tc.filters, tc.depth, tc.support, tc.rate(a["arm"])],
-        "amp_ssim": M["amplitude"]["ssim"], "phase_ssim": M["phase"]["ssim"],
-        "amp_ms_ssim": M["amplitude"]["ms_ssim"], "phase_ms_ssim": M["phase"]["ms_ssim"],
-        "flat_amp_ssim": flat["amplitude"]["ssim"], "flat_phase_ssim": flat["phase"]["ssim"],
-        "flat_amp_ms_ssim": flat["amplitude"]["ms_ssim"],
-        "flat_phase_ms_ssim": flat["phase"]["ms_ssim"],
-        "photons_per_px": ev.report["fluence"]["photons_per_px"],
         "parameters": b["backbone"]["parameters"], "n_train": b["n_train"], "n_val": b["n_val"],
         "epochs_run": b["epochs_run"], "best_epoch": b["best_epoch"], "fit_s": b["fit_time_s"],
-        "epoch_times_s": ep, "recon_s": rec.wall_time_s, "n_test": rec.n_patterns,
-        "total_s": time.perf_counter() - t0,
+        "epoch_times_s": b["epoch_times_s"],
         "history": (d / "history.csv").read_text() if (d / "history.csv").exists() else "",
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        **at_reference_scale(rec.path)}))
+        **scores(rec, ev)}))
     """
 )
 
@@ -262,8 +250,8 @@ def main() -> None:
 
 
 def rescore(out: Path, data: Path) -> None:
-    """Add the N = 32-scale SSIMs to the kept runs of ``out`` that lack them (rewritten
-    atomically)."""
+    """Add the N = 32-scale SSIMs (``n32_scale``: ``ssim_at_scale``'s record) to the kept runs of
+    ``out`` that lack them (rewritten atomically)."""
     from ptycho.data.io import atomic_path
     from ptycho.evaluation.evaluate import ssim_at_scale
 
@@ -273,12 +261,8 @@ def rescore(out: Path, data: Path) -> None:
         osz = r["object_size"]
         cell = data / f"N{r['N']}_{osz[0]}x{osz[1]}_{r['dose']}_dense"
         run = data / "runs" / f"{cell.name}_{r['arm']}_{r['variant']}_{r['epochs']}"
-        if "error" not in r and "amp_ssim_n32" not in r and (run / "recon.h5").exists():
-            sc = ssim_at_scale(run / "recon.h5", cell / "test.h5", r["N"] / 32)
-            rr, f = sc["reconstruction"], sc["flat_object"]
-            r.update(scale_factor=sc["factor"], amp_ssim_n32=rr["amplitude"],
-                     phase_ssim_n32=rr["phase"], flat_amp_ssim_n32=f["amplitude"],
-                     flat_phase_ssim_n32=f["phase"])
+        if "error" not in r and "n32_scale" not in r and (run / "recon.h5").exists():
+            r["n32_scale"] = ssim_at_scale(run / "recon.h5", cell / "test.h5", r["N"] / 32)
         lines.append(json.dumps(r))
     with atomic_path(out, ".jsonl") as tmp:
         Path(tmp).write_text("\n".join(lines) + "\n")
@@ -293,14 +277,19 @@ def _pair(r: dict, a: str, b: str) -> str:
     return f"{r[a]:.3f} / {r[b]:.3f}" if a in r and b in r else "–"
 
 
+def _scaled(r: dict, who: str) -> str:
+    """``reconstruction`` or ``flat_object`` amplitude / phase SSIM at the N = 32 pixel scale."""
+    sc = (r.get("n32_scale") or {}).get(who)
+    return f"{sc['amplitude']:.3f} / {sc['phase']:.3f}" if sc else "–"
+
+
 def row(r: dict) -> str:
     ppx = f"{r['photons_per_px']:,.0f}" if "photons_per_px" in r else "–"
     tail = (f"{r['amp_ssim']:.3f} | {r['phase_ssim']:.3f} | "
             f"{_pair(r, 'amp_ms_ssim', 'phase_ms_ssim')} | "
             f"{r['flat_amp_ssim']:.3f} / {r['flat_phase_ssim']:.3f} | "
             f"{_pair(r, 'flat_amp_ms_ssim', 'flat_phase_ms_ssim')} | "
-            f"{_pair(r, 'amp_ssim_n32', 'phase_ssim_n32')} | "
-            f"{_pair(r, 'flat_amp_ssim_n32', 'flat_phase_ssim_n32')} |")
+            f"{_scaled(r, 'reconstruction')} | {_scaled(r, 'flat_object')} |")
     if r.get("backbone") is None:  # the iterative reference
         return (f"| {r['N']} | {r['dose']} | {ppx} | {r['arm']} | pty-chi LSQML (the study's) | – | "
                 f"– | – | – | {tail}")
