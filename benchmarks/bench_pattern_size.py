@@ -29,7 +29,10 @@ parameters, seconds per epoch (median), training patterns per second of one thre
 patterns per second, the peak resident memory of the train + reconstruct process, and the SSIMs
 on the N = 32 study's pixel scale (``ptycho.evaluation.evaluate.ssim_at_scale`` with factor
 N / 32: the probe spans 0.15 N pixels, so a larger N samples the same physical object with more
-pixels, and the fixed 11-pixel SSIM window then judges a smaller physical area). A table of all runs is printed at the end.
+pixels, and the fixed 11-pixel SSIM window then judges a smaller physical area), and the
+amplitude and phase resolutions where the FRC against the truth falls below 1/7 (pixels: a smooth
+reconstruction can score a higher SSIM with a coarser resolution). A table of all runs is printed
+at the end.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ CHILD = textwrap.dedent(
             "flat_amp_ms_ssim": flat["amplitude"]["ms_ssim"],
             "flat_phase_ms_ssim": flat["phase"]["ms_ssim"],
             "photons_per_px": ev.report["fluence"]["photons_per_px"],
+            "frc17_px": [M["amplitude"]["frc17_px"], M["phase"]["frc17_px"]],
             "n32_scale": ssim_at_scale(rec.path, cell / "test.h5", study.scale("scaled").N / 32),
             "n_test": rec.n_patterns, "recon_s": rec.wall_time_s,
             "total_s": time.perf_counter() - t0,
@@ -193,8 +197,9 @@ def main() -> None:
                     help="keep each run's model, reconstruction and evaluation under --data/runs")
     ap.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
     ap.add_argument("--rescore", action="store_true",
-                    help="add the SSIMs at the N = 32 pixel scale to the runs of --out that lack "
-                    "them and were kept (--keep), from their reconstructions; then print the table")
+                    help="add the SSIMs at the N = 32 pixel scale and the FRC resolutions to the runs "
+                    "of --out that lack them and were kept (--keep), from their reconstructions "
+                    "and evaluations; then print the table")
     a = ap.parse_args()
 
     out = Path(a.out)
@@ -250,8 +255,9 @@ def main() -> None:
 
 
 def rescore(out: Path, data: Path) -> None:
-    """Add the N = 32-scale SSIMs (``n32_scale``: ``ssim_at_scale``'s record) to the kept runs of
-    ``out`` that lack them (rewritten atomically)."""
+    """Add the N = 32-scale SSIMs (``n32_scale``: ``ssim_at_scale``'s record) and the FRC 1/7
+    resolutions (``frc17_px``, from the evaluation's metrics.json) to the kept runs of ``out``
+    that lack them (rewritten atomically)."""
     from ptycho.data.io import atomic_path
     from ptycho.evaluation.evaluate import ssim_at_scale
 
@@ -263,6 +269,9 @@ def rescore(out: Path, data: Path) -> None:
         run = data / "runs" / f"{cell.name}_{r['arm']}_{r['variant']}_{r['epochs']}"
         if "error" not in r and "n32_scale" not in r and (run / "recon.h5").exists():
             r["n32_scale"] = ssim_at_scale(run / "recon.h5", cell / "test.h5", r["N"] / 32)
+        if "error" not in r and "frc17_px" not in r and (run / "metrics.json").exists():
+            M = json.loads((run / "metrics.json").read_text())["metrics"]
+            r["frc17_px"] = [M["amplitude"]["frc17_px"], M["phase"]["frc17_px"]]
         lines.append(json.dumps(r))
     with atomic_path(out, ".jsonl") as tmp:
         Path(tmp).write_text("\n".join(lines) + "\n")
@@ -270,7 +279,8 @@ def rescore(out: Path, data: Path) -> None:
 
 HEADER = ("| N | dose | photons / px | arm | network | epochs | parameters | s / epoch | "
           "train patterns / s | amp SSIM | phase SSIM | amp / phase MS-SSIM | flat amp / phase | "
-          "flat MS-SSIM | amp / phase SSIM at N = 32 pixels | flat at N = 32 pixels |")
+          "flat MS-SSIM | amp / phase SSIM at N = 32 pixels | flat at N = 32 pixels | "
+          "amp / phase FRC 1/7 (px) |")
 
 
 def _pair(r: dict, a: str, b: str) -> str:
@@ -283,13 +293,21 @@ def _scaled(r: dict, who: str) -> str:
     return f"{sc['amplitude']:.3f} / {sc['phase']:.3f}" if sc else "–"
 
 
+def _frc(r: dict) -> str:
+    """Amplitude / phase resolution (px) where the FRC against the truth falls below 1/7."""
+    f = r.get("frc17_px")
+    if not f:
+        return "–"
+    return " / ".join("–" if v is None else f"{v:.1f}" for v in f)
+
+
 def row(r: dict) -> str:
     ppx = f"{r['photons_per_px']:,.0f}" if "photons_per_px" in r else "–"
     tail = (f"{r['amp_ssim']:.3f} | {r['phase_ssim']:.3f} | "
             f"{_pair(r, 'amp_ms_ssim', 'phase_ms_ssim')} | "
             f"{r['flat_amp_ssim']:.3f} / {r['flat_phase_ssim']:.3f} | "
             f"{_pair(r, 'flat_amp_ms_ssim', 'flat_phase_ms_ssim')} | "
-            f"{_scaled(r, 'reconstruction')} | {_scaled(r, 'flat_object')} |")
+            f"{_scaled(r, 'reconstruction')} | {_scaled(r, 'flat_object')} | {_frc(r)} |")
     if r.get("backbone") is None:  # the iterative reference
         return (f"| {r['N']} | {r['dose']} | {ppx} | {r['arm']} | pty-chi LSQML (the study's) | – | "
                 f"– | – | – | {tail}")
@@ -305,7 +323,7 @@ def print_table(path: Path) -> None:
     rows = [json.loads(x) for x in path.read_text().splitlines()]
     rows = [r for r in rows if "error" not in r]
     print("\n" + HEADER)
-    print("|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---|---|")
+    print("|---:|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---|---|---|")
     key = lambda r: (r["N"], float(r["dose"]), r["arm"], r["variant"], r["epochs"] or 0)
     for r in sorted(rows, key=key):
         print(row(r))
