@@ -80,7 +80,6 @@ CHILD = textwrap.dedent(
             "flat_amp_ms_ssim": flat["amplitude"]["ms_ssim"],
             "flat_phase_ms_ssim": flat["phase"]["ms_ssim"],
             "photons_per_px": ev.report["fluence"]["photons_per_px"],
-            "frc17_px": [M["amplitude"]["frc17_px"], M["phase"]["frc17_px"]],
             "n32_scale": ssim_at_scale(rec.path, cell / "test.h5", study.scale("scaled").N / 32),
             "n_test": rec.n_patterns, "recon_s": rec.wall_time_s,
             "total_s": time.perf_counter() - t0,
@@ -241,8 +240,10 @@ def main() -> None:
                                    "cell_dir": str(cell.resolve()),
                                    "study_dict": study_dict(Path(a.study), N, osz, v,
                                                             a.epochs, dose)})
-                    if "error" not in r and not a.keep:
-                        shutil.rmtree(run, ignore_errors=True)
+                    if "error" not in r:
+                        r.update(frc_record(run))
+                        if not a.keep:
+                            shutil.rmtree(run, ignore_errors=True)
                     r = dict(N=N, object_size=list(osz), dose=dose, arm=arm, variant=v,
                              epochs=epochs, **r)
                     with open(out, "a") as fh:
@@ -252,6 +253,18 @@ def main() -> None:
                     else:
                         print(row(r), flush=True)
     print_table(out)
+
+
+def frc_record(run: Path) -> dict:
+    """{"frc17_px": {component: [resolution, interval low, interval high]}}: the amplitude and
+    phase resolutions (pixels) where the FRC against the truth falls below 1/7, with the
+    evaluation's block-bootstrap intervals, from the run's metrics.json ({} when it has none)."""
+    path = run / "metrics.json"
+    if not path.exists():
+        return {}
+    ev = json.loads(path.read_text())
+    return {"frc17_px": {c: [ev["metrics"][c]["frc17_px"], *ev["intervals"][c]["frc17_px"]]
+                         for c in ("amplitude", "phase")}}
 
 
 def rescore(out: Path, data: Path) -> None:
@@ -269,9 +282,8 @@ def rescore(out: Path, data: Path) -> None:
         run = data / "runs" / f"{cell.name}_{r['arm']}_{r['variant']}_{r['epochs']}"
         if "error" not in r and "n32_scale" not in r and (run / "recon.h5").exists():
             r["n32_scale"] = ssim_at_scale(run / "recon.h5", cell / "test.h5", r["N"] / 32)
-        if "error" not in r and "frc17_px" not in r and (run / "metrics.json").exists():
-            M = json.loads((run / "metrics.json").read_text())["metrics"]
-            r["frc17_px"] = [M["amplitude"]["frc17_px"], M["phase"]["frc17_px"]]
+        if "error" not in r and not isinstance(r.get("frc17_px"), dict):
+            r.update(frc_record(run))
         lines.append(json.dumps(r))
     with atomic_path(out, ".jsonl") as tmp:
         Path(tmp).write_text("\n".join(lines) + "\n")
@@ -280,7 +292,7 @@ def rescore(out: Path, data: Path) -> None:
 HEADER = ("| N | dose | photons / px | arm | network | epochs | parameters | s / epoch | "
           "train patterns / s | amp SSIM | phase SSIM | amp / phase MS-SSIM | flat amp / phase | "
           "flat MS-SSIM | amp / phase SSIM at N = 32 pixels | flat at N = 32 pixels | "
-          "amp / phase FRC 1/7 (px) |")
+          "amp / phase FRC 1/7 (px) [interval] |")
 
 
 def _pair(r: dict, a: str, b: str) -> str:
@@ -294,11 +306,16 @@ def _scaled(r: dict, who: str) -> str:
 
 
 def _frc(r: dict) -> str:
-    """Amplitude / phase resolution (px) where the FRC against the truth falls below 1/7."""
+    """Amplitude / phase resolution (px) where the FRC against the truth falls below 1/7, each
+    with its interval."""
     f = r.get("frc17_px")
-    if not f:
+    if not isinstance(f, dict):
         return "–"
-    return " / ".join("–" if v is None else f"{v:.1f}" for v in f)
+
+    def one(v):
+        x, lo, hi = ("–" if u is None else f"{u:.1f}" for u in v)
+        return f"{x} [{lo}, {hi}]"
+    return f"{one(f['amplitude'])} / {one(f['phase'])}"
 
 
 def row(r: dict) -> str:
