@@ -258,12 +258,15 @@ def main() -> None:
 def frc_record(run: Path) -> dict:
     """{"frc17_px": {component: [resolution, interval low, interval high]}}: the amplitude and
     phase resolutions (pixels) where the FRC against the truth falls below 1/7, with the
-    evaluation's block-bootstrap intervals, from the run's metrics.json ({} when it has none)."""
+    evaluation's block-bootstrap intervals (None where the study computes none), from the run's
+    metrics.json ({} when it has none)."""
     path = run / "metrics.json"
     if not path.exists():
         return {}
     ev = json.loads(path.read_text())
-    return {"frc17_px": {c: [ev["metrics"][c]["frc17_px"], *ev["intervals"][c]["frc17_px"]]
+    intervals = ev.get("intervals") or {}
+    return {"frc17_px": {c: [ev["metrics"][c]["frc17_px"],
+                             *(intervals.get(c, {}).get("frc17_px") or (None, None))]
                          for c in ("amplitude", "phase")}}
 
 
