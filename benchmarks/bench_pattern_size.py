@@ -22,7 +22,8 @@ N = 64 can be given the photons per object pixel that a N = 32 cell gets.
 Variants: ``default`` trains with the study's settings with the network keys that follow N
 (backbone, filters, depth, support, learning rate) left to the schema's rule, as they are when a
 study file does not set them; ``<backbone>-<filters>-<depth>[-s<support>][-lr<rate>]`` sets them
-explicitly (e.g. ``cnn-8-3``: the plain CNN, 8 filters, 3 downsamplings). Every run appends one
+explicitly (e.g. ``cnn-8-3``: the plain CNN, 8 filters, 3 downsamplings); ``-se<iterations>``
+after either stitches with the shared patch error correction (``default-se10``). Every run appends one
 JSON line to ``--out`` (a resumed benchmark skips runs already there): SSIM and MS-SSIM of
 amplitude and phase and the flat object's, the incident photons per object pixel (fluence),
 parameters, seconds per epoch (median), training patterns per second of one thread, inference
@@ -125,7 +126,8 @@ CHILD = textwrap.dedent(
 
 def parse_variant(v: str) -> dict:
     """``default`` -> {} (the schema's rule); ``<backbone>-<filters>-<depth>[-s<s>][-lr<r>]``
-    [-clip<global norm>][-cos (cosine schedule)][-b<batch size>];
+    [-clip<global norm>][-cos (cosine schedule)][-b<batch size>][-se<iterations> (the stitching's
+    shared patch error correction, ``stitching.shared_error_iterations``)];
     ``default-...`` is the rule with only those training options set."""
     if v in ("default", "solver"):  # solver: the iterative reference, the study's settings
         return {}
@@ -143,6 +145,8 @@ def parse_variant(v: str) -> dict:
             out["clip_norm"] = float(p[4:])
         elif p == "cos":
             out["schedule"] = "cosine"
+        elif p.startswith("se") and p[2:].isdigit():
+            out["shared_error_iterations"] = int(p[2:])
         elif p.startswith("b") and p[1:].isdigit():
             out["batch_size"] = int(p[1:])
         elif p.startswith("s"):
@@ -165,7 +169,11 @@ def study_dict(study: Path, N: int, object_size, variant: str, epochs: int,
     sc = d["scales"]["scaled"]
     sc["N"], sc["object_size"] = int(N), list(object_size)
     tr = {k: v for k, v in sc.get("training", {}).items() if k not in RULE_KEYS}
-    tr.update(parse_variant(variant), epochs=int(epochs))
+    v = parse_variant(variant)
+    shared = v.pop("shared_error_iterations", None)
+    if shared is not None:
+        d["stitching"] = dict(d.get("stitching") or {}, shared_error_iterations=shared)
+    tr.update(v, epochs=int(epochs))
     sc["training"] = tr
     return d
 

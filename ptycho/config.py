@@ -509,6 +509,8 @@ class StitchingConfig:
     phase_sync: bool
     refine_iterations: int
     sync_method: str = "blocks"  # "blocks" (linear in n) or "global" (the solver before 2026-11)
+    shared_error_iterations: int = 0
+    """Iterations of the shared patch error correction (``PatchStore.shared_error``); 0: off."""
 
 
 @dataclass(frozen=True)

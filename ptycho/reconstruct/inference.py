@@ -73,12 +73,15 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
                         threads: int = 1, phase_sync: bool = True, refine_iterations: int = 10,
                         tmp_dir=None, sync_method: str = "blocks",
                         sync_options: dict | None = None,
-                        expected_arm: str | None = None) -> Reconstruction:
+                        expected_arm: str | None = None,
+                        shared_error_iterations: int = 0) -> Reconstruction:
     """Predict the test split with a trained arm and stitch the full (H, W) object.
 
     ``phase_sync``: synchronise the per-patch phase offsets before averaging (``PatchStore``;
     ``sync_method`` "blocks" or "global" and further ``sync_options``, see
     ``PatchStore.synchronise``);
+    ``shared_error_iterations``: > 0 estimates the amplitude error every patch shares from the
+    patches' disagreement and takes it off before the final average (``PatchStore.shared_error``);
     ``tmp_dir``: where the temporary patch file goes (system temporary directory by default);
     ``expected_arm``: the arm the caller reconstructs (a bundle of another arm is refused).
 
@@ -133,7 +136,12 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
                 factors, details = store.synchronise(refine_iterations, method=sync_method,
                                                      **(sync_options or {}))
                 sync_info.update(details, time_s=time.perf_counter() - t_sync)
-            obj, weight = store.stitch(factors)
+            shared = None
+            if shared_error_iterations:
+                t_shared = time.perf_counter()
+                shared, details = store.shared_error(factors, shared_error_iterations)
+                sync_info["shared_error"] = dict(details, time_s=time.perf_counter() - t_shared)
+            obj, weight = store.stitch(factors, shared_error=shared)
             n_stitched = store.n
         t_loop = time.perf_counter() - t_loop
         wall = time.perf_counter() - t0
@@ -171,7 +179,8 @@ def reconstruct_with_study(model_path, bundle_path, test_path, study, scale_name
                               threads=threads, phase_sync=study.stitching.phase_sync,
                               refine_iterations=study.stitching.refine_iterations,
                               sync_method=study.stitching.sync_method, tmp_dir=tmp_dir,
-                              expected_arm=expected_arm)
+                              expected_arm=expected_arm,
+                              shared_error_iterations=study.stitching.shared_error_iterations)
     rec.overlap_view = overlap_view
     rec.info["inference_s"] = rec.wall_time_s
     rec.wall_time_s += float(extra_time_s)

@@ -138,6 +138,8 @@ class PatchStore:
         self.batch = int(batch)
         self.win = sync_window(self.weight, sync_threshold)
         self.corners = np.zeros((self.n, 2), np.int64)  # (n, 2) ints: small beside the patches
+        # 1 where a patch's fractional position rounds up: its pixels sit one record pixel later
+        self.lag = np.zeros((self.n, 2), np.int8)
         self.count = 0
         self._layout = None  # the block solver's piece order (``_sort_by_blocks``)
         for stale in remove_stale_stores(directory):
@@ -186,6 +188,8 @@ class PatchStore:
         if lo.min() < -1 or hi[0] > H + 1 or hi[1] > W + 1:
             raise DatasetError(f"stitching: a patch leaves the {H} x {W} object grid")
         self.corners[a:b] = corners
+        frac = (np.asarray(positions, np.float64).reshape(-1, 2) - self.N / 2) - (corners + 1)
+        self.lag[a:b] = frac >= 0.5
         s0, s1 = self.win
         win_w = weights[:, s0:s1, s0:s1]
         try:
@@ -502,13 +506,88 @@ class PatchStore:
         f = fid[vid]
         return np.sum(np.where(f >= 0, phi * cvec[np.maximum(f, 0)], 0), axis=1)
 
+    # -- the error every patch shares
+    def shared_error(self, factors: np.ndarray | None = None, iterations: int = 10,
+                     threshold: float = DEFAULT_THRESHOLD) -> tuple[np.ndarray, dict]:
+        """The amplitude error e (N, N) that every patch shares at the same patch pixel, estimated
+        from the patches' disagreement (no ground truth), and a summary dict.
+
+        A network that turns one pattern into one patch can be wrong in the same way for every
+        pattern (say, too bright at the probe's centre and too dark at its edge); stitching then
+        repeats that error at every scan position, a lattice with the scan's period. Where patches
+        overlap, one object pixel sits at different patch pixels in different patches, so the
+        shared error shows as disagreement: the probe-weighted mean over all patches of (patch
+        amplitude - stitched amplitude) at a patch pixel is e minus its overlap average. Each
+        iteration adds that mean to e, takes e off every patch's amplitude (the phase kept) and
+        stitches again (two streaming passes). The |P|^2-weighted mean of e is held at 0, so the
+        patches' overall brightness stays the network's. Patches sit at fractional positions, so a
+        patch pixel is matched to the object-grid pixel nearest it (within half a pixel). The
+        object's own structure averages out over the scan positions, so e is what the patches
+        share. ``stitch(factors, shared_error=e)`` applies it.
+        """
+        if iterations < 0:
+            raise ConfigError(f"stitching: shared_error_iterations must be >= 0, got {iterations}")
+        N, M = self.N, self.M
+        w = self.weight
+        e = np.zeros((N, N))
+        steps = []
+        for _ in range(int(iterations)):
+            canvas = np.pad(self.stitch(factors, threshold, shared_error=e)[0], 1).ravel()
+            num, den = np.zeros((M + 1, M + 1)), np.zeros((M + 1, M + 1))
+            for a, c, p, wr in self._batches(False):
+                q = np.abs(self._corrected(a, p, factors, e))
+                r = wr * (q - np.abs(canvas[self._flat_index(c, M)]))
+                for sel, ys, xs in self._lag_groups(a, len(c)):
+                    num[ys, xs] += np.sum(r[sel], axis=0)
+                    den[ys, xs] += np.sum(wr[sel], axis=0)
+            num, den = num[2 : N + 2, 2 : N + 2], den[2 : N + 2, 2 : N + 2]  # patch pixels
+            ok = den > threshold * den.max()
+            step = np.zeros((N, N))
+            step[ok] = num[ok] / den[ok]
+            e += step
+            e -= np.sum(w * e) / np.sum(w)
+            steps.append(float(np.sqrt(np.sum(w * step**2) / np.sum(w))))
+        return e, {"iterations": int(iterations),
+                   "rms": float(np.sqrt(np.sum(w * e**2) / np.sum(w))),
+                   "max_abs": float(np.max(np.abs(e[w >= 0.1 * w.max()]))),
+                   "last_step_rms": steps[-1] if steps else 0.0}
+
+    def _lag_groups(self, a: int, b: int):
+        """(selection, rows, columns) per sub-pixel lag of records a ... a + b: record pixel r of
+        a record whose position's fractional part rounds up (lag 1) holds patch pixel r - 2
+        (r - 1 otherwise); rows/columns index an (N + 3, N + 3) array by patch pixel + 2."""
+        lag = self.lag[a : a + b]
+        M = self.M
+        for ly in (0, 1):
+            for lx in (0, 1):
+                sel = (lag[:, 0] == ly) & (lag[:, 1] == lx)
+                if sel.any():
+                    yield sel, slice(1 - ly, 1 - ly + M), slice(1 - lx, 1 - lx + M)
+
+    def _corrected(self, a: int, p: np.ndarray, factors, shared_error) -> np.ndarray:
+        """Records a ... a + len(p): multiplied by their factors, the (N, N) ``shared_error``
+        taken off their amplitudes at the matching patch pixels (clipped at 0; the phase kept)."""
+        if factors is not None:
+            p = np.asarray(factors)[a : a + len(p), None, None] * p
+        if shared_error is None:
+            return p
+        N = self.N
+        padded = np.zeros((N + 3, N + 3))
+        padded[2 : N + 2, 2 : N + 2] = shared_error
+        e = np.empty(p.shape)
+        for sel, ys, xs in self._lag_groups(a, len(p)):
+            e[sel] = padded[ys, xs]
+        amp = np.abs(p)
+        return p * (np.maximum(amp - e, 0.0) / np.maximum(amp, 1e-12))
+
     # -- the result
     def stitch(self, factors: np.ndarray | None = None,
-               threshold: float = DEFAULT_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
+               threshold: float = DEFAULT_THRESHOLD,
+               shared_error: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(object (H, W) complex128, weight (H, W) float64) as ``StitchAccumulator.result``, each
-        patch multiplied by its factor (1 when ``factors`` is None)."""
+        patch multiplied by its factor (1 when ``factors`` is None) and ``shared_error`` (N, N)
+        (``shared_error``'s estimate) taken off its amplitude when given."""
         acc = StitchAccumulator(self.probe, self.shape)
         for a, c, p, w in self._batches(False):
-            f = np.ones(len(c)) if factors is None else np.asarray(factors)[a : a + len(c)]
-            acc.add_on_grid(c, f[:, None, None] * p, w)
+            acc.add_on_grid(c, self._corrected(a, p, factors, shared_error), w)
         return acc.result(threshold)
