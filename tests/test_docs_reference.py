@@ -58,7 +58,8 @@ def test_known_keys_with_their_defaults_and_bounds():
     # a pattern's | is escaped so the table keeps its columns
     assert _row(page, "hybrid.start_from")[3] == r"matches `^(pinn_g[0-9]+\|adapted_g[0-9]+\|baseline)$`"
     assert _row(page, "results")[2] == "`results`"  # the run configuration's keys
-    assert _row(page, "stitching.shared_error_iterations")[1:4] == ["integer", "`0`", "≥ 0; ≤ 100"]
+    assert _row(page, "stitching.shared_error_iterations")[1:4] == ["integer or null", "`null`",
+                                                                          "≥ 0; ≤ 100"]
 
 
 def test_every_schema_leaf_is_on_the_page():

@@ -292,8 +292,13 @@ def test_shared_patch_error_iterations_are_a_validated_study_key():
 
     from ptycho.config import StudyConfig
 
-    assert StudyConfig.from_dict(small_study_dict()).stitching.shared_error_iterations == 0
-    s = StudyConfig.from_dict(small_study_dict(stitching={"shared_error_iterations": 10}))
-    assert s.stitching.shared_error_iterations == 10
+    # left out: follows N (off up to N = 32, where it changed nothing; 10 iterations from N = 64)
+    st = StudyConfig.from_dict(small_study_dict()).stitching
+    assert st.shared_error_iterations is None
+    assert [st.shared_error_iterations_at(N) for N in (16, 32, 64, 128)] == [0, 0, 10, 10]
+    # a value in the study file holds at every N
+    for value in (0, 4):
+        st = StudyConfig.from_dict(small_study_dict(stitching={"shared_error_iterations": value})).stitching
+        assert [st.shared_error_iterations_at(N) for N in (16, 128)] == [value, value]
     with pytest.raises(ConfigError, match="shared_error_iterations"):
         StudyConfig.from_dict(small_study_dict(stitching={"shared_error_iterations": -1}))

@@ -137,6 +137,7 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
                                                      **(sync_options or {}))
                 sync_info.update(details, time_s=time.perf_counter() - t_sync)
             shared = None
+            sync_info["shared_error_iterations"] = int(shared_error_iterations)
             if shared_error_iterations:
                 t_shared = time.perf_counter()
                 shared, details = store.shared_error(factors, shared_error_iterations)
@@ -180,7 +181,8 @@ def reconstruct_with_study(model_path, bundle_path, test_path, study, scale_name
                               refine_iterations=study.stitching.refine_iterations,
                               sync_method=study.stitching.sync_method, tmp_dir=tmp_dir,
                               expected_arm=expected_arm,
-                              shared_error_iterations=study.stitching.shared_error_iterations)
+                              shared_error_iterations=study.stitching.shared_error_iterations_at(
+                                  scale.N))
     rec.overlap_view = overlap_view
     rec.info["inference_s"] = rec.wall_time_s
     rec.wall_time_s += float(extra_time_s)
