@@ -212,18 +212,28 @@ def test_trained_pinn_reconstruction_beats_an_untrained_network(trained, cell, t
 
 
 def test_shared_patch_error_correction_changes_only_the_amplitude(trained, cell, tmp_path):
-    from ptycho.reconstruct.inference import reconstruct_network
+    from conftest import small_study_dict
+
+    from ptycho.config import StudyConfig
+    from ptycho.reconstruct.inference import reconstruct_with_study
 
     _, _, test_path = cell
     _, out = trained["pinn_g1"]
     with Dataset(test_path) as ds:
         truth, probe = ds.object, ds.probe
-    rec = reconstruct_network(out["model_path"], out["bundle_path"], test_path, 64)
-    fixed = reconstruct_network(out["model_path"], out["bundle_path"], test_path, 64,
-                                shared_error_iterations=5)
-    assert "shared_error" not in rec.info["synchronisation"]
+
+    def stitched(stitching: dict, name: str):
+        study = StudyConfig.from_dict(small_study_dict(stitching=stitching))
+        return reconstruct_with_study(out["model_path"], out["bundle_path"], test_path, study,
+                                      "scaled", "dense", tmp_path / name)
+
+    # the study's setting reaches the reconstruction; left out, it follows N (off at N = 16)
+    rec = stitched({}, "plain.h5")
+    fixed = stitched({"shared_error_iterations": 5}, "fixed.h5")
     assert rec.info["synchronisation"]["shared_error_iterations"] == 0
+    assert "shared_error" not in rec.info["synchronisation"]
     info = fixed.info["synchronisation"]["shared_error"]
+    assert fixed.info["synchronisation"]["shared_error_iterations"] == 5
     assert info["iterations"] == 5 and info["rms"] > 0 and info["time_s"] >= 0
     np.testing.assert_array_equal(fixed.weight, rec.weight)
     ok = (rec.weight > 0.1 * np.abs(probe).max() ** 2) & (np.abs(rec.object) > 0.05)
@@ -232,18 +242,6 @@ def test_shared_patch_error_correction_changes_only_the_amplitude(trained, cell,
     assert np.mean(np.abs(np.angle(fixed.object[ok] * np.conj(rec.object[ok])))) < 0.01
     ph, amp = phase_and_amp_correlation(rec, truth, probe)
     ph_f, amp_f = phase_and_amp_correlation(fixed, truth, probe)
-    # the study's setting reaches the reconstruction; left out, it follows N (off at N = 16)
-    from conftest import small_study_dict
-
-    from ptycho.config import StudyConfig
-    from ptycho.reconstruct.inference import reconstruct_with_study
-
-    for stitching, expected in (({}, 0), ({"shared_error_iterations": 3}, 3)):
-        study = StudyConfig.from_dict(small_study_dict(stitching=stitching))
-        r = reconstruct_with_study(out["model_path"], out["bundle_path"], test_path, study, "scaled",
-                                   "dense", tmp_path / f"r{expected}.h5")
-        assert r.info["synchronisation"]["shared_error_iterations"] == expected
-        assert ("shared_error" in r.info["synchronisation"]) == bool(expected)
     # this N = 16 toy network shares little error to remove (measured: amplitude correlation
     # 0.872 -> 0.861, phase 0.832 -> 0.830); the correction must not cost more than that
     assert amp_f >= amp - 0.03 and abs(ph_f - ph) < 0.01, (amp, amp_f, ph, ph_f)
