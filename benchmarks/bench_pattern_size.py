@@ -23,7 +23,8 @@ Variants: ``default`` trains with the study's settings with the network keys tha
 (backbone, filters, depth, support, learning rate) left to the schema's rule, as they are when a
 study file does not set them; ``<backbone>-<filters>-<depth>[-s<support>][-lr<rate>]`` sets them
 explicitly (e.g. ``cnn-8-3``: the plain CNN, 8 filters, 3 downsamplings); ``-se<iterations>``
-after either stitches with the shared patch error correction (``default-se10``). Every run appends one
+after either sets the stitching's shared patch error correction (``default-se10``; ``-se0`` off;
+without it the study's setting applies, which follows N: on from N = 64). Every run appends one
 JSON line to ``--out`` (a resumed benchmark skips runs already there): SSIM and MS-SSIM of
 amplitude and phase and the flat object's, the incident photons per object pixel (fluence),
 parameters, seconds per epoch (median), training patterns per second of one thread, inference
@@ -32,7 +33,8 @@ on the N = 32 study's pixel scale (``ptycho.evaluation.evaluate.ssim_at_scale`` 
 N / 32: the probe spans 0.15 N pixels, so a larger N samples the same physical object with more
 pixels, and the fixed 11-pixel SSIM window then judges a smaller physical area), and the
 amplitude and phase resolutions where the FRC against the truth falls below 1/7 (pixels: a smooth
-reconstruction can score a higher SSIM with a coarser resolution). A table of all runs is printed
+reconstruction can score a higher SSIM with a coarser resolution), and with the shared patch error
+correction the |P|^2-weighted RMS of the error it estimated. A table of all runs is printed
 at the end.
 """
 
@@ -83,6 +85,7 @@ CHILD = textwrap.dedent(
             "photons_per_px": ev.report["fluence"]["photons_per_px"],
             "n32_scale": ssim_at_scale(rec.path, cell / "test.h5", study.scale("scaled").N / 32),
             "n_test": rec.n_patterns, "recon_s": rec.wall_time_s,
+            "shared_error_rms": rec.info.get("synchronisation", {}).get("shared_error", {}).get("rms"),
             "total_s": time.perf_counter() - t0,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
