@@ -20,11 +20,13 @@ N and dose. A dose that is not one of the study's (``--doses 4e5``) is added to 
 N = 64 can be given the photons per object pixel that a N = 32 cell gets.
 
 Variants: ``default`` trains with the study's settings with the network keys that follow N
-(backbone, filters, depth, support, learning rate) left to the schema's rule, as they are when a
+(filters, depth, support, learning rate, ensemble) left to the schema's rule, as they are when a
 study file does not set them; ``<backbone>-<filters>-<depth>[-s<support>][-lr<rate>]`` sets them
-explicitly (e.g. ``cnn-8-3``: the plain CNN, 8 filters, 3 downsamplings); ``-se<iterations>``
-after either sets the stitching's shared patch error correction (``default-se10``; ``-se0`` off;
-without it the study's setting applies, which follows N: on from N = 64). Every run appends one
+explicitly (e.g. ``cnn-8-3``: the plain CNN, 8 filters, 3 downsamplings; the ensemble still
+follows the rule: 3 residual U-Nets from N = 64, one CNN); ``-e<networks>`` after either sets the
+ensemble (``default-e1``: one network); ``-se<iterations>`` sets the stitching's shared patch
+error correction (``default-se10``; ``-se0`` off; without it the study's setting applies, which
+follows N: on from N = 64). Every run appends one
 JSON line to ``--out`` (a resumed benchmark skips runs already there): SSIM and MS-SSIM of
 amplitude and phase and the flat object's, the incident photons per object pixel (fluence),
 parameters, seconds per epoch (median), training patterns per second of one thread, inference
@@ -52,7 +54,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "studies" / "dose_overlap" / "study.yaml"
 OBJECT_SIZES = {32: (224, 192), 64: (512, 448), 128: (448, 384)}
-RULE_KEYS = ("filters", "depth", "support", "learning_rate")
+RULE_KEYS = ("filters", "depth", "support", "learning_rate", "ensemble")
 
 CHILD = textwrap.dedent(
     """
@@ -129,8 +131,9 @@ CHILD = textwrap.dedent(
 
 def parse_variant(v: str) -> dict:
     """``default`` -> {} (the schema's rule); ``<backbone>-<filters>-<depth>[-s<s>][-lr<r>]``
-    [-clip<global norm>][-cos (cosine schedule)][-b<batch size>][-se<iterations> (the stitching's
-    shared patch error correction, ``stitching.shared_error_iterations``)];
+    [-clip<global norm>][-cos (cosine schedule)][-b<batch size>][-e<networks> (an ensemble,
+    ``training.ensemble``)][-se<iterations> (the stitching's shared patch error correction,
+    ``stitching.shared_error_iterations``)];
     ``default-...`` is the rule with only those training options set."""
     if v in ("default", "solver"):  # solver: the iterative reference, the study's settings
         return {}
@@ -150,6 +153,8 @@ def parse_variant(v: str) -> dict:
             out["schedule"] = "cosine"
         elif p.startswith("se") and p[2:].isdigit():
             out["shared_error_iterations"] = int(p[2:])
+        elif p.startswith("e") and p[1:].isdigit():
+            out["ensemble"] = int(p[1:])
         elif p.startswith("b") and p[1:].isdigit():
             out["batch_size"] = int(p[1:])
         elif p.startswith("s"):

@@ -188,6 +188,9 @@ class TrainingConfig:
     train_probe: bool = False
     # the probe's learning rate relative to the network's (train_probe only)
     probe_learning_rate_scale: float = 1.0
+    # networks per trained arm, trained side by side from different random starts; the
+    # reconstruction stitches every member's patch (1: one network)
+    ensemble: int = 1
 
     def rate(self, arm_id: str) -> float:
         """The learning rate of an arm: ``supervised_learning_rate`` for the baseline when set."""

@@ -65,7 +65,7 @@ def test_known_keys_with_their_defaults_and_bounds():
 def test_every_schema_leaf_is_on_the_page():
     page = D.reference_markdown()
     rows = D.schema_rows(load_schema("study"))
-    assert len(rows) == 142
+    assert len(rows) == 143
     for r in rows:
         assert f"| `{r.path}` |" in page
 

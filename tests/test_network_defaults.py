@@ -26,10 +26,11 @@ def test_resunet_depth_keeps_an_8_pixel_bottleneck(N, depth):
 def test_resunet_rule(N):
     assert network_defaults(N, "resunet") == {
         "filters": 16 if N <= 32 else 8, "depth": {16: 1, 32: 2, 64: 3, 128: 4}[N],
-        "support": 0.5, "learning_rate": 0.002 if N <= 32 else 0.001}
+        "support": 0.5, "learning_rate": 0.002 if N <= 32 else 0.001,
+        "ensemble": 1 if N <= 32 else 3}
     # the plain CNN keeps its N-independent defaults
     assert network_defaults(N, "cnn") == {"filters": 16, "depth": 3, "support": 1.0,
-                                          "learning_rate": 0.001}
+                                          "learning_rate": 0.001, "ensemble": 1}
 
 
 def _default_study(N=None, object_size=None, drop=NETWORK_KEYS, **training):

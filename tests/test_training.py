@@ -468,3 +468,25 @@ def test_replicates_draw_their_own_training_seeds(cell, tmp_path):
     with pytest.raises(ConfigError, match="is replicate 0, but replicate 1"):
         train_arm("pinn_g1", train_path, study, "scaled", replicate=1, **outputs(tmp_path, "r"))
     assert not (tmp_path / "r").exists() or not any((tmp_path / "r").iterdir())
+
+
+def test_an_ensemble_trains_its_members_side_by_side_and_stitches_every_patch(trained, cell,
+                                                                                tmp_path):
+    from ptycho.reconstruct.inference import reconstruct_network
+
+    _, train_path, test_path = cell
+    single_bundle, single_out = trained["pinn_g1"]
+    bundle, out = train(tiny_study(ensemble=2), train_path, tmp_path, "pinn_g1")
+    assert bundle["backbone"]["ensemble"] == 2 and single_bundle["backbone"]["ensemble"] == 1
+    # two backbones, one physics layer (its one trainable intensity scale)
+    assert bundle["backbone"]["parameters"] == 2 * single_bundle["backbone"]["parameters"] - 1
+    with Dataset(test_path) as ds:
+        truth, probe, n = ds.object, ds.probe, ds.n
+    rec = reconstruct_network(out["model_path"], out["bundle_path"], test_path, 64)
+    single = reconstruct_network(single_out["model_path"], single_out["bundle_path"], test_path, 64)
+    assert rec.info["ensemble"] == 2 and rec.info["n_patches_stitched"] == 2 * n
+    assert single.info["ensemble"] == 1 and single.info["n_patches_stitched"] == n
+    ph, amp = phase_and_amp_correlation(rec, truth, probe)
+    ph1, amp1 = phase_and_amp_correlation(single, truth, probe)
+    print("ensemble", ph, amp, "single", ph1, amp1)
+    assert ph >= ph1 - 0.05 and amp >= amp1 - 0.05, (ph, amp, ph1, amp1)

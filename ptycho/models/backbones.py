@@ -65,10 +65,11 @@ def cnn_decoder(x, filters: int, depth: int, channels: int, activation: str, pre
                                name=f"{prefix}_out")(x)
 
 
-def _cnn_heads(x, spec: BackboneSpec, amplitude_init: float):
-    h = cnn_encoder(x, spec.filters, spec.depth)
-    amp = cnn_decoder(h, spec.filters, spec.depth, 1, "sigmoid", "amp", bias=_logit(amplitude_init))
-    phase = cnn_decoder(h, spec.filters, spec.depth, 1, "tanh", "phase")
+def _cnn_heads(x, spec: BackboneSpec, amplitude_init: float, prefix: str = ""):
+    h = cnn_encoder(x, spec.filters, spec.depth, f"{prefix}enc")
+    amp = cnn_decoder(h, spec.filters, spec.depth, 1, "sigmoid", f"{prefix}amp",
+                      bias=_logit(amplitude_init))
+    phase = cnn_decoder(h, spec.filters, spec.depth, 1, "tanh", f"{prefix}phase")
     return amp, phase
 
 
@@ -91,33 +92,34 @@ def residual_block(x, channels: int, name: str):
     return keras.layers.Add(name=f"{name}_add")([skip, h])
 
 
-def _resunet_heads(x, spec: BackboneSpec, amplitude_init: float, N: int):
+def _resunet_heads(x, spec: BackboneSpec, amplitude_init: float, N: int, prefix: str = ""):
     f0, depth = spec.filters, spec.depth
-    h = keras.layers.Conv2D(f0, 3, padding="same", name="stem")(x)
+    p = prefix
+    h = keras.layers.Conv2D(f0, 3, padding="same", name=f"{p}stem")(x)
     skips = {}
     size = N
     for i in range(depth):
-        h = residual_block(h, f0 * 2**i, f"enc{i}")
+        h = residual_block(h, f0 * 2**i, f"{p}enc{i}")
         skips[size] = h
         h = keras.layers.Conv2D(f0 * 2 ** (i + 1), 3, strides=2, padding="same",
-                                name=f"enc{i}_down")(h)
+                                name=f"{p}enc{i}_down")(h)
         size //= 2
     for k in (1, 2):
-        h = residual_block(h, f0 * 2**depth, f"mid{k}")
+        h = residual_block(h, f0 * 2**depth, f"{p}mid{k}")
     out = spec.output_size(N)
     level = depth
     while size < out:
         level -= 1
         size *= 2
-        h = keras.layers.Conv2DTranspose(f0 * 2**level, 2, strides=2, name=f"dec{level}_up")(h)
-        h = keras.layers.Concatenate(name=f"dec{level}_skip")([h, skips[size]])
-        h = residual_block(h, f0 * 2**level, f"dec{level}")
-    h = keras.layers.GroupNormalization(_groups(h.shape[-1]), name="head_norm")(h)
-    h = keras.layers.Activation("gelu", name="head_act")(h)
-    amp = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="amp_out",
+        h = keras.layers.Conv2DTranspose(f0 * 2**level, 2, strides=2, name=f"{p}dec{level}_up")(h)
+        h = keras.layers.Concatenate(name=f"{p}dec{level}_skip")([h, skips[size]])
+        h = residual_block(h, f0 * 2**level, f"{p}dec{level}")
+    h = keras.layers.GroupNormalization(_groups(h.shape[-1]), name=f"{p}head_norm")(h)
+    h = keras.layers.Activation("gelu", name=f"{p}head_act")(h)
+    amp = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", name=f"{p}amp_out",
                               kernel_initializer="zeros",
                               bias_initializer=keras.initializers.Constant(_logit(amplitude_init)))(h)
-    phase = keras.layers.Conv2D(1, 3, padding="same", activation="tanh", name="phase_out",
+    phase = keras.layers.Conv2D(1, 3, padding="same", activation="tanh", name=f"{p}phase_out",
                                 kernel_initializer="zeros")(h)
     return amp, phase
 
@@ -149,24 +151,32 @@ class PadToPatch(keras.layers.Layer):
         return cfg
 
 
-def amplitude_phase(x, spec: BackboneSpec, N: int, amplitude_init: float = 0.5):
+def member_prefix(member: int) -> str:
+    """The layer-name prefix of ensemble member ``member``: none for member 0 (so a one-network
+    model has the layer names it always had), ``m<k>_`` for member k >= 1."""
+    return "" if member == 0 else f"m{member}_"
+
+
+def amplitude_phase(x, spec: BackboneSpec, N: int, amplitude_init: float = 0.5,
+                    prefix: str = ""):
     """The backbone on network input ``x`` (B, N, N, 1): amplitude in (0, 1) and phase in
     (-pi, pi), each (B, N, N, 1). The amplitude starts near ``amplitude_init`` (exactly, for the
-    resunet), the phase near 0."""
+    resunet), the phase near 0. ``prefix`` starts every layer name (``member_prefix``)."""
     spec.check(N)
+    p = prefix
     if spec.kind == "cnn":
-        amp, phase = _cnn_heads(x, spec, amplitude_init)
+        amp, phase = _cnn_heads(x, spec, amplitude_init, p)
         S = spec.output_size(N)
         if S < N:  # the cnn decodes the whole patch: keep its centre
-            amp = keras.layers.CenterCrop(S, S, name="amp_support")(amp)
-            phase = keras.layers.CenterCrop(S, S, name="phase_support")(phase)
+            amp = keras.layers.CenterCrop(S, S, name=f"{p}amp_support")(amp)
+            phase = keras.layers.CenterCrop(S, S, name=f"{p}phase_support")(phase)
     else:
-        amp, phase = _resunet_heads(x, spec, amplitude_init, N)
+        amp, phase = _resunet_heads(x, spec, amplitude_init, N, p)
     if spec.output_size(N) < N:
         a0 = 1 / (1 + math.exp(-_logit(amplitude_init)))
-        amp = PadToPatch(N, a0, name="amp_pad")(amp)
-        phase = PadToPatch(N, 0.0, name="phase_pad")(phase)
-    phase = keras.layers.Rescaling(math.pi, name="phase_scale")(phase)
+        amp = PadToPatch(N, a0, name=f"{p}amp_pad")(amp)
+        phase = PadToPatch(N, 0.0, name=f"{p}phase_pad")(phase)
+    phase = keras.layers.Rescaling(math.pi, name=f"{p}phase_scale")(phase)
     return amp, phase
 
 
@@ -175,4 +185,4 @@ def count_parameters(model: keras.Model) -> int:
 
 
 __all__ = ["BACKBONES", "BackboneSpec", "PadToPatch", "amplitude_phase", "check_backbone",
-           "count_parameters", "residual_block"]
+           "count_parameters", "member_prefix", "residual_block"]

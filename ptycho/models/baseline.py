@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import keras
 
-from ptycho.models.backbones import BackboneSpec, amplitude_phase
+from ptycho.models.backbones import BackboneSpec, amplitude_phase, member_prefix
 from ptycho.models.blocks import CountsToAmplitude
 
 
 def build_baseline(N: int, norm: float, spec: BackboneSpec,
                    amplitude_init: float = 0.5) -> keras.Model:
     """Input ``counts`` (B, N, N, 1) -> ``amp_phase`` (B, N, N, 2); the amplitude head starts near
-    ``amplitude_init``."""
+    ``amplitude_init``. An ensemble (``spec.ensemble`` = k > 1) outputs (B, N, N, 2 k): member m's
+    amplitude and phase in channels 2 m and 2 m + 1."""
     spec.check(N)
     counts = keras.Input((N, N, 1), name="counts")
     x = CountsToAmplitude(norm, name="amplitude_input")(counts)
-    amp, phase = amplitude_phase(x, spec, N, amplitude_init)
-    out = keras.layers.Concatenate(axis=-1, name="amp_phase")([amp, phase])
+    heads = []
+    for m in range(spec.ensemble):  # an ensemble: k independent backbones on the same input
+        heads += amplitude_phase(x, spec, N, amplitude_init, prefix=member_prefix(m))
+    out = keras.layers.Concatenate(axis=-1, name="amp_phase")(heads)
     return keras.Model(counts, out, name="baseline")
 
 
@@ -50,6 +53,9 @@ class SupportMAE(keras.losses.Loss):
     def call(self, y_true, y_pred):
         a = (self.N - self.size) // 2
         sl = slice(a, a + self.size)
+        k = y_pred.shape[-1] // 2
+        if k > 1:  # an ensemble: every member against the same label, the mean over members
+            return self._ensemble(y_true[:, sl, sl, :], y_pred[:, sl, sl, :], k)
         diff = y_true[:, sl, sl, :] - y_pred[:, sl, sl, :]
         if self.phase_offset_free:
             ph = diff[..., 1:2]
@@ -57,6 +63,17 @@ class SupportMAE(keras.losses.Loss):
             diff = keras.ops.concatenate([diff[..., 0:1], ph], axis=-1)
         err = keras.ops.abs(diff)
         return keras.ops.mean(keras.ops.reshape(err, (keras.ops.shape(err)[0], -1)), axis=-1)
+
+    def _ensemble(self, y_true, y_pred, k: int):
+        ops = keras.ops
+        S = self.size
+        diff = ops.reshape(y_pred, (-1, S, S, k, 2)) - ops.reshape(y_true, (-1, S, S, 1, 2))
+        if self.phase_offset_free:
+            ph = diff[..., 1:2]
+            ph = ph - ops.mean(ph, axis=(1, 2), keepdims=True)
+            diff = ops.concatenate([diff[..., 0:1], ph], axis=-1)
+        err = ops.abs(diff)
+        return ops.mean(ops.reshape(err, (ops.shape(err)[0], -1)), axis=-1)
 
     def get_config(self):
         cfg = super().get_config()

@@ -165,8 +165,14 @@ class PoissonNLL(keras.losses.Loss):
 
 
 def poisson_nll(counts, lam, eps: float = 1e-6) -> tf.Tensor:
-    """Per-sample mean of the shifted Poisson NLL (see ``PoissonNLL``), shape (B,)."""
+    """Per-sample mean of the shifted Poisson NLL (see ``PoissonNLL``), shape (B,).
+
+    ``lam`` may hold k times the channels of ``counts`` (an ensemble's members side by side,
+    member-major): each member is compared with the same counts, and the value is the mean over
+    the members."""
     k = tf.cast(counts, tf.float32)
     lam = tf.cast(lam, tf.float32)
+    if lam.shape[-1] is not None and k.shape[-1] is not None and lam.shape[-1] != k.shape[-1]:
+        k = tf.tile(k, [1] * (len(k.shape) - 1) + [lam.shape[-1] // k.shape[-1]])
     per_pixel = (lam - k) - k * (tf.math.log(lam + eps) - tf.math.log(k + eps))
     return tf.reduce_mean(tf.reshape(per_pixel, (tf.shape(per_pixel)[0], -1)), axis=-1)

@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from ptycho.errors import ConfigError
-from ptycho.models.backbones import BackboneSpec, amplitude_phase
+from ptycho.models.backbones import BackboneSpec, amplitude_phase, member_prefix
 from ptycho.models.blocks import AmpPhaseToComplex, CountsToAmplitude
 from ptycho.models.physics_layer import PoissonForward
 
@@ -178,6 +178,27 @@ class OverlapConstraint(keras.layers.Layer):
         return cfg
 
 
+@keras.saving.register_keras_serializable(package="ptycho")
+class StackMembers(keras.layers.Layer):
+    """An ensemble's patches side by side: inputs (re_0, im_0, re_1, im_1, ...), each (B, N, N, C),
+    outputs (re, im) (B, N, N, C * k), member-major (member m's C patches in channels
+    m C ... (m + 1) C - 1). The physics layer maps every channel on its own, and the loss compares
+    each member's expected counts with the same counts (``poisson_nll``)."""
+
+    def call(self, inputs):
+        return [tf.concat(inputs[0::2], axis=-1), tf.concat(inputs[1::2], axis=-1)]
+
+    def compute_output_shape(self, input_shape):
+        s = input_shape[0]
+        shape = (s[0], s[1], s[2], None if s[3] is None else s[3] * (len(input_shape) // 2))
+        return [shape, shape]
+
+
+def ensemble_size(model: keras.Model, C: int) -> int:
+    """How many networks an arm's model holds: its object patches' channels per group member."""
+    return int(model.get_layer("object_patches").output[0].shape[-1]) // int(C)
+
+
 def member_weight(probe: np.ndarray) -> np.ndarray:
     """|P|^2 / max |P|^2 + ``MEMBER_WEIGHT_FLOOR``: the overlap constraint's per-pixel weight."""
     w = np.abs(np.asarray(probe, np.complex128)) ** 2
@@ -189,7 +210,9 @@ def build_pinn(N: int, gridsize: int, dose: float, probe: np.ndarray, norm: floa
                align_phases: bool = False, train_probe: bool = False,
                probe_rate: float = 1.0) -> keras.Model:
     """The PINN training model: inputs ``counts`` (B, N, N, C) [and ``offsets`` (B, C, 2) for
-    g >= 2] -> expected counts (B, N, N, C) photons at ``dose``.
+    g >= 2] -> expected counts (B, N, N, C) photons at ``dose``; for an ensemble
+    (``spec.ensemble`` = k > 1) (B, N, N, C k), the k members' side by side (``StackMembers``),
+    all through the one physics layer.
 
     ``amplitude_init``: the amplitude the untrained network starts near (``mean_transmission``);
     ``align_phases`` (g = 2): the overlap constraint aligns the members' phase offsets first;
@@ -206,17 +229,26 @@ def build_pinn(N: int, gridsize: int, dose: float, probe: np.ndarray, norm: floa
     # every pattern of a group goes through the same backbone (weights shared): the C
     # patterns are folded into the batch, and the C patches unfolded again for the constraint
     x = GroupToBatch(name="fold_group")(x)
-    amp, phase = amplitude_phase(x, spec, N, amplitude_init)
-    amp = BatchToGroup(C, name="unfold_amplitude")(amp)
-    phase = BatchToGroup(C, name="unfold_phase")(phase)
-    if gridsize == 1:
-        re, im = AmpPhaseToComplex(name="object_patches")([amp, phase])
-    else:
+    if gridsize > 1:
         offsets = keras.Input((C, 2), name="offsets")
         inputs.append(offsets)
-        re, im = AmpPhaseToComplex(name="raw_patches")([amp, phase])
-        re, im = OverlapConstraint(N, weight=member_weight(probe), align_phases=align_phases,
-                                   name="object_patches")([re, im, offsets])
+    k = spec.ensemble
+    members = []
+    for m in range(k):  # an ensemble: k independent backbones, each with its own constraint
+        p = member_prefix(m)
+        amp, phase = amplitude_phase(x, spec, N, amplitude_init, prefix=p)
+        amp = BatchToGroup(C, name=f"{p}unfold_amplitude")(amp)
+        phase = BatchToGroup(C, name=f"{p}unfold_phase")(phase)
+        last = "object_patches" if k == 1 else f"{p}member_patches"
+        if gridsize == 1:
+            re, im = AmpPhaseToComplex(name=last)([amp, phase])
+        else:
+            re, im = AmpPhaseToComplex(name=f"{p}raw_patches")([amp, phase])
+            re, im = OverlapConstraint(N, weight=member_weight(probe), align_phases=align_phases,
+                                       name=last)([re, im, offsets])
+        members += [re, im]
+    if k > 1:
+        re, im = StackMembers(name="object_patches")(members)
     physics = (PoissonForward(N, dose, probe, train_probe=True, probe_rate=probe_rate,
                               name="physics") if train_probe
                else PoissonForward(N, dose, probe, name="physics"))

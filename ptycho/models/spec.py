@@ -14,12 +14,16 @@ BACKBONES = ("cnn", "resunet")
 RESUNET_MAX_DEPTH = 4
 SUPPORTS = (1.0, 0.5, 0.25)
 # The keys of a study's training that follow N when the study file leaves them out (null).
-NETWORK_KEYS = ("filters", "depth", "support", "learning_rate")
+NETWORK_KEYS = ("filters", "depth", "support", "learning_rate", "ensemble")
 # The residual U-Net downsamples an N x N pattern until its bottleneck is this many pixels wide, so
 # the bottleneck's receptive field spans the whole pattern at every N (N = 32: 2 downsamplings).
 RESUNET_BOTTLENECK_PX = 8
 # The plain CNN's defaults (independent of N).
-CNN_DEFAULTS = {"filters": 16, "depth": 3, "support": 1.0, "learning_rate": 0.001}
+CNN_DEFAULTS = {"filters": 16, "depth": 3, "support": 1.0, "learning_rate": 0.001, "ensemble": 1}
+# Networks per trained arm (an ensemble whose patches are all stitched) of the residual U-Net
+# above N = 32; one up to N = 32 (docs/performance.md, "Ensembles").
+RESUNET_ENSEMBLE_ABOVE_32 = 3
+MAX_ENSEMBLE = 8
 
 
 def resunet_depth(N: int) -> int:
@@ -36,14 +40,17 @@ def network_defaults(N: int, backbone: str) -> dict:
     """The filters, depth, support and learning rate of a ``backbone`` for N x N patterns, as a
     study gets them where its file does not set them.
 
-    resunet: ``resunet_depth(N)`` downsamplings and support 1/2 at every N; 16 filters and learning
-    rate 0.002 up to N = 32 (the default study's scaled settings, exactly), 8 filters and 0.001
-    above (measured at N = 64: 16 filters cost 4x the parameters and 3.8x the time for SSIM within
-    the cross-machine spread; 0.001 gave the better phase). cnn: ``CNN_DEFAULTS`` at every N."""
+    resunet: ``resunet_depth(N)`` downsamplings and support 1/2 at every N; 16 filters, learning
+    rate 0.002 and one network up to N = 32 (the default study's scaled settings, exactly);
+    8 filters, 0.001 and an ensemble of ``RESUNET_ENSEMBLE_ABOVE_32`` networks above (measured at
+    N = 64: 16 filters cost 4x the parameters and 3.8x the time for SSIM within the cross-machine
+    spread; 0.001 gave the better phase; one network's amplitude stayed below the flat object's,
+    an ensemble's cleared it). cnn: ``CNN_DEFAULTS`` at every N."""
     if backbone == "resunet":
         small = N <= 32
         return {"filters": 16 if small else 8, "depth": resunet_depth(N), "support": 0.5,
-                "learning_rate": 0.002 if small else 0.001}
+                "learning_rate": 0.002 if small else 0.001,
+                "ensemble": 1 if small else RESUNET_ENSEMBLE_ABOVE_32}
     return dict(CNN_DEFAULTS)
 
 
@@ -62,25 +69,39 @@ def fill_network_defaults(N: int, training: dict) -> dict:
 class BackboneSpec:
     """Architecture of a network arm: ``kind`` (cnn | resunet), ``filters`` (channels of the first
     stage, doubled at every downsampling), ``depth`` (number of 2x downsamplings) and ``support``
-    (fraction of the patch side the network predicts: 1, 0.5 or 0.25)."""
+    (fraction of the patch side the network predicts: 1, 0.5 or 0.25) and ``ensemble`` (how many
+    such networks, trained side by side from different random starts, each pattern goes through;
+    every member's patch is stitched)."""
 
     kind: str = "cnn"
     filters: int = 16
     depth: int = 3
     support: float = 1.0
+    ensemble: int = 1
 
     @classmethod
     def from_training(cls, tc) -> BackboneSpec:
         """The spec of a ``TrainingConfig`` (its backbone, filters, depth and support)."""
         return cls(kind=getattr(tc, "backbone", "cnn"), filters=int(tc.filters),
-                   depth=int(tc.depth), support=float(getattr(tc, "support", 1.0)))
+                   depth=int(tc.depth), support=float(getattr(tc, "support", 1.0)),
+                   ensemble=int(getattr(tc, "ensemble", 1) or 1))
 
     def check(self, N: int) -> None:
         """Raise ConfigError when this backbone cannot take N x N patterns."""
         check_backbone(N, self.kind, self.depth, self.support)
+        check_ensemble(self.ensemble)
 
     def output_size(self, N: int) -> int:
         return round(N * self.support)
+
+
+def check_ensemble(ensemble, where: str = "") -> None:
+    """Raise ConfigError unless ``ensemble`` is a whole number of networks in 1..MAX_ENSEMBLE."""
+    pre = f"{where}: " if where else ""
+    if isinstance(ensemble, bool) or not isinstance(ensemble, int) or not (
+            1 <= ensemble <= MAX_ENSEMBLE):
+        raise ConfigError(f"{pre}ensemble must be a whole number of networks from 1 to "
+                          f"{MAX_ENSEMBLE}, got {ensemble!r}")
 
 
 def check_backbone(N: int, kind: str, depth: int, support: float = 1.0, where: str = "") -> None:

@@ -28,12 +28,13 @@ from ptycho.reconstruct.patchstore import PatchStore
 log = logging.getLogger(__name__)
 
 def prediction_model(model, arm: str):
-    """A function inputs-batch -> complex patches (b, N, N, C) for the arm's model: the baseline's
-    (amplitude, phase) output, or the PINN's ``object_patches`` (what its physics layer sees)."""
+    """A function inputs-batch -> complex patches (b, N, N, C k) for the arm's model: the
+    baseline's (amplitude, phase) output, or the PINN's ``object_patches`` (what its physics layer
+    sees); k > 1 for an ensemble, its members' patches side by side (member-major)."""
     if arm == "baseline":
-        def predict(x):
+        def predict(x):  # channels (amplitude, phase) per ensemble member
             out = model.predict_on_batch(x)
-            return (out[..., 0] * np.exp(1j * out[..., 1].astype(np.float64)))[..., None]
+            return out[..., 0::2] * np.exp(1j * out[..., 1::2].astype(np.float64))
         return predict
     from ptycho.models.pinn import object_model
 
@@ -43,6 +44,17 @@ def prediction_model(model, arm: str):
         re, im = sub.predict_on_batch(x)
         return re.astype(np.float64) + 1j * im.astype(np.float64)
     return predict
+
+
+def ensemble_of(model, arm: str, C: int) -> int:
+    """The number of networks of a trained arm's model (an ensemble's members are side by side in
+    its output: the baseline's (amplitude, phase) pairs, the PINN's object patches per group
+    member)."""
+    if arm == "baseline":
+        return int(model.output.shape[-1]) // 2
+    from ptycho.models.pinn import ensemble_size
+
+    return ensemble_size(model, C)
 
 
 def prediction_table(bundle: dict, ds: Dataset, split: str = "test"):
@@ -56,16 +68,18 @@ def prediction_table(bundle: dict, ds: Dataset, split: str = "test"):
 
 def predicted_patches(predict, ds: Dataset, table, batch_size: int):
     """Yield the predicted patches of ``table``'s groups, ``batch_size`` groups at a time:
-    (patches (b * C, N, N) complex, their centre positions (b * C, 2)), every member of a group
-    with its own position; ``predict`` from :func:`prediction_model`."""
+    (patches (b * C * k, N, N) complex, their centre positions (b * C * k, 2)), every member of a
+    group with its own position, and for an ensemble of k networks every network's patch;
+    ``predict`` from :func:`prediction_model`."""
     N = ds.N
     positions = ds.positions
     source = BatchSource(ds, table, np.arange(len(table)), batch_size, "pinn")
     for s in range(0, len(table), batch_size):
         items = np.arange(s, min(s + batch_size, len(table)))
         x, _ = source.batch(items)  # inputs in the layout of the training pipeline
-        patches = predict(x)  # (b, N, N, C) complex
-        members = table.members[items].ravel()
+        patches = predict(x)  # (b, N, N, C k) complex: k ensemble members, member-major
+        members = table.members[items]
+        members = np.tile(members, (1, patches.shape[-1] // members.shape[1])).ravel()
         yield patches.transpose(0, 3, 1, 2).reshape(-1, N, N), positions[members]
 
 
@@ -121,7 +135,8 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
                         bundle["dose"], ds.dose)
         _, view = cell_labels(ds)
         table = prediction_table(bundle, ds, "test")
-        C = table.C
+        k = ensemble_of(model, arm, table.C)
+        C = table.C * k  # patches per group: its members, for every network
         store = PatchStore(ds.probe, ds.object_shape, len(table) * C, directory=tmp_dir,
                            batch=max(batch_size * C, 64))
         with store:
@@ -147,7 +162,7 @@ def reconstruct_network(model_path, bundle_path, test_path, batch_size: int,
         t_loop = time.perf_counter() - t_loop
         wall = time.perf_counter() - t0
         info = {"model": str(model_path), "bundle": str(bundle_path), "batch_size": int(batch_size),
-                "n_groups": len(table), "n_patches_stitched": n_stitched,
+                "n_groups": len(table), "ensemble": k, "n_patches_stitched": n_stitched,
                 "train_dose": float(bundle["dose"]), "epochs_run": bundle.get("epochs_run"),
                 "stitch": "probe-intensity (|P|^2) weighted average", "synchronisation": sync_info,
                 "predict_s": t_predict, "predict_stitch_s": t_loop, "peak_gpu_mb": peak_gpu_mb()}

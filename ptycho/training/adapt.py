@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import time
 from pathlib import Path
 
@@ -59,8 +60,10 @@ def adapted_arm_id(source_arm: str) -> str:
 
 def is_encoder(layer_name: str) -> bool:
     """A layer of the backbone's encoder: the residual U-Net's ``stem`` and ``enc<i>_*`` layers,
-    the cnn's ``enc<i>_*`` layers."""
-    return layer_name == "stem" or (layer_name.startswith("enc") and layer_name[3:4].isdigit())
+    the cnn's ``enc<i>_*`` layers, of any ensemble member (``m<k>_`` before the name)."""
+    m = re.match(r"m\d+_", layer_name)  # an ensemble member's prefix (member_prefix)
+    name = layer_name[m.end():] if m else layer_name
+    return name == "stem" or (name.startswith("enc") and name[3:4].isdigit())
 
 
 def with_trainable_probe(model, rate: float):
