@@ -82,3 +82,20 @@ def test_an_ensemble_pinn_has_independent_members_and_one_physics_layer(gridsize
     assert w0.shape == w1.shape and not np.allclose(w0, w1)  # their own random starts
     assert is_encoder("m1_stem") and is_encoder("m1_enc0_down") and is_encoder("enc0_down")
     assert not is_encoder("m1_dec0_up") and not is_encoder("m1_head_norm")
+
+
+def test_a_training_job_asks_for_memory_that_grows_with_the_ensemble(tmp_path):
+    import yaml
+    from test_workflow import TINY, make_workdir, snakemake
+
+    def train_mem(ensemble, name):
+        study = yaml.safe_load(TINY.read_text())
+        study["scales"]["scaled"].setdefault("training", {})["ensemble"] = ensemble
+        r = snakemake(make_workdir(tmp_path / name, study), "-n", "phase_g_scaled")
+        assert r.returncode == 0, r.stderr[-2000:] + r.stdout[-2000:]
+        block = r.stdout.split("rule train_pinn:", 1)[1].split("resources:", 1)[1].splitlines()[0]
+        return int(block.split("mem_mb=", 1)[1].split(",")[0])
+
+    # each network beyond the first adds half a one-network job (measured peak memory of three
+    # networks at N = 64 and 128: 1.6-2.0 times one network's)
+    assert (train_mem(1, "one"), train_mem(3, "three")) == (2500, 5000)

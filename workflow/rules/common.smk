@@ -243,6 +243,18 @@ def mem_mb(scaled, full):
     return lambda wildcards, attempt: (full if is_full(wildcards) else scaled) * attempt
 
 
+def network_mem_mb(scaled, full):
+    """``mem_mb`` of a job that trains a network arm: each network of the scale's ensemble
+    beyond the first adds half a one-network job (measured: three residual U-Nets at N = 64 and
+    128 took 1.6-2.0 times the peak memory of one; docs/performance.md, "Ensembles")."""
+
+    def need(wildcards, attempt):
+        k = STUDY.scale(wildcards.scale).training.ensemble
+        return int((full if is_full(wildcards) else scaled) * (1 + (k - 1) / 2)) * attempt
+
+    return need
+
+
 def datasets(scale, split, levels=("",)):
     """The dataset files of a split: the exact cells' (default) or those of ``levels``."""
     return [f"{root(scale)}/data/{c}/{split}.h5" for c in cells(scale, list(levels))]

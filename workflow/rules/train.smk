@@ -31,7 +31,7 @@ rule train_pinn:
         f"{ROOT}/benchmarks/train_pinn/pinn_g{{gridsize}}/{CELL}.tsv"
     threads: job_threads
     resources:
-        mem_mb=mem_mb(2500, 24000),
+        mem_mb=network_mem_mb(2500, 24000),
         gpu=job_gpu,
         runtime=lambda wildcards: 780 if is_full(wildcards) else 20,
     params:
@@ -70,7 +70,7 @@ rule train_baseline:
         f"{ROOT}/benchmarks/train_baseline/baseline/{CELL}.tsv"
     threads: job_threads
     resources:
-        mem_mb=mem_mb(2500, 24000),
+        mem_mb=network_mem_mb(2500, 24000),
         gpu=job_gpu,
         runtime=lambda wildcards: 780 if is_full(wildcards) else 20,
     params:
@@ -110,7 +110,7 @@ rule adapt_pinn:
         f"{ROOT}/benchmarks/adapt_pinn/adapted_g{{gridsize}}/{CELL}.tsv"
     threads: job_threads
     resources:
-        mem_mb=mem_mb(2500, 24000),
+        mem_mb=network_mem_mb(2500, 24000),
         gpu=job_gpu,
         runtime=lambda wildcards: 240 if is_full(wildcards) else 15,
     params:
