@@ -250,7 +250,9 @@ def network_mem_mb(scaled, full):
 
     def need(wildcards, attempt):
         k = STUDY.scale(wildcards.scale).training.ensemble
-        return int((full if is_full(wildcards) else scaled) * (1 + (k - 1) / 2)) * attempt
+        return (
+            int((full if is_full(wildcards) else scaled) * (1 + (k - 1) / 2)) * attempt
+        )
 
     return need
 
