@@ -101,7 +101,16 @@ CHILD = textwrap.dedent(
     # the adapted arm: the study's adaptation PINN trained, then fine-tuned on the test counts
     trained_arm = "pinn_g%d" % (study.adapted_gridsize or 2) if adapted else a["arm"]
     td = d / "source" if adapted else d
-    if (td / "bundle.json").exists():  # trained by an earlier, interrupted run of this benchmark
+    tc = study.scale("scaled").training
+    want = {k: getattr(tc, k) for k in ("backbone", "filters", "depth", "support",
+                                        "learning_rate", "ensemble", "epochs", "batch_size")}
+
+    def same_training(bundle):  # a bundle written before ensembles had one network
+        t = bundle["config"]["training"]
+        return {k: t.get(k, 1 if k == "ensemble" else None) for k in want} == want
+
+    # trained by an earlier, interrupted (or kept) run of this benchmark with the same settings
+    if (td / "bundle.json").exists() and same_training(json.loads((td / "bundle.json").read_text())):
         m = api.TrainedArm(trained_arm, td / "model.keras", td / "bundle.json",
                            td / "history.csv", td / "loss.png",
                            json.loads((td / "bundle.json").read_text()))
@@ -209,7 +218,10 @@ def main() -> None:
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "out" / "pattern_size.jsonl"))
     ap.add_argument("--data", default=str(REPO / "benchmarks" / "out" / "pattern_size_data"))
     ap.add_argument("--keep", action="store_true",
-                    help="keep each run's model, reconstruction and evaluation under --data/runs")
+                    help="keep each run's model, reconstruction and evaluation under --data/runs "
+                    "(a later run of the same arm and variant reuses a kept model only when it "
+                    "was trained with the same network and training settings, and never "
+                    "removes a kept run)")
     ap.add_argument("--table-only", action="store_true", help="print the table of --out and exit")
     ap.add_argument("--rescore", action="store_true",
                     help="add the SSIMs at the N = 32 pixel scale and the FRC resolutions to the runs "
@@ -251,6 +263,7 @@ def main() -> None:
                     if key in done:
                         continue
                     run = Path(a.data) / "runs" / f"{cell.name}_{arm}_{v}_{epochs}"
+                    kept_before = run.exists()  # an earlier --keep run's: never removed here
                     run.mkdir(parents=True, exist_ok=True)
                     r = run_child({"mode": "train", "arm": arm, "dir": str(run.resolve()),
                                    "cell_dir": str(cell.resolve()),
@@ -258,7 +271,7 @@ def main() -> None:
                                                             a.epochs, dose)})
                     if "error" not in r:
                         r.update(frc_record(run))
-                        if not a.keep:
+                        if not (a.keep or kept_before):
                             shutil.rmtree(run, ignore_errors=True)
                     r = dict(N=N, object_size=list(osz), dose=dose, arm=arm, variant=v,
                              epochs=epochs, **r)
