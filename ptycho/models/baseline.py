@@ -54,7 +54,9 @@ class SupportMAE(keras.losses.Loss):
         a = (self.N - self.size) // 2
         sl = slice(a, a + self.size)
         k = y_pred.shape[-1] // 2
-        if k > 1:  # an ensemble: every member against the same label, the mean over members
+        # an ensemble: every member against the same label, the mean over members (one network
+        # keeps the computation below, so its losses stay bit for bit what they were)
+        if k > 1:
             return self._ensemble(y_true[:, sl, sl, :], y_pred[:, sl, sl, :], k)
         diff = y_true[:, sl, sl, :] - y_pred[:, sl, sl, :]
         if self.phase_offset_free:

@@ -37,15 +37,15 @@ def resunet_depth(N: int) -> int:
 
 
 def network_defaults(N: int, backbone: str) -> dict:
-    """The filters, depth, support and learning rate of a ``backbone`` for N x N patterns, as a
-    study gets them where its file does not set them.
+    """The filters, depth, support, learning rate and ensemble size of a ``backbone`` for N x N
+    patterns, as a study gets them where its file does not set them.
 
     resunet: ``resunet_depth(N)`` downsamplings and support 1/2 at every N; 16 filters, learning
     rate 0.002 and one network up to N = 32 (the default study's scaled settings, exactly);
     8 filters, 0.001 and an ensemble of ``RESUNET_ENSEMBLE_ABOVE_32`` networks above (measured at
     N = 64: 16 filters cost 4x the parameters and 3.8x the time for SSIM within the cross-machine
-    spread; 0.001 gave the better phase; one network's amplitude stayed below the flat object's,
-    an ensemble's cleared it). cnn: ``CNN_DEFAULTS`` at every N."""
+    spread; 0.001 gave the better phase; three networks lifted every arm's amplitude SSIM and put
+    pinn_g2 and the baseline above the flat object's). cnn: ``CNN_DEFAULTS`` at every N."""
     if backbone == "resunet":
         small = N <= 32
         return {"filters": 16 if small else 8, "depth": resunet_depth(N), "support": 0.5,
@@ -81,7 +81,7 @@ class BackboneSpec:
 
     @classmethod
     def from_training(cls, tc) -> BackboneSpec:
-        """The spec of a ``TrainingConfig`` (its backbone, filters, depth and support)."""
+        """The spec of a ``TrainingConfig`` (its backbone, filters, depth, support and ensemble)."""
         return cls(kind=getattr(tc, "backbone", "cnn"), filters=int(tc.filters),
                    depth=int(tc.depth), support=float(getattr(tc, "support", 1.0)),
                    ensemble=int(getattr(tc, "ensemble", 1) or 1))
