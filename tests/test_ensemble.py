@@ -88,9 +88,11 @@ def test_a_training_job_asks_for_memory_that_grows_with_the_ensemble(tmp_path):
     import yaml
     from test_workflow import TINY, make_workdir, snakemake
 
-    def train_mem(ensemble, name):
+    def train_mem(ensemble, name, N=None):
         study = yaml.safe_load(TINY.read_text())
         study["scales"]["scaled"].setdefault("training", {})["ensemble"] = ensemble
+        if N is not None:  # the object grows with the pattern, as the scan needs
+            study["scales"]["scaled"].update(N=N, object_size=[8 * N, 8 * N])
         r = snakemake(make_workdir(tmp_path / name, study), "-n", "phase_g_scaled")
         assert r.returncode == 0, r.stderr[-2000:] + r.stdout[-2000:]
         block = r.stdout.split("rule train_pinn:", 1)[1].split("resources:", 1)[1].splitlines()[0]
@@ -99,3 +101,5 @@ def test_a_training_job_asks_for_memory_that_grows_with_the_ensemble(tmp_path):
     # each network beyond the first adds half a one-network job (measured peak memory of three
     # networks at N = 64 and 128: 1.6-2.0 times one network's)
     assert (train_mem(1, "one"), train_mem(3, "three")) == (2500, 5000)
+    # and in proportion to N above N = 64 (one network peaked at 2.7 GB at N = 128)
+    assert (train_mem(1, "n64", N=64), train_mem(3, "n128", N=128)) == (2500, 10000)

@@ -243,16 +243,25 @@ def mem_mb(scaled, full):
     return lambda wildcards, attempt: (full if is_full(wildcards) else scaled) * attempt
 
 
+# The pattern size up to which a network job's planned memory holds, per scale: one network's
+# train + reconstruct process peaked at 1.0-1.5 GB up to N = 64 and 1.6-2.7 GB at N = 128 on the
+# scaled cells (docs/performance.md, "Pattern size"); the full scale's value is planned at N = 128.
+NETWORK_MEM_N = {"scaled": 64, "full": 128}
+
+
 def network_mem_mb(scaled, full):
-    """``mem_mb`` of a job that trains a network arm: each network of the scale's ensemble
-    beyond the first adds half a one-network job (measured: three residual U-Nets at N = 64 and
-    128 took 1.6-2.0 times the peak memory of one; docs/performance.md, "Ensembles")."""
+    """``mem_mb`` of a job that trains a network arm: the scale's value grows in proportion to N
+    above ``NETWORK_MEM_N``, and each network of the scale's ensemble beyond the first adds half a
+    one-network job (measured: three residual U-Nets at N = 64 and 128 took 1.6-2.0 times the
+    peak memory of one; docs/performance.md, "Ensembles")."""
 
     def need(wildcards, attempt):
-        k = STUDY.scale(wildcards.scale).training.ensemble
-        return (
-            int((full if is_full(wildcards) else scaled) * (1 + (k - 1) / 2)) * attempt
+        sc = STUDY.scale(wildcards.scale)
+        base = full if is_full(wildcards) else scaled
+        size = max(
+            1.0, sc.N / NETWORK_MEM_N["full" if is_full(wildcards) else "scaled"]
         )
+        return int(base * size * (1 + (sc.training.ensemble - 1) / 2)) * attempt
 
     return need
 
