@@ -84,22 +84,35 @@ def test_an_ensemble_pinn_has_independent_members_and_one_physics_layer(gridsize
     assert not is_encoder("m1_dec0_up") and not is_encoder("m1_head_norm")
 
 
-def test_a_training_job_asks_for_memory_that_grows_with_the_ensemble(tmp_path):
+def test_a_training_job_asks_for_memory_and_time_that_grow_with_the_ensemble_and_N(tmp_path):
     import yaml
     from test_workflow import TINY, make_workdir, snakemake
 
-    def train_mem(ensemble, name, N=None):
+    from ptycho.training.cost import network_job_seconds
+
+    def train_request(ensemble, name, N=None):
+        """(mem_mb, runtime) of the first pinn_g1 training job, and its cell's pattern counts."""
         study = yaml.safe_load(TINY.read_text())
         study["scales"]["scaled"].setdefault("training", {})["ensemble"] = ensemble
         if N is not None:  # the object grows with the pattern, as the scan needs
             study["scales"]["scaled"].update(N=N, object_size=[8 * N, 8 * N])
         r = snakemake(make_workdir(tmp_path / name, study), "-n", "phase_g_scaled")
         assert r.returncode == 0, r.stderr[-2000:] + r.stdout[-2000:]
-        block = r.stdout.split("rule train_pinn:", 1)[1].split("resources:", 1)[1].splitlines()[0]
-        return int(block.split("mem_mb=", 1)[1].split(",")[0])
+        jobs = [b for b in r.stdout.split("rule train_pinn:")[1:] if "gridsize=1" in b]
+        block = jobs[0].split("resources:", 1)[1].splitlines()[0]
+        return (int(block.split("mem_mb=", 1)[1].split(",")[0]),
+                int(block.split("runtime=", 1)[1].split(",")[0]))
 
     # each network beyond the first adds half a one-network job (measured peak memory of three
-    # networks at N = 64 and 128: 1.6-2.0 times one network's)
-    assert (train_mem(1, "one"), train_mem(3, "three")) == (2500, 5000)
-    # and in proportion to N above N = 64 (one network peaked at 2.7 GB at N = 128)
-    assert (train_mem(1, "n64", N=64), train_mem(3, "n128", N=128)) == (2500, 10000)
+    # networks at N = 64 and 128: 1.6-2.0 times one network's); the tiny cells take the 5-minute
+    # floor of the runtime
+    assert (train_request(1, "one"), train_request(3, "three")) == ((2500, 5), (2500 * 2, 5))
+    # memory in proportion to N above N = 64 (one network peaked at 2.7 GB at N = 128); the
+    # runtime is 3 x the planned seconds of one thread for the cell's patterns, N and networks
+    one64, three128 = train_request(1, "n64", N=64), train_request(3, "n128", N=128)
+    assert one64[0] == 2500 and three128[0] == 10000
+    assert one64[1] == 5 and three128[1] == 21
+    # the planned time grows with the networks and the pattern's pixels
+    assert network_job_seconds(128, 1, 600, 10, 400, 3) > 2.9 * (
+        network_job_seconds(128, 1, 600, 10, 400, 1) - 30)
+    assert network_job_seconds(64, 1, 1000, 10, 0) - 30 == pytest.approx(2 * 2.7 * 10)

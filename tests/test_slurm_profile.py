@@ -4,6 +4,7 @@ pin and the GPU mapping (partition, GRES type, CPU-only) at plan level."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -17,7 +18,13 @@ import pytest
 import yaml
 
 from ptycho.errors import PtychoError
-from ptycho.reporting.resources import measured_by_rule, planned_jobs, set_resources
+from ptycho.reporting.resources import (
+    STUDY_PLANNED_RULES,
+    measured_by_rule,
+    planned_jobs,
+    set_resources,
+    study_planned,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "workflow" / "profiles" / "slurm" / "config.yaml"
@@ -58,20 +65,44 @@ def test_measured_benchmarks_become_requests_with_the_margin(tmp_path):
                                                   "max_rss_mb": 1234.0}
     assert ("train_pinn", "full") not in measured  # no TSV: not measured
     profile, sources = set_resources(jobs, measured, margin_mem=1.5, margin_time=2.0)
-    tp = profile["train_pinn"]
+    # the same jobs under a rule whose requests the profile sets (the network rules' follow the
+    # study: only their GPU and partition are written)
+    it_jobs = [dict(j, rule="reconstruct_iterative") if j["rule"] == "train_pinn" else j
+               for j in jobs]
+    it_profile, it_sources = set_resources(it_jobs, measured_by_rule(it_jobs), 1.5, 2.0)
+    it = it_profile["reconstruct_iterative"]
     # scaled: measured x margin (1234 MB x 1.5 -> 1900 MB; 250 s x 2 -> 9 min); full: planned
-    assert _evaluate(tp["mem_mb"], "scaled") == 1900 and _evaluate(tp["mem_mb"], "full") == 24000
-    assert _evaluate(tp["mem_mb"], "scaled", attempt=2) == 3800  # retries ask for more
-    assert _evaluate(tp["runtime"], "scaled") == 9 and _evaluate(tp["runtime"], "full") == 720
-    assert _evaluate(tp["gpu"], "full") == 1 and _evaluate(tp["gpu"], "scaled") == 0
-    assert _evaluate(tp["slurm_partition"], "full") == "gpu"
-    assert _evaluate(tp["slurm_partition"], "scaled") == "cpu"
+    assert _evaluate(it["mem_mb"], "scaled") == 1900 and _evaluate(it["mem_mb"], "full") == 24000
+    # retries ask for more memory and more time
+    assert _evaluate(it["mem_mb"], "scaled", attempt=2) == 3800
+    assert _evaluate(it["runtime"], "scaled") == 9 and _evaluate(it["runtime"], "full") == 720
+    assert _evaluate(it["runtime"], "scaled", attempt=3) == 27
+    assert _evaluate(it["gpu"], "full") == 1 and _evaluate(it["gpu"], "scaled") == 0
+    assert _evaluate(it["slurm_partition"], "full") == "gpu"
+    assert _evaluate(it["slurm_partition"], "scaled") == "cpu"
+    assert it_sources["reconstruct_iterative (scaled)"]["measured"]["jobs"] == 2
+    assert "planned" in it_sources["reconstruct_iterative (full)"]
+    tp = profile["train_pinn"]
+    assert set(tp) == {"gpu", "slurm_partition"}, tp
+    assert _evaluate(tp["gpu"], "full") == 1 and _evaluate(tp["slurm_partition"], "full") == "gpu"
+    assert sources["train_pinn (scaled)"]["workflow"] is True
     ev = profile["evaluate_arm"]  # floors: 1.5 x 300 MB < 1000 MB, 2 x 20 s < 5 min
-    assert _evaluate(ev["mem_mb"], "scaled") == 1000 and ev["runtime"] == 5 and "gpu" not in ev
-    assert sources["train_pinn (scaled)"]["measured"]["jobs"] == 2
-    assert "planned" in sources["train_pinn (full)"]
+    assert _evaluate(ev["mem_mb"], "scaled") == 1000 and _evaluate(ev["runtime"], "scaled") == 5
+    assert "gpu" not in ev
     with pytest.raises(PtychoError, match="margins must be >= 1"):
         set_resources(jobs, measured, margin_mem=0.5)
+
+
+def test_a_block_written_before_is_brought_to_the_study_planned_form():
+    old = {"train_pinn": {"gpu": "(1 if wildcards.scale == 'full' else 0)", "mem_mb": "1600 * attempt",
+                          "runtime": "(780 if wildcards.scale == 'full' else 5)"},
+           "evaluate_arm": {"mem_mb": "1000 * attempt", "runtime": 5},
+           "verify_study": {"mem_mb": "1000 * attempt", "runtime": "5 * attempt"}}
+    new = study_planned(old)
+    assert new["train_pinn"] == {"gpu": old["train_pinn"]["gpu"]}
+    assert _evaluate(new["evaluate_arm"]["runtime"], "scaled", attempt=2) == 10
+    assert new["verify_study"] == old["verify_study"]
+    assert set(STUDY_PLANNED_RULES) == {"train_pinn", "train_baseline", "adapt_pinn"}
 
 
 def _plan(tmp_path, profile_dir, *extra, target="phase_g_full"):
@@ -105,6 +136,11 @@ def test_slurm_profile_plans_one_gpu_per_tensorflow_and_torch_job(tmp_path):
         want = requests.get(rule)
         if want is None:
             assert rule not in GPU_RULES, rule
+            continue
+        if rule in STUDY_PLANNED_RULES:  # the study's plan: one network at N = 128 on a GPU
+            assert "mem_mb" not in want and "runtime" not in want, rule
+            assert (int(res["mem_mb"]), int(res["runtime"])) == (
+                24000, 240 if rule == "adapt_pinn" else 780), rule
             continue
         assert int(res["mem_mb"]) == _evaluate(want["mem_mb"], "full"), rule
         assert int(res["runtime"]) == _evaluate(want["runtime"], "full"), rule
@@ -224,3 +260,69 @@ def test_set_resources_on_the_command_line_replaces_the_whole_profile_block(tmp_
     assert _gres(baseline) == " --gpus=1"
     verify = next(j["resources"] for j in jobs if j["rule"] == "assert_verified")
     assert int(verify["mem_mb"]) == 4000  # default-resources, not the profile's 1000
+
+
+def test_planned_network_time_follows_the_measured_cost_model():
+    """ptycho.training.cost: the per-pattern costs the pattern-size benchmark measured on one
+    thread (pinn_g1 2.6-2.7 ms at N = 32, 4.7-5.1 at 64, 21-24 at 128), and clear errors."""
+    from ptycho.errors import ConfigError
+    from ptycho.training.cost import STARTUP_S, network_job_seconds, pattern_ms
+
+    assert (pattern_ms(16), pattern_ms(32)) == (2.7, 2.7)
+    assert pattern_ms(64) == pytest.approx(5.4) and pattern_ms(128) == pytest.approx(21.6)
+    # the default study's 1e5 dense cell (1,188 train / 748 test patterns, 10 epochs)
+    one = network_job_seconds(32, 1, 1188, 10, 748)
+    assert one == pytest.approx(STARTUP_S + 2.7e-3 * (11880 + 0.9 * 748))
+    # gridsize 2 and the ensemble cost more; the adapted arm's epochs run on the test patterns
+    assert network_job_seconds(32, 2, 1188, 10, 748) > one
+    assert network_job_seconds(32, 1, 1188, 10, 748, 3) - STARTUP_S == pytest.approx(
+        3 * (one - STARTUP_S))
+    for bad, match in (({"gridsize": 3}, "gridsize must be 1 or 2"),
+                       ({"n_train": -1}, "n_train must be >= 0"),
+                       ({"ensemble": 0}, "ensemble must be >= 1")):
+        kw = {"N": 32, "gridsize": 1, "n_train": 10, "epochs": 1, "n_test": 10, "ensemble": 1}
+        kw.update(bad)
+        with pytest.raises(ConfigError, match=match):
+            network_job_seconds(**kw)
+    with pytest.raises(ConfigError, match="N must be >= 1"):
+        pattern_ms(0)
+
+
+def test_scan_patterns_are_the_simulated_splits():
+    from ptycho.data.preflight import prepare_study, scan_patterns
+
+    _, study, _ = prepare_study(STUDY)
+    # the default study's scaled cells: what its simulation writes (1,188 / 748 dense)
+    assert scan_patterns(study, "scaled", "dense") == (1188, 748)
+    assert scan_patterns(study, "scaled", "sparse") == (170, 102)
+
+
+def test_the_generator_reads_a_run_made_from_the_project_directory(tmp_path):
+    """``--results`` of a run made with the README's relative study path: the results' record of
+    its study file resolves in the directory the generator runs from, and the written block
+    leaves the network jobs' memory and runtime to the workflow."""
+    from ptycho.study_guard import MARKER, study_record
+
+    out = tmp_path / "results"
+    study_dir = out / "dose_overlap"
+    bench = study_dir / "scaled" / "benchmarks"
+    for rule, cell, row in (("simulate_dataset", "1e5_dense_r0", "400.0\t0:06:40\t2000.0"),
+                            ("train_pinn/pinn_g1", "1e5_dense_r0", "250.0\t0:04:10\t1234.0")):
+        (bench / rule).mkdir(parents=True)
+        (bench / rule / f"{cell}.tsv").write_text(HEADER + row + "\t0\t0\t0\t0\t0\t1\t90\n")
+    (study_dir / MARKER).write_text(json.dumps(
+        study_record("dose_overlap", "studies/dose_overlap/study.yaml", REPO)))
+    profile_dir = tmp_path / "profile"
+    profile_dir.mkdir()
+    shutil.copy(PROFILE, profile_dir / "config.yaml")
+    r = subprocess.run([sys.executable, str(GENERATOR), "--results", str(out), "--scales",
+                        "scaled", "full", "--profile", str(profile_dir / "config.yaml"),
+                        "--write"], capture_output=True, text=True, timeout=300, check=False,
+                       cwd=REPO)
+    assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
+    block = yaml.safe_load((profile_dir / "config.yaml").read_text())["set-resources"]
+    sim = block["simulate_dataset"]  # 2000 MB x 1.5; 400 s x 2 -> 14 min, times the attempt
+    assert _evaluate(sim["mem_mb"], "scaled") == 3000
+    assert _evaluate(sim["runtime"], "scaled", attempt=2) == 28
+    assert set(block["train_pinn"]) == {"gpu", "slurm_partition"}
+    assert "train_pinn (scaled)" in r.stdout and "study" in r.stdout

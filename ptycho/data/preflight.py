@@ -77,6 +77,19 @@ def check_scale(study: StudyConfig, scale_name: str, source: str) -> None:
                               f"(N = {scale.N}, object {shape[0]} x {shape[1]}): {exc}") from None
 
 
+def scan_patterns(study: StudyConfig, scale_name: str, overlap_view: str) -> tuple[int, int]:
+    """(train, test) patterns of a simulated cell at one scale and overlap view, from the scan
+    geometry alone (no simulation): what a network job of that cell trains on and reconstructs."""
+    if study.data.external:
+        raise ConfigError("scan_patterns: the study reads external data; its pattern counts are "
+                          "in the imported files")
+    scale = study.scale(scale_name)
+    shape = (load_object(study.object.path).shape if study.object.source == "file"
+             else tuple(scale.object_size))
+    _, train, test, _ = scan_geometry(study, scale, shape, build_probe(study, scale), overlap_view)
+    return len(train), len(test)
+
+
 def prepare_study(path) -> tuple[dict, StudyConfig, list[str]]:
     """What the workflow does with a study file before building its DAG: the validated study dict
     (defaults filled; what every job receives), the typed study and the files it names."""
@@ -86,4 +99,4 @@ def prepare_study(path) -> tuple[dict, StudyConfig, list[str]]:
     return study_dict, study, check_study_files(study, source)
 
 
-__all__ = ["check_scale", "check_study_files", "prepare_study", "study_files"]
+__all__ = ["check_scale", "check_study_files", "prepare_study", "scan_patterns", "study_files"]

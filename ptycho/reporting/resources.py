@@ -9,6 +9,12 @@ to 100 MB, at least ``floor_mem_mb``, times ``attempt`` so that a retry asks for
 = margin x the longest measured wall time (whole minutes, at least ``floor_runtime_min``).
 Where a rule was not measured at a scale, the rule's own planned value stays. Rules that plan
 ``gpu > 0`` keep that GPU request and go to the GPU partition.
+
+The network jobs (``STUDY_PLANNED_RULES``) get only their GPU request and partition here: their
+memory and runtime grow with the study's N, ensemble, epochs and scan, which a profile's
+expression cannot see (Snakemake evaluates it with the job's wildcards, input, threads and
+attempt only), so the workflow plans them from the study (``workflow/rules/common.smk``) and a
+measurement of one study does not pin them for another.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 from ptycho.errors import PtychoError
 from ptycho.reporting.provenance import parse_benchmark
 
+STUDY_PLANNED_RULES = ("adapt_pinn", "train_baseline", "train_pinn")
 RULE = re.compile(r"^(?:local)?rule (\w+):\s*$")
 FIELD = re.compile(r"^\s+(\w+): (.*)$")
 
@@ -119,13 +126,37 @@ def set_resources(jobs: list[dict], measured: dict[tuple[str, str], dict], margi
             gpu[scale] = int(float(res.get("gpu", 0)))
             sources[f"{rule} ({scale})"] = {**src, "mem_mb": mem[scale],
                                              "runtime_min": runtime[scale], "gpu": gpu[scale]}
-        entry = {"mem_mb": f"{_by_scale(mem)} * attempt", "runtime": _by_scale(runtime)}
+        entry = {"mem_mb": f"{_by_scale(mem)} * attempt",
+                 "runtime": f"{_by_scale(runtime)} * attempt"}
+        if rule in STUDY_PLANNED_RULES:
+            entry = {}
+            for scale in scales:
+                sources[f"{rule} ({scale})"]["workflow"] = True
         if any(gpu.values()):
             entry["gpu"] = _by_scale(gpu)
             entry["slurm_partition"] = _by_scale(
                 {s: gpu_partition if g else cpu_partition for s, g in gpu.items()})
-        profile[rule] = entry
+        if entry:
+            profile[rule] = entry
     return profile, sources
 
 
-__all__ = ["measured_by_rule", "planned_jobs", "set_resources"]
+def study_planned(profile: dict) -> dict:
+    """A profile's set-resources mapping as ``set_resources`` writes it now: the network rules
+    without memory and runtime (the workflow plans them from the study), every runtime growing
+    with the attempt like the memory (a job killed at its time limit gets more on its retry)."""
+    out = {}
+    for rule, entry in profile.items():
+        entry = dict(entry)
+        if rule in STUDY_PLANNED_RULES:
+            entry.pop("mem_mb", None)
+            entry.pop("runtime", None)
+        elif "runtime" in entry and "attempt" not in str(entry["runtime"]):
+            entry["runtime"] = f"{entry['runtime']} * attempt"
+        if entry:
+            out[rule] = entry
+    return out
+
+
+__all__ = ["STUDY_PLANNED_RULES", "measured_by_rule", "planned_jobs", "set_resources",
+           "study_planned"]

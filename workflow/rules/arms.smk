@@ -21,7 +21,7 @@ if RECON_ONLY_VARIANTS:
         resources:
             mem_mb=mem_mb(2500, 32000),
             gpu=job_gpu,
-            runtime=lambda wildcards: 240 if is_full(wildcards) else 10,
+            runtime=runtime_min(10, 240),
         params:
             study=STUDY_DICT,
             scale="{scale}",
@@ -50,7 +50,7 @@ if TRAINING_VARIANTS:
         resources:
             mem_mb=mem_mb(2500, 32000),
             gpu=job_gpu,
-            runtime=lambda wildcards: 780 if is_full(wildcards) else 20,
+            runtime=runtime_min(20, 780),
         params:
             study=STUDY_DICT,
             scale="{scale}",
@@ -79,7 +79,7 @@ if VARIANTS and not GROUND_TRUTH:
         resources:
             mem_mb=mem_mb(2500, 32000),
             gpu=job_gpu,
-            runtime=lambda wildcards: 240 if is_full(wildcards) else 10,
+            runtime=runtime_min(10, 240),
         params:
             study=STUDY_DICT,
             scale="{scale}",

@@ -1,5 +1,7 @@
 # Config validation, the study grid, wildcard constraints and input helpers.
+import errno
 import functools
+import math
 import time
 import importlib.util
 import re
@@ -19,10 +21,11 @@ from ptycho.config import (
 )
 from ptycho.data.cells import cell_name, check_cell_names
 from ptycho.data.io import lock_directory, remove_partial_files
-from ptycho.data.preflight import check_scale, prepare_study
+from ptycho.data.preflight import check_scale, prepare_study, scan_patterns
 from ptycho.errors import PtychoError
 from ptycho.reconstruct.patchstore import remove_stale_stores
 from ptycho.study_guard import check_results_owner, record_results_owner
+from ptycho.training.cost import network_job_seconds
 
 validate(config, "../schemas/config.schema.yaml")
 RESULTS = config.get("results", "results").rstrip("/")
@@ -243,6 +246,12 @@ def mem_mb(scaled, full):
     return lambda wildcards, attempt: (full if is_full(wildcards) else scaled) * attempt
 
 
+def runtime_min(scaled, full):
+    """``runtime`` in minutes, growing with the attempt like ``mem_mb``: a job killed at its time
+    limit (SLURM's TIMEOUT) is retried with two and three times the request."""
+    return lambda wildcards, attempt: (full if is_full(wildcards) else scaled) * attempt
+
+
 # The pattern size up to which a network job's planned memory holds, per scale: one network's
 # train + reconstruct process peaked at 1.0-1.5 GB up to N = 64 and 1.6-2.7 GB at N = 128 on the
 # scaled cells (docs/performance.md, "Pattern size"); the full scale's value is planned at N = 128.
@@ -262,6 +271,75 @@ def network_mem_mb(scaled, full):
             1.0, sc.N / NETWORK_MEM_N["full" if is_full(wildcards) else "scaled"]
         )
         return int(base * size * (1 + (sc.training.ensemble - 1) / 2)) * attempt
+
+    return need
+
+
+# A scaled network job asks for this many times the planned time of one idle CPU thread
+# (ptycho.training.cost: the pattern-size benchmark's measurements), at least 5 minutes: cluster
+# nodes differ, and a loaded node measured up to three times slower.
+NETWORK_RUNTIME_MARGIN = 3.0
+
+
+@functools.cache
+def _cell_patterns(scale, overlap):
+    """(train, test) patterns of a simulated cell, from the scan geometry (no simulation)."""
+    try:
+        return scan_patterns(STUDY, scale, overlap)
+    except PtychoError as exc:
+        raise WorkflowError(str(exc))
+
+
+def _job_patterns(wildcards, input):
+    """(train, test) patterns of a network job's cell: the scan's, or the imported files'
+    (read when they exist; before that Snakemake leaves the request to be determined).
+    """
+    if not STUDY.data.external:
+        return _cell_patterns(wildcards.scale, wildcards.overlap)
+    from ptycho.data.dataset import Dataset
+
+    counts = []
+    for split in ("train", "test"):
+        if split not in input.keys():
+            counts.append(0)
+            continue
+        path = getattr(input, split)
+        if not Path(
+            path
+        ).is_file():  # not imported yet: Snakemake asks again when it is
+            raise FileNotFoundError(errno.ENOENT, "not imported yet", path)
+        with Dataset(path, require_object=False) as ds:
+            counts.append(ds.n)
+    return tuple(counts)
+
+
+def network_runtime(full, adapt=False):
+    """``runtime`` (minutes) of a job that trains (or, ``adapt``, fine-tunes) a network arm and
+    reconstructs its cell, from the study, growing with the attempt (a job killed at its time
+    limit is retried with two and three times the request).
+
+    Scaled: ``NETWORK_RUNTIME_MARGIN`` x the planned time of one CPU thread
+    (``ptycho.training.cost``) for the cell's patterns, the scale's epochs (the adaptation's, on
+    the test patterns), N, the gridsize and the ensemble; at least 5 minutes. Full: ``full``
+    minutes per network up to N = 128 (the rehearsed GPU job), growing with the pattern's pixels
+    above it."""
+
+    def need(wildcards, input, attempt):
+        sc = STUDY.scale(wildcards.scale)
+        k = sc.training.ensemble
+        if is_full(wildcards):
+            return int(math.ceil(full * k * max(1.0, (sc.N / 128) ** 2))) * attempt
+        n_train, n_test = _job_patterns(wildcards, input)
+        g = int(getattr(wildcards, "gridsize", 1))
+        if adapt:
+            seconds = network_job_seconds(
+                sc.N, g, n_test, sc.adaptation.epochs, n_test, k
+            )
+        else:
+            seconds = network_job_seconds(
+                sc.N, g, n_train, sc.training.epochs, n_test, k
+            )
+        return max(5, math.ceil(NETWORK_RUNTIME_MARGIN * seconds / 60)) * attempt
 
     return need
 

@@ -27,7 +27,7 @@ if EXTERNAL:
         threads: 1
         resources:
             mem_mb=mem_mb(1000, 4000),
-            runtime=lambda wildcards: 30 if is_full(wildcards) else 5,
+            runtime=runtime_min(5, 30),
         params:
             study=STUDY_DICT,
             scale="{scale}",
@@ -69,7 +69,7 @@ if not GROUND_TRUTH:
         resources:
             mem_mb=mem_mb(2000, 16000),
             gpu=job_gpu,
-            runtime=lambda wildcards: 60 if is_full(wildcards) else 5,
+            runtime=runtime_min(5, 60),
         params:
             study=STUDY_DICT,
             scale="{scale}",
@@ -93,7 +93,7 @@ if not GROUND_TRUTH:
         resources:
             mem_mb=mem_mb(2500, 32000),
             gpu=job_gpu,
-            runtime=lambda wildcards: 240 if is_full(wildcards) else 10,
+            runtime=runtime_min(10, 240),
         params:
             study=STUDY_DICT,
             scale="{scale}",

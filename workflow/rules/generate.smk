@@ -26,7 +26,7 @@ rule simulate_dataset:
     threads: 1
     resources:
         mem_mb=mem_mb(1000, 4000),
-        runtime=lambda wildcards: 30 if is_full(wildcards) else 5,
+        runtime=runtime_min(5, 30),
     params:
         study=STUDY_DICT,
         scale="{scale}",

@@ -35,7 +35,7 @@ if REFINED_PROBE:
         # the node has one)
         resources:
             mem_mb=mem_mb(2500, 32000),
-            runtime=lambda wildcards: 120 if is_full(wildcards) else 10,
+            runtime=runtime_min(10, 120),
         params:
             study=STUDY_DICT,
         script:
@@ -54,6 +54,6 @@ if REFINED_PROBE:
         threads: 1
         resources:
             mem_mb=mem_mb(1000, 4000),
-            runtime=lambda wildcards: 30 if is_full(wildcards) else 5,
+            runtime=runtime_min(5, 30),
         script:
             "../scripts/apply_probe.py"

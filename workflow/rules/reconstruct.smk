@@ -16,7 +16,7 @@ rule reconstruct_iterative:
     resources:
         mem_mb=mem_mb(2500, 32000),
         gpu=job_gpu,
-        runtime=lambda wildcards: 240 if is_full(wildcards) else 10,
+        runtime=runtime_min(10, 240),
     params:
         study=STUDY_DICT,
         scale="{scale}",
@@ -41,7 +41,7 @@ if HYBRID_START:
         resources:
             mem_mb=mem_mb(2500, 32000),
             gpu=job_gpu,
-            runtime=lambda wildcards: 240 if is_full(wildcards) else 10,
+            runtime=runtime_min(10, 240),
         params:
             study=STUDY_DICT,
             scale="{scale}",

@@ -33,7 +33,7 @@ rule train_pinn:
     resources:
         mem_mb=network_mem_mb(2500, 24000),
         gpu=job_gpu,
-        runtime=lambda wildcards: 780 if is_full(wildcards) else 20,
+        runtime=network_runtime(780),
     params:
         study=STUDY_DICT,
         scale="{scale}",
@@ -72,7 +72,7 @@ rule train_baseline:
     resources:
         mem_mb=network_mem_mb(2500, 24000),
         gpu=job_gpu,
-        runtime=lambda wildcards: 780 if is_full(wildcards) else 20,
+        runtime=network_runtime(780),
     params:
         study=STUDY_DICT,
         scale="{scale}",
@@ -112,7 +112,7 @@ rule adapt_pinn:
     resources:
         mem_mb=network_mem_mb(2500, 24000),
         gpu=job_gpu,
-        runtime=lambda wildcards: 240 if is_full(wildcards) else 15,
+        runtime=network_runtime(240, adapt=True),
     params:
         study=STUDY_DICT,
         scale="{scale}",
