@@ -267,9 +267,7 @@ def network_mem_mb(scaled, full):
     def need(wildcards, attempt):
         sc = STUDY.scale(wildcards.scale)
         base = full if is_full(wildcards) else scaled
-        size = max(
-            1.0, sc.N / NETWORK_MEM_N["full" if is_full(wildcards) else "scaled"]
-        )
+        size = max(1.0, sc.N / NETWORK_MEM_N[wildcards.scale])
         return int(base * size * (1 + (sc.training.ensemble - 1) / 2)) * attempt
 
     return need
