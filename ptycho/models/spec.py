@@ -106,8 +106,9 @@ def check_ensemble(ensemble, where: str = "") -> None:
 
 def check_backbone(N: int, kind: str, depth: int, support: float = 1.0, where: str = "") -> None:
     """Raise ConfigError naming the problem when a backbone cannot take N x N patterns: N must be
-    divisible by 2**depth, the residual U-Net has at most two downsamplings, and the support must be
-    1, 1/2 or 1/4 of N with the predicted square still divisible by the bottleneck size."""
+    divisible by 2**depth, the residual U-Net has at most ``RESUNET_MAX_DEPTH`` downsamplings, and
+    the support must be 1, 1/2 or 1/4 of N with the predicted square still divisible by the
+    bottleneck size."""
     pre = f"{where}: " if where else ""
     if kind not in BACKBONES:
         raise ConfigError(f"{pre}backbone must be one of {BACKBONES}, got {kind!r}")
