@@ -316,13 +316,17 @@ def test_the_generator_reads_a_run_made_from_the_project_directory(tmp_path):
     profile_dir.mkdir()
     shutil.copy(PROFILE, profile_dir / "config.yaml")
     r = subprocess.run([sys.executable, str(GENERATOR), "--results", str(out), "--scales",
-                        "scaled", "full", "--profile", str(profile_dir / "config.yaml"),
-                        "--write"], capture_output=True, text=True, timeout=300, check=False,
-                       cwd=REPO)
+                        "scaled", "--profile", str(profile_dir / "config.yaml"), "--write"],
+                       capture_output=True, text=True, timeout=300, check=False, cwd=REPO)
     assert r.returncode == 0, r.stderr[-3000:] + r.stdout[-3000:]
     block = yaml.safe_load((profile_dir / "config.yaml").read_text())["set-resources"]
     sim = block["simulate_dataset"]  # 2000 MB x 1.5; 400 s x 2 -> 14 min, times the attempt
     assert _evaluate(sim["mem_mb"], "scaled") == 3000
     assert _evaluate(sim["runtime"], "scaled", attempt=2) == 28
+    # the full scale, not measured, keeps its planned requests and its GPU
+    assert (_evaluate(sim["mem_mb"], "full"), _evaluate(sim["runtime"], "full")) == (4000, 30)
+    it = block["reconstruct_iterative"]
+    assert _evaluate(it["mem_mb"], "full") == 32000 and _evaluate(it["gpu"], "full") == 1
     assert set(block["train_pinn"]) == {"gpu", "slurm_partition"}
+    assert _evaluate(block["train_pinn"]["gpu"], "full") == 1
     assert "train_pinn (scaled)" in r.stdout and "study" in r.stdout
