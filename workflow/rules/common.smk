@@ -302,9 +302,8 @@ def _job_patterns(wildcards, input):
             counts.append(0)
             continue
         path = getattr(input, split)
-        if not Path(
-            path
-        ).is_file():  # not imported yet: Snakemake asks again when it is
+        # not imported yet: Snakemake evaluates the request again once the file exists
+        if not Path(path).is_file():
             raise FileNotFoundError(errno.ENOENT, "not imported yet", path)
         with Dataset(path, require_object=False) as ds:
             counts.append(ds.n)
