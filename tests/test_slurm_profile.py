@@ -22,6 +22,7 @@ from ptycho.reporting.resources import (
     STUDY_PLANNED_RULES,
     measured_by_rule,
     planned_jobs,
+    retry_runtime,
     set_resources,
     study_planned,
 )
@@ -77,6 +78,8 @@ def test_measured_benchmarks_become_requests_with_the_margin(tmp_path):
     assert _evaluate(it["mem_mb"], "scaled", attempt=2) == 3800
     assert _evaluate(it["runtime"], "scaled") == 9 and _evaluate(it["runtime"], "full") == 720
     assert _evaluate(it["runtime"], "scaled", attempt=3) == 27
+    # up to 24 h, a common partition MaxTime (above it sbatch refuses or holds the job)
+    assert [_evaluate(it["runtime"], "full", attempt=a) for a in (1, 2, 3)] == [720, 1440, 1440]
     assert _evaluate(it["gpu"], "full") == 1 and _evaluate(it["gpu"], "scaled") == 0
     assert _evaluate(it["slurm_partition"], "full") == "gpu"
     assert _evaluate(it["slurm_partition"], "scaled") == "cpu"
@@ -103,6 +106,12 @@ def test_a_block_written_before_is_brought_to_the_study_planned_form():
     assert _evaluate(new["evaluate_arm"]["runtime"], "scaled", attempt=2) == 10
     assert new["verify_study"] == old["verify_study"]
     assert set(STUDY_PLANNED_RULES) == {"train_pinn", "train_baseline", "adapt_pinn"}
+    # a longer first request is kept; retries grow to the cap only
+    assert [retry_runtime(900, a) for a in (1, 2, 3)] == [900, 1440, 1440]
+    assert [retry_runtime(2000, a) for a in (1, 2)] == [2000, 2000]
+    assert [retry_runtime(5, a, cap=8) for a in (1, 2, 3)] == [5, 8, 8]
+    assert _evaluate(study_planned({"a": {"runtime": 600}}, 1000)["a"]["runtime"], "full",
+                     attempt=3) == 1000
 
 
 def _plan(tmp_path, profile_dir, *extra, target="phase_g_full"):

@@ -1,7 +1,8 @@
 """The SLURM profile's per-rule resources: from a finished run's benchmark TSVs, and the GPU mapping.
 
     python workflow/slurm_resources.py --results results [--study studies/dose_overlap/study.yaml]
-        [--scales scaled full] [--margin-mem 1.5] [--margin-time 2.0] [GPU mapping] [--write]
+        [--scales scaled full] [--margin-mem 1.5] [--margin-time 2.0] [--max-runtime 1440]
+        [GPU mapping] [--write]
     python workflow/slurm_resources.py [GPU mapping] [--write]          # no run needed
     GPU mapping: [--gpu-partition gpu] [--cpu-partition NAME] [--gpu-model TYPE | --no-gpu]
 
@@ -10,10 +11,10 @@ in the current directory, with ``--config study=... results=...``) names every j
 rule, wildcards, planned resources and benchmark file; the TSVs that exist under ``--results``
 give each rule's largest measured wall time and peak resident memory
 (``ptycho.reporting.resources``). Requests are margin x measured (memory rounded up to 100 MB,
-runtime in whole minutes, floors 1000 MB and 5 min, both multiplied by the attempt); a rule not
-measured at a scale keeps its planned value. The network rules (train_pinn, train_baseline,
-adapt_pinn) get their GPU request and partition only: the workflow plans their memory and runtime
-from the study. Without ``--results`` the profile's current block is kept (a block written
+runtime in whole minutes, floors 1000 MB and 5 min, both multiplied by the attempt, the runtime
+up to ``--max-runtime`` minutes); a rule not measured at a scale keeps its planned value. The
+network rules (train_pinn, train_baseline, adapt_pinn) get their GPU request and partition only:
+the workflow plans their memory and runtime from the study. Without ``--results`` the profile's current block is kept (a block written
 before this rule is brought to it) and only its GPU mapping is rewritten.
 
 GPU mapping: the jobs that request ``gpu=1`` (TensorFlow and torch rules at the full scale) go to
@@ -116,6 +117,9 @@ def main() -> int:
                          "planned values)")
     ap.add_argument("--margin-mem", type=float, default=1.5)
     ap.add_argument("--margin-time", type=float, default=2.0)
+    ap.add_argument("--max-runtime", type=int, default=24 * 60,
+                    help="minutes up to which a retry's runtime grows with the attempt (your "
+                         "partitions' MaxTime, sinfo -o '%%P %%l'; default 24 h)")
     ap.add_argument("--gpu-partition", default="gpu", help="partition of the GPU jobs")
     ap.add_argument("--cpu-partition", default=None, help="partition of the other jobs of the GPU "
                     "rules (default: the profile's default-resources slurm_partition)")
@@ -154,7 +158,8 @@ def main() -> int:
         measured = {k: v for k, v in measured_by_rule(jobs).items() if k[1] in a.scales}
         if not measured:
             raise SystemExit(f"no benchmark TSVs of the planned jobs under {results}")
-        profile, sources = set_resources(jobs, measured, a.margin_mem, a.margin_time)
+        profile, sources = set_resources(jobs, measured, a.margin_mem, a.margin_time,
+                                         max_runtime_min=a.max_runtime)
         print(f"{'rule (scale)':>32} {'source':>9} {'jobs':>4} {'max s':>8} {'max MB':>8} "
               f"{'mem_mb':>7} {'min':>5} {'gpu':>3}")
         for key, s in sources.items():
@@ -170,10 +175,11 @@ def main() -> int:
                      f"planned values)"),
                     (f"# memory = {a.margin_mem} x the largest peak RSS (up to 100 MB, >= 1000 MB) "
                      f"x attempt; runtime = {a.margin_time} x the longest wall time (minutes, >= 5) "
-                     f"x attempt"),
+                     f"x attempt, up to {a.max_runtime} min"),
                     NETWORK_NOTE]
     else:
-        profile = study_planned(current)  # a block written before networks followed the study
+        # a block written before networks followed the study
+        profile = study_planned(current, a.max_runtime)
         comments = [c for c in comments if not c.startswith("# GPU mapping:")]
     profile = map_gpu(profile, a.gpu_partition, cpu_partition, a.gpu_model, a.no_gpu)
     for rule, entry in profile.items():
@@ -185,7 +191,7 @@ def main() -> int:
                    else "") for s in ("scaled", "full")))
     if a.write:
         block = (f"{MARKER}\n" + "\n".join(comments + [mapping]) + "\n"
-                 + yaml.safe_dump({"set-resources": profile}, sort_keys=True, width=100))
+                 + yaml.safe_dump({"set-resources": profile}, sort_keys=True, width=1000))
         path.write_text(head + block)
         print(f"wrote {path}")
     return 0

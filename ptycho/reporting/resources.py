@@ -6,7 +6,8 @@ own, whatever the rules' file layout). ``measured_by_rule`` collects the peak re
 and wall time that the ``benchmark:`` TSVs recorded, per rule and scale, and ``set_resources``
 turns them into requests with a margin: memory = margin x the largest measured peak (rounded up
 to 100 MB, at least ``floor_mem_mb``, times ``attempt`` so that a retry asks for more), runtime
-= margin x the longest measured wall time (whole minutes, at least ``floor_runtime_min``).
+= margin x the longest measured wall time (whole minutes, at least ``floor_runtime_min``,
+times ``attempt`` up to ``RUNTIME_CAP_MIN``).
 Where a rule was not measured at a scale, the rule's own planned value stays. Rules that plan
 ``gpu > 0`` keep that GPU request and go to the GPU partition.
 
@@ -27,6 +28,22 @@ from ptycho.errors import PtychoError
 from ptycho.reporting.provenance import parse_benchmark
 
 STUDY_PLANNED_RULES = ("adapt_pinn", "train_baseline", "train_pinn")
+# A retry's runtime grows with the attempt up to this many minutes (24 h, a common partition
+# MaxTime): above a partition's limit sbatch refuses the job or, depending on the cluster's
+# EnforcePartLimits, holds it pending. A first request above it stays as it is.
+RUNTIME_CAP_MIN = 24 * 60
+
+
+def retry_runtime(minutes: int, attempt: int, cap: int = RUNTIME_CAP_MIN) -> int:
+    """The runtime request of an attempt: ``minutes`` x ``attempt``, at most ``cap`` (but never
+    below ``minutes``)."""
+    return max(int(minutes), min(int(cap), int(minutes) * int(attempt)))
+
+
+def runtime_expression(minutes, cap: int = RUNTIME_CAP_MIN) -> str:
+    """``retry_runtime`` as a set-resources expression of ``minutes`` (a number or an expression
+    of the scale wildcard)."""
+    return f"max({minutes}, min({int(cap)}, {minutes} * attempt))"
 RULE = re.compile(r"^(?:local)?rule (\w+):\s*$")
 FIELD = re.compile(r"^\s+(\w+): (.*)$")
 
@@ -101,7 +118,8 @@ def _by_scale(values: dict[str, int | str]):
 
 def set_resources(jobs: list[dict], measured: dict[tuple[str, str], dict], margin_mem: float = 1.5,
                   margin_time: float = 2.0, floor_mem_mb: int = 1000, floor_runtime_min: int = 5,
-                  gpu_partition: str = "gpu", cpu_partition: str = "cpu") -> tuple[dict, dict]:
+                  gpu_partition: str = "gpu", cpu_partition: str = "cpu",
+                  max_runtime_min: int = RUNTIME_CAP_MIN) -> tuple[dict, dict]:
     """(set-resources mapping for the profile, the numbers behind it per rule and scale)."""
     if margin_mem < 1 or margin_time < 1:
         raise PtychoError(f"margins must be >= 1, got memory {margin_mem}, time {margin_time}")
@@ -127,7 +145,7 @@ def set_resources(jobs: list[dict], measured: dict[tuple[str, str], dict], margi
             sources[f"{rule} ({scale})"] = {**src, "mem_mb": mem[scale],
                                              "runtime_min": runtime[scale], "gpu": gpu[scale]}
         entry = {"mem_mb": f"{_by_scale(mem)} * attempt",
-                 "runtime": f"{_by_scale(runtime)} * attempt"}
+                 "runtime": runtime_expression(_by_scale(runtime), max_runtime_min)}
         if rule in STUDY_PLANNED_RULES:
             entry = {}
             for scale in scales:
@@ -141,10 +159,11 @@ def set_resources(jobs: list[dict], measured: dict[tuple[str, str], dict], margi
     return profile, sources
 
 
-def study_planned(profile: dict) -> dict:
+def study_planned(profile: dict, max_runtime_min: int = RUNTIME_CAP_MIN) -> dict:
     """A profile's set-resources mapping as ``set_resources`` writes it now: the network rules
     without memory and runtime (the workflow plans them from the study), every runtime growing
-    with the attempt like the memory (a job killed at its time limit gets more on its retry)."""
+    with the attempt like the memory, up to ``max_runtime_min`` (a job killed at its time limit
+    gets more on its retry)."""
     out = {}
     for rule, entry in profile.items():
         entry = dict(entry)
@@ -152,11 +171,11 @@ def study_planned(profile: dict) -> dict:
             entry.pop("mem_mb", None)
             entry.pop("runtime", None)
         elif "runtime" in entry and "attempt" not in str(entry["runtime"]):
-            entry["runtime"] = f"{entry['runtime']} * attempt"
+            entry["runtime"] = runtime_expression(entry["runtime"], max_runtime_min)
         if entry:
             out[rule] = entry
     return out
 
 
-__all__ = ["STUDY_PLANNED_RULES", "measured_by_rule", "planned_jobs", "set_resources",
-           "study_planned"]
+__all__ = ["RUNTIME_CAP_MIN", "STUDY_PLANNED_RULES", "measured_by_rule", "planned_jobs",
+           "retry_runtime", "runtime_expression", "set_resources", "study_planned"]

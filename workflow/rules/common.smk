@@ -24,6 +24,7 @@ from ptycho.data.io import lock_directory, remove_partial_files
 from ptycho.data.preflight import check_scale, prepare_study, scan_patterns
 from ptycho.errors import PtychoError
 from ptycho.reconstruct.patchstore import remove_stale_stores
+from ptycho.reporting.resources import retry_runtime
 from ptycho.study_guard import check_results_owner, record_results_owner
 from ptycho.training.cost import network_job_seconds
 
@@ -247,9 +248,12 @@ def mem_mb(scaled, full):
 
 
 def runtime_min(scaled, full):
-    """``runtime`` in minutes, growing with the attempt like ``mem_mb``: a job killed at its time
-    limit (SLURM's TIMEOUT) is retried with two and three times the request."""
-    return lambda wildcards, attempt: (full if is_full(wildcards) else scaled) * attempt
+    """``runtime`` in minutes, growing with the attempt like ``mem_mb`` up to 24 hours
+    (``retry_runtime``): a job killed at its time limit (SLURM's TIMEOUT) is retried with two
+    and three times the request."""
+    return lambda wildcards, attempt: retry_runtime(
+        full if is_full(wildcards) else scaled, attempt
+    )
 
 
 # The pattern size up to which a network job's planned memory holds, per scale: one network's
@@ -312,8 +316,9 @@ def _job_patterns(wildcards, input):
 
 def network_runtime(full, adapt=False):
     """``runtime`` (minutes) of a job that trains (or, ``adapt``, fine-tunes) a network arm and
-    reconstructs its cell, from the study, growing with the attempt (a job killed at its time
-    limit is retried with two and three times the request).
+    reconstructs its cell, from the study, growing with the attempt up to 24 hours
+    (``retry_runtime``: a job killed at its time limit is retried with two and three times the
+    request).
 
     Scaled: ``NETWORK_RUNTIME_MARGIN`` x the planned time of one CPU thread
     (``ptycho.training.cost``) for the cell's patterns, the scale's epochs (the adaptation's, on
@@ -325,7 +330,8 @@ def network_runtime(full, adapt=False):
         sc = STUDY.scale(wildcards.scale)
         k = sc.training.ensemble
         if is_full(wildcards):
-            return int(math.ceil(full * k * max(1.0, (sc.N / 128) ** 2))) * attempt
+            minutes = math.ceil(full * k * max(1.0, (sc.N / 128) ** 2))
+            return retry_runtime(minutes, attempt)
         n_train, n_test = _job_patterns(wildcards, input)
         g = int(getattr(wildcards, "gridsize", 1))
         if adapt:
@@ -336,7 +342,8 @@ def network_runtime(full, adapt=False):
             seconds = network_job_seconds(
                 sc.N, g, n_train, sc.training.epochs, n_test, k
             )
-        return max(5, math.ceil(NETWORK_RUNTIME_MARGIN * seconds / 60)) * attempt
+        minutes = max(5, math.ceil(NETWORK_RUNTIME_MARGIN * seconds / 60))
+        return retry_runtime(minutes, attempt)
 
     return need
 
