@@ -3,7 +3,7 @@
     python benchmarks/bench_pattern_size.py [--sizes 32 64 128] [--doses 1e4 1e5] \
         [--arms pinn_g1 pinn_g2 baseline adapted_g2 iterative] \
         [--variants default cnn-8-3-s0.5-lr0.002] \
-        [--epochs 10] \
+        [--epochs 20] \
         [--out benchmarks/out/pattern_size.jsonl] [--data benchmarks/out/pattern_size_data]
 
 One dense cell per (N, dose): the default study (``--study``) with its ``scaled`` scale's N and
@@ -173,7 +173,7 @@ def parse_variant(v: str) -> dict:
     return out
 
 
-def study_dict(study: Path, N: int, object_size, variant: str, epochs: int,
+def study_dict(study: Path, N: int, object_size, variant: str, epochs: int | None,
                dose: str | None = None) -> dict:
     """The study with its scaled scale at N / object_size; the N-following network keys left to
     the schema's rule, then the variant's explicit values (if any) set; ``dose`` (a label such as
@@ -190,9 +190,20 @@ def study_dict(study: Path, N: int, object_size, variant: str, epochs: int,
     shared = v.pop("shared_error_iterations", None)
     if shared is not None:
         d["stitching"] = dict(d.get("stitching") or {}, shared_error_iterations=shared)
-    tr.update(v, epochs=int(epochs))
+    tr.update(v)
+    if epochs is not None:  # else the rule's: 10 up to N = 32, 20 above (resunet)
+        tr["epochs"] = int(epochs)
     sc["training"] = tr
     return d
+
+
+def rule_epochs(study: Path, N: int, object_size, variant: str, dose: str) -> int:
+    """The epochs a network run of ``variant`` trains when ``--epochs`` is not given: the study's
+    own, or where it leaves them out the rule's for the variant's backbone and N."""
+    from ptycho.config import StudyConfig
+
+    d = study_dict(study, N, object_size, variant, None, dose)
+    return int(StudyConfig.from_dict(d).scale("scaled").training.epochs)
 
 
 def run_child(job: dict) -> dict:
@@ -211,7 +222,10 @@ def main() -> None:
     ap.add_argument("--doses", nargs="+", default=["1e4", "1e5"])
     ap.add_argument("--arms", nargs="+", default=["pinn_g1", "pinn_g2", "baseline"])
     ap.add_argument("--variants", nargs="+", default=["default", "cnn-8-3-s0.5-lr0.002"])
-    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=None,
+                    help="most training epochs of every network run (default: the study's rule "
+                    "for the variant's backbone and N, as a study file that does not set them "
+                    "gets: resunet 10 up to N = 32 and 20 above, cnn 20)")
     ap.add_argument("--object-size", nargs=2, type=int, action="append", default=None,
                     metavar=("H", "W"), help="object size per --sizes entry (default: "
                     + ", ".join(f"N = {n}: {h} x {w}" for n, (h, w) in OBJECT_SIZES.items()) + ")")
@@ -258,7 +272,8 @@ def main() -> None:
             for arm in a.arms:
                 solver = arm == "iterative"  # no network: one run, no variants or epochs
                 for v in (["solver"] if solver else a.variants):
-                    epochs = None if solver else a.epochs
+                    epochs = None if solver else (a.epochs or rule_epochs(
+                        Path(a.study), N, osz, v, dose))
                     key = (N, tuple(osz), dose, arm, v, epochs)
                     if key in done:
                         continue
@@ -268,7 +283,7 @@ def main() -> None:
                     r = run_child({"mode": "train", "arm": arm, "dir": str(run.resolve()),
                                    "cell_dir": str(cell.resolve()),
                                    "study_dict": study_dict(Path(a.study), N, osz, v,
-                                                            a.epochs, dose)})
+                                                            epochs, dose)})
                     if "error" not in r:
                         r.update(frc_record(run))
                         if not (a.keep or kept_before):

@@ -39,10 +39,14 @@ def test_missing_description_is_reported():
 
 def test_known_keys_with_their_defaults_and_bounds():
     page = D.reference_markdown()
-    key, typ, default, allowed, _ = _row(page, "scales.<scale>.training.epochs")
-    assert (typ, default, allowed) == ("integer", "`20`", "≥ 1")
+    key, typ, default, allowed, _ = _row(page, "scales.<scale>.training.batch_size")
+    assert (typ, default, allowed) == ("integer", "`32`", "≥ 1")
     # the default the schema fills in is the one the page states
     cfg = StudyConfig.from_dict(small_study_dict())
+    assert cfg.scale("scaled").training.batch_size == 32
+    # null on the page: the epochs follow N and the backbone (cnn: 20)
+    key, typ, default, allowed, _ = _row(page, "scales.<scale>.training.epochs")
+    assert (typ, default, allowed) == ("integer or null", "`null`", "≥ 1")
     assert cfg.scale("scaled").training.epochs == 20
     assert cfg.scale("full").training.learning_rate == 0.001
     # null on the page: the learning rate follows N and the backbone (cnn: 0.001)
@@ -79,7 +83,7 @@ def test_check_mode(tmp_path):
     assert out.read_text() == D.reference_markdown()
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0, r.stderr
-    out.write_text(out.read_text().replace("`20`", "`30`", 1))
+    out.write_text(out.read_text().replace("`32`", "`33`", 1))
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 1
     assert "is stale: regenerate it with `python -m ptycho.docs_reference`" in r.stderr

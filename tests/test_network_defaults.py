@@ -27,10 +27,10 @@ def test_resunet_rule(N):
     assert network_defaults(N, "resunet") == {
         "filters": 16 if N <= 32 else 8, "depth": {16: 1, 32: 2, 64: 3, 128: 4}[N],
         "support": 0.5, "learning_rate": 0.002 if N <= 32 else 0.001,
-        "ensemble": 1 if N <= 32 else 3}
+        "ensemble": 1 if N <= 32 else 3, "epochs": 10 if N <= 32 else 20}
     # the plain CNN keeps its N-independent defaults
     assert network_defaults(N, "cnn") == {"filters": 16, "depth": 3, "support": 1.0,
-                                          "learning_rate": 0.001, "ensemble": 1}
+                                          "learning_rate": 0.001, "ensemble": 1, "epochs": 20}
 
 
 def _default_study(N=None, object_size=None, drop=NETWORK_KEYS, **training):
@@ -57,7 +57,15 @@ def test_default_study_at_N32_is_the_rule_exactly():
 
 def test_edited_N_gets_the_rule_and_explicit_values_win():
     tc = StudyConfig.from_dict(_default_study(64, [512, 448])).scale("scaled").training
-    assert (tc.filters, tc.depth, tc.support, tc.learning_rate) == (8, 3, 0.5, 0.001)
+    assert (tc.filters, tc.depth, tc.support, tc.learning_rate, tc.ensemble, tc.epochs) == (
+        8, 3, 0.5, 0.001, 3, 20)
+    # the default study file itself leaves them to the rule: a user who edits N gets it
+    d = read_study_file(STUDY)
+    d["scales"]["scaled"].update(N=64, object_size=[512, 448])
+    tc = StudyConfig.from_dict(d).scale("scaled").training
+    assert (tc.filters, tc.depth, tc.learning_rate, tc.ensemble, tc.epochs) == (8, 3, 0.001, 3, 20)
+    tc = StudyConfig.from_dict(_default_study(64, [512, 448], epochs=10)).scale("scaled").training
+    assert tc.epochs == 10
     tc = StudyConfig.from_dict(_default_study(64, [512, 448], depth=2, support=0.25,
                                               learning_rate=0.001, filters=8)
                                ).scale("scaled").training
@@ -73,14 +81,15 @@ def test_a_study_without_network_keys_keeps_the_cnn_defaults():
     d = small_study_dict()
     d["scales"]["scaled"]["training"] = {}
     tc = StudyConfig.from_dict(d).scale("scaled").training
-    assert (tc.backbone, tc.filters, tc.depth, tc.support, tc.learning_rate) == (
-        "cnn", 16, 3, 1.0, 0.001)
+    assert (tc.backbone, tc.filters, tc.depth, tc.support, tc.learning_rate, tc.epochs) == (
+        "cnn", 16, 3, 1.0, 0.001, 20)
 
 
 @pytest.mark.parametrize("key,value,match", [
     ("filters", 2, "filters"), ("depth", 0, "depth"), ("depth", 6, "depth"),
     ("support", 0.3, "support"), ("learning_rate", 0, "learning_rate"),
     ("learning_rate", "fast", "learning_rate"), ("filters", 8.5, "filters"),
+    ("epochs", 0, "epochs"), ("epochs", 2.5, "epochs"),
 ])
 def test_schema_still_rejects_bad_values(key, value, match):
     with pytest.raises(ConfigError, match=match):
@@ -116,4 +125,5 @@ def test_the_validated_study_dict_holds_the_values_jobs_train_with():
     assert ruled["scales"]["scaled"]["training"] == explicit["scales"]["scaled"]["training"]
     tr = validate_with_defaults(_default_study(64, [512, 448]), schema, "N64")[
         "scales"]["scaled"]["training"]
-    assert (tr["filters"], tr["depth"], tr["support"], tr["learning_rate"]) == (8, 3, 0.5, 0.001)
+    assert (tr["filters"], tr["depth"], tr["support"], tr["learning_rate"], tr["epochs"]) == (
+        8, 3, 0.5, 0.001, 20)

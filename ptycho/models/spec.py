@@ -14,15 +14,19 @@ BACKBONES = ("cnn", "resunet")
 RESUNET_MAX_DEPTH = 4
 SUPPORTS = (1.0, 0.5, 0.25)
 # The keys of a study's training that follow N when the study file leaves them out (null).
-NETWORK_KEYS = ("filters", "depth", "support", "learning_rate", "ensemble")
+NETWORK_KEYS = ("filters", "depth", "support", "learning_rate", "ensemble", "epochs")
 # The residual U-Net downsamples an N x N pattern until its bottleneck is this many pixels wide, so
 # the bottleneck's receptive field spans the whole pattern at every N (N = 32: 2 downsamplings).
 RESUNET_BOTTLENECK_PX = 8
 # The plain CNN's defaults (independent of N).
-CNN_DEFAULTS = {"filters": 16, "depth": 3, "support": 1.0, "learning_rate": 0.001, "ensemble": 1}
+CNN_DEFAULTS = {"filters": 16, "depth": 3, "support": 1.0, "learning_rate": 0.001, "ensemble": 1,
+                "epochs": 20}
 # Networks per trained arm (an ensemble whose patches are all stitched) of the residual U-Net
 # above N = 32; one up to N = 32 (docs/performance.md, "Ensembles").
 RESUNET_ENSEMBLE_ABOVE_32 = 3
+# Most epochs of the residual U-Net's trained arms: 10 up to N = 32 (the default study), 20 above,
+# where the networks were still improving after 10 (docs/performance.md, "Epochs above N = 32").
+RESUNET_EPOCHS = {"small": 10, "above_32": 20}
 MAX_ENSEMBLE = 8
 
 
@@ -37,20 +41,23 @@ def resunet_depth(N: int) -> int:
 
 
 def network_defaults(N: int, backbone: str) -> dict:
-    """The filters, depth, support, learning rate and ensemble size of a ``backbone`` for N x N
-    patterns, as a study gets them where its file does not set them.
+    """The filters, depth, support, learning rate, ensemble size and most epochs of a ``backbone``
+    for N x N patterns, as a study gets them where its file does not set them.
 
     resunet: ``resunet_depth(N)`` downsamplings and support 1/2 at every N; 16 filters, learning
-    rate 0.002 and one network up to N = 32 (the default study's scaled settings, exactly);
-    8 filters, 0.001 and an ensemble of ``RESUNET_ENSEMBLE_ABOVE_32`` networks above (measured at
-    N = 64: 16 filters cost 4x the parameters and 3.8x the time for SSIM within the cross-machine
-    spread; 0.001 gave the better phase; three networks lifted every arm's amplitude SSIM and put
-    pinn_g2 and the baseline above the flat object's). cnn: ``CNN_DEFAULTS`` at every N."""
+    rate 0.002, one network and 10 epochs up to N = 32 (the default study's scaled settings,
+    exactly); 8 filters, 0.001, an ensemble of ``RESUNET_ENSEMBLE_ABOVE_32`` networks and 20
+    epochs above (measured at N = 64: 16 filters cost 4x the parameters and 3.8x the time for SSIM
+    within the cross-machine spread; 0.001 gave the better phase; three networks lifted every
+    arm's amplitude SSIM and put pinn_g2 and the baseline above the flat object's; after 10
+    epochs their validation loss was still falling, and 20 put pinn_g1 above the flat object's
+    amplitude SSIM too). cnn: ``CNN_DEFAULTS`` at every N."""
     if backbone == "resunet":
         small = N <= 32
         return {"filters": 16 if small else 8, "depth": resunet_depth(N), "support": 0.5,
                 "learning_rate": 0.002 if small else 0.001,
-                "ensemble": 1 if small else RESUNET_ENSEMBLE_ABOVE_32}
+                "ensemble": 1 if small else RESUNET_ENSEMBLE_ABOVE_32,
+                "epochs": RESUNET_EPOCHS["small" if small else "above_32"]}
     return dict(CNN_DEFAULTS)
 
 
